@@ -1,0 +1,69 @@
+// The CNI protocol entry: env + stdin in, exactly one JSON document (or nothing) out.
+import { readFileSync } from 'node:fs';
+import { parseEnv, type Verb } from './env.ts';
+import { parseJson, loadConfig } from './config.ts';
+import { CniError, toCniError } from './errors.ts';
+import { isSupported, LATEST, SUPPORTED_VERSIONS } from './version.ts';
+import { Logger } from './log.ts';
+import { ProcessRunner, type Runner } from '../executor/runner.ts';
+import type { VerbContext } from './verbs/context.ts';
+import { cmdAdd } from './verbs/add.ts';
+import { cmdDel } from './verbs/del.ts';
+import { cmdCheck } from './verbs/check.ts';
+import { cmdGc } from './verbs/gc.ts';
+import { cmdStatus } from './verbs/status.ts';
+
+export interface CniOutcome {
+  exitCode: 0 | 1;
+  /** the document for stdout, or undefined for verbs that print nothing */
+  doc: unknown;
+}
+
+const HANDLERS: Record<Exclude<Verb, 'VERSION'>, (ctx: VerbContext) => Promise<unknown>> = {
+  ADD: cmdAdd,
+  DEL: cmdDel,
+  CHECK: cmdCheck,
+  GC: cmdGc,
+  STATUS: cmdStatus,
+};
+
+function errorDoc(err: CniError, version: string): Record<string, unknown> {
+  const doc: Record<string, unknown> = { cniVersion: version, code: err.code, msg: err.message };
+  if (err.details) doc.details = err.details;
+  return doc;
+}
+
+export async function handleCni(
+  processEnv: NodeJS.ProcessEnv,
+  readStdin: () => string,
+  deps: { log: Logger; runner?: Runner },
+): Promise<CniOutcome> {
+  const started = performance.now();
+  const { log } = deps;
+  let version: string = LATEST;
+  const runner = deps.runner ?? new ProcessRunner();
+  try {
+    const env = parseEnv(processEnv);
+    log.with({ cmd: env.command, containerId: env.containerId || undefined, ifName: env.ifName || undefined });
+    if (env.command === 'VERSION') {
+      return { exitCode: 0, doc: { cniVersion: LATEST, supportedVersions: [...SUPPORTED_VERSIONS] } };
+    }
+    const raw = parseJson(readStdin());
+    const requested = (raw as { cniVersion?: unknown } | null)?.cniVersion;
+    if (isSupported(requested)) version = requested;
+    const { config, extras } = loadConfig(raw);
+    log.configure(config.logLevel, config.logFile);
+    log.with({ network: config.name });
+    const doc = await HANDLERS[env.command]({ env, config, extras, log, runner });
+    log.debug('done', { ms: Math.round(performance.now() - started), spawned: runner.spawned });
+    return { exitCode: 0, doc };
+  } catch (e) {
+    const err = toCniError(e);
+    log.error(err.message, { code: err.code, details: err.details, spawned: runner.spawned, ...(err.code === 999 ? { stack: (e as Error)?.stack } : {}) });
+    return { exitCode: 1, doc: errorDoc(err, version) };
+  }
+}
+
+export function readStdinSync(): string {
+  return readFileSync(0, 'utf8');
+}

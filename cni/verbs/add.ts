@@ -1,0 +1,41 @@
+// ADD: lease an address, compile the plan, apply it; on failure the executor has rolled back
+// and the lease goes back to the pool.
+import { existsSync } from 'node:fs';
+import { CniError, Code } from '../errors.ts';
+import { serialiseResult } from '../result.ts';
+import { compile, requireMode } from '../../planner/compile.ts';
+import { Executor } from '../../executor/executor.ts';
+import { JournalStore } from '../../executor/journal.ts';
+import { gatherFacts } from '../../executor/facts.ts';
+import { openIpam } from '../../ipam/open.ts';
+import { attachmentOf, withAttachmentLock, type VerbContext } from './context.ts';
+
+export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>> {
+  const { env, config } = ctx;
+  if (!existsSync(env.netns)) throw new CniError(Code.InvalidEnv, 'CNI_NETNS does not exist', `no such netns: ${env.netns}`);
+  requireMode(config.mode); // before any IPAM
+  const journals = new JournalStore(config.stateDir);
+  return withAttachmentLock(ctx, journals, async () => {
+    const a = attachmentOf(ctx);
+    const existing = journals.read(a);
+    if (existing && existing.state !== 'rolled-back') {
+      throw new CniError(Code.AlreadyAttached, `container already has ${env.ifName} on network ${config.name}`,
+        `journal ${journals.path(a)} is in state ${existing.state}; DEL it first`);
+    }
+    const facts = await gatherFacts({ uplink: config.uplink, mtuConfigured: config.mtu !== null }, ctx.runner);
+    const ipam = openIpam(config);
+    const key = { containerId: env.containerId, ifName: env.ifName };
+    const lease = await ipam.allocate(key);
+    const ip = lease.address.split('/')[0]!;
+    const plan = compile({ command: 'ADD', config, containerId: env.containerId, ifName: env.ifName, netns: env.netns, lease, facts });
+    try {
+      await new Executor({ runner: ctx.runner, facts, journals, log: ctx.log }).apply(plan, lease);
+    } catch (e) {
+      // A rollback that left pod state behind keeps the address: DEL releases it after cleaning up.
+      if (!(e instanceof CniError && e.code === Code.RollbackIncomplete)) await ipam.release(key, ip);
+      throw e;
+    }
+    ctx.log.info('ADD done', { ip: lease.address, steps: plan.steps.length });
+    return serialiseResult(plan.result!, config.cniVersion);
+  });
+}

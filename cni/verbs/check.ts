@@ -1,0 +1,32 @@
+// CHECK: the attachment must exist as prevResult describes it, and every probe of the
+// recorded plan must still hold.
+import { CniError, Code } from '../errors.ts';
+import { parsePrevResult } from '../result.ts';
+import { Executor } from '../../executor/executor.ts';
+import { JournalStore } from '../../executor/journal.ts';
+import { gatherFacts } from '../../executor/facts.ts';
+import { attachmentOf, requireVersion, withAttachmentLock, type VerbContext } from './context.ts';
+
+export async function cmdCheck(ctx: VerbContext): Promise<void> {
+  requireVersion(ctx, '0.4.0', 'CHECK');
+  const { env, config } = ctx;
+  const prev = parsePrevResult(ctx.extras.prevResult);
+  if (!prev) throw new CniError(Code.InvalidConfig, 'CHECK needs prevResult', 'the runtime must pass the cached ADD result as prevResult');
+  const journals = new JournalStore(config.stateDir);
+  await withAttachmentLock(ctx, journals, async () => {
+    const j = journals.read(attachmentOf(ctx));
+    if (!j || j.state !== 'applied') {
+      throw new CniError(Code.UnknownContainer, `no ${env.ifName} attachment for this container`, j ? `journal state ${j.state}` : 'no journal');
+    }
+    const problems: string[] = [];
+    const ifc = prev.interfaces.findIndex((i) => i.name === env.ifName && i.sandbox !== undefined);
+    if (ifc < 0) problems.push(`prevResult has no interface ${env.ifName} with a sandbox`);
+    else if (prev.interfaces[ifc]!.sandbox !== env.netns) problems.push(`prevResult puts ${env.ifName} in ${prev.interfaces[ifc]!.sandbox}, not ${env.netns}`);
+    const ours = j.lease?.address;
+    if (ours && !prev.ips.some((ip) => ip.address === ours)) problems.push(`prevResult does not list ${ours}`);
+    const facts = await gatherFacts({ uplink: config.uplink, mtuConfigured: true }, ctx.runner);
+    const drift = await new Executor({ runner: ctx.runner, facts, journals, log: ctx.log }).check(j.plan);
+    problems.push(...drift.map((d) => `${d.step}: not in effect (${d.describe})`));
+    if (problems.length > 0) throw new CniError(Code.CheckFailed, 'attachment does not match its plan', problems.join('; '));
+  });
+}

@@ -1,0 +1,42 @@
+// What every verb handler receives, and the pieces they share.
+import { mkdirSync } from 'node:fs';
+import type { CniEnv } from '../env.ts';
+import type { NetworkConfig, ConfigExtras } from '../config.ts';
+import type { Logger } from '../log.ts';
+import type { Runner } from '../../executor/runner.ts';
+import { JournalStore, journalDir, type Attachment } from '../../executor/journal.ts';
+import { withPidLock, LockTimeout } from '../../lib/pid-lock.ts';
+import { CniError, Code } from '../errors.ts';
+import { atLeast } from '../version.ts';
+
+export interface VerbContext {
+  env: CniEnv;
+  config: NetworkConfig;
+  extras: ConfigExtras;
+  log: Logger;
+  runner: Runner;
+}
+
+export const LOCK_TIMEOUT_MS = 20_000;
+
+export function attachmentOf(ctx: VerbContext): Attachment {
+  return { network: ctx.config.name, containerId: ctx.env.containerId, ifName: ctx.env.ifName };
+}
+
+/** Serialises operations on one attachment across plugin processes. */
+export async function withAttachmentLock<T>(ctx: VerbContext, journals: JournalStore, fn: () => Promise<T>): Promise<T> {
+  const a = attachmentOf(ctx);
+  mkdirSync(journalDir(journals.stateDir, a.network), { recursive: true, mode: 0o700 });
+  try {
+    return await withPidLock(journals.lockPath(a), LOCK_TIMEOUT_MS, fn);
+  } catch (e) {
+    if (e instanceof LockTimeout) throw new CniError(Code.TryAgainLater, 'another operation on this attachment is running', e.message);
+    throw e;
+  }
+}
+
+export function requireVersion(ctx: VerbContext, min: string, verb: string): void {
+  if (!atLeast(ctx.config.cniVersion, min)) {
+    throw new CniError(Code.IncompatibleVersion, `${verb} needs cniVersion ${min} or later`, `config has cniVersion ${ctx.config.cniVersion}`);
+  }
+}

@@ -1,0 +1,81 @@
+// DEL: undo what the journal says may be in effect (or, with no journal, what deterministic
+// names point at), then release the address. Missing netns, links, journal or lease: success.
+import { CniError, Code } from '../errors.ts';
+import { parsePrevResult } from '../result.ts';
+import { compile, teardownSteps } from '../../planner/compile.ts';
+import { plannerFor } from '../../planner/registry.ts';
+import { Executor } from '../../executor/executor.ts';
+import { JournalStore, undoCandidates, type Attachment } from '../../executor/journal.ts';
+import { gatherFacts } from '../../executor/facts.ts';
+import { openIpam } from '../../ipam/open.ts';
+import type { Step } from '../../planner/types.ts';
+import type { Runner } from '../../executor/runner.ts';
+import type { NetworkConfig, ConfigExtras } from '../config.ts';
+import type { Logger } from '../log.ts';
+import { attachmentOf, withAttachmentLock, type VerbContext } from './context.ts';
+
+export interface TeardownInput {
+  config: NetworkConfig;
+  attachment: Attachment;
+  netns: string;
+  prevResult: ConfigExtras['prevResult'];
+  runner: Runner;
+  log: Logger;
+  journals: JournalStore;
+}
+
+/** Removes one attachment completely. Shared by DEL and GC. */
+export async function removeAttachment(input: TeardownInput): Promise<{ released: string[] }> {
+  const { config, attachment: a, journals } = input;
+  const ipam = openIpam(config);
+  const key = { containerId: a.containerId, ifName: a.ifName };
+  const journal = journals.read(a);
+  const facts = await gatherFacts({ uplink: config.uplink, mtuConfigured: true }, input.runner);
+  let steps: Step[];
+  let ip: string | null;
+  if (journal) {
+    steps = teardownSteps(journal.plan.steps, undoCandidates(journal));
+    ip = journal.lease?.address.split('/')[0] ?? null;
+  } else if (!plannerFor(config.mode)) {
+    // A mode this build cannot plan never created anything: only the address can be left.
+    steps = [];
+    ip = await ipam.find(key);
+  } else {
+    // No journal (state dir lost, or the ADD never got that far): rebuild from names.
+    const prev = parsePrevResult(input.prevResult)?.ips[0];
+    ip = prev?.address.split('/')[0] ?? (await ipam.find(key));
+    const lease = ip && prev ? { address: prev.address, gateway: prev.gateway ?? '0.0.0.0' } : ip ? { address: `${ip}/32`, gateway: '0.0.0.0' } : null;
+    const planConfig = lease ? config : { ...config, ipMasq: false }; // without an address there is no rule to match
+    steps = compile({
+      command: 'DEL', config: planConfig, containerId: a.containerId, ifName: a.ifName, netns: input.netns,
+      lease: lease ?? { address: '0.0.0.0/32', gateway: '0.0.0.0' }, facts,
+    }).steps;
+  }
+  const report = await new Executor({ runner: input.runner, facts, journals, log: input.log }).teardown(steps);
+  if (report.errors.length > 0) {
+    if (journal) {
+      for (const id of report.undone) {
+        const rec = journal.steps[id.replace(/^undo:/, '')];
+        if (rec) rec.status = 'undone';
+      }
+      journals.write(journal);
+    }
+    // The address stays reserved while something may still use it.
+    throw new CniError(Code.StepFailed, 'DEL could not remove everything',
+      report.errors.map((e) => `${e.step}: \`${e.argv.join(' ')}\` exited ${e.exitCode}: ${e.stderr}`).join('; '));
+  }
+  const released = await ipam.release(key, ip);
+  journals.remove(a);
+  return { released };
+}
+
+export async function cmdDel(ctx: VerbContext): Promise<void> {
+  const journals = new JournalStore(ctx.config.stateDir);
+  await withAttachmentLock(ctx, journals, async () => {
+    const { released } = await removeAttachment({
+      config: ctx.config, attachment: attachmentOf(ctx), netns: ctx.env.netns, prevResult: ctx.extras.prevResult,
+      runner: ctx.runner, log: ctx.log, journals,
+    });
+    ctx.log.info('DEL done', { released });
+  });
+}

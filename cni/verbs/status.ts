@@ -1,0 +1,49 @@
+// STATUS (CNI 1.1): ready for ADD when the tools exist, the state dir is writable and the
+// pool has room.
+import { accessSync, constants, mkdirSync } from 'node:fs';
+import { CniError, Code } from '../errors.ts';
+import { defaultTools } from '../../executor/facts.ts';
+import { openIpam } from '../../ipam/open.ts';
+import { plannerFor } from '../../planner/registry.ts';
+import type { NetworkConfig } from '../config.ts';
+import { requireVersion, type VerbContext } from './context.ts';
+
+export interface Readiness {
+  ready: boolean;
+  problems: string[];
+  ipam: { used: number; free: number } | null;
+}
+
+export async function readiness(config: NetworkConfig): Promise<Readiness> {
+  const problems: string[] = [];
+  if (!plannerFor(config.mode)) problems.push(`mode ${config.mode} is not available in this build`);
+  const tools = defaultTools();
+  for (const [name, path] of Object.entries(tools)) {
+    try {
+      accessSync(path, constants.X_OK);
+    } catch {
+      if (name !== 'iptables' || config.ipMasq) problems.push(`${name} not found (${path})`);
+    }
+  }
+  try {
+    mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+    accessSync(config.stateDir, constants.W_OK);
+  } catch (e) {
+    problems.push(`state dir ${config.stateDir} is not writable: ${(e as Error).message}`);
+  }
+  let ipam: Readiness['ipam'] = null;
+  try {
+    const s = await openIpam(config).status();
+    ipam = { used: s.used, free: s.free };
+    if (!s.ready) problems.push(s.reason ?? 'IPAM not ready');
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
+  return { ready: problems.length === 0, problems, ipam };
+}
+
+export async function cmdStatus(ctx: VerbContext): Promise<void> {
+  requireVersion(ctx, '1.1.0', 'STATUS');
+  const r = await readiness(ctx.config);
+  if (!r.ready) throw new CniError(Code.NotReady, 'plugin not ready for ADD', r.problems.join('; '));
+}

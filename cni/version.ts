@@ -1,0 +1,34 @@
+// cniVersion negotiation: which spec versions we speak and what each allows.
+import { CniError, Code } from './errors.ts';
+
+export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
+export type CniVersion = (typeof SUPPORTED_VERSIONS)[number];
+export const LATEST: CniVersion = '1.1.0';
+
+export function isSupported(v: unknown): v is CniVersion {
+  return typeof v === 'string' && (SUPPORTED_VERSIONS as readonly string[]).includes(v);
+}
+
+export function requireSupported(v: unknown): CniVersion {
+  if (isSupported(v)) return v;
+  throw new CniError(
+    Code.IncompatibleVersion,
+    'incompatible CNI version',
+    `cniVersion ${JSON.stringify(v)} is not one of ${SUPPORTED_VERSIONS.join(', ')}`,
+  );
+}
+
+/** Numeric comparison of dotted versions. */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < 3; i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+export function atLeast(v: string, min: string): boolean {
+  return compareVersions(v, min) >= 0;
+}

@@ -1,0 +1,206 @@
+// Applies plans: probe -> apply -> journal, batching steps into as few processes as it can;
+// rolls a failed ADD back; tears attachments down tolerantly; re-runs probes for CHECK.
+import { writeFileSync } from 'node:fs';
+import { HOST, type Plan, type Step, type NodeFacts, type Lease } from '../planner/types.ts';
+import { teardownSteps } from '../planner/compile.ts';
+import { holds } from '../planner/predicate.ts';
+import { CniError, Code } from '../cni/errors.ts';
+import type { Logger } from '../cni/log.ts';
+import { tail, type Runner } from './runner.ts';
+import { JournalStore, newJournal, type Journal, type StepRecord } from './journal.ts';
+import { runProbe, fastProbe, sysctlPath } from './probe.ts';
+import { nsExists } from './namespaces.ts';
+import { unitKind, canJoin, unitCommand, failedBatchLines, type Unit } from './units.ts';
+
+export interface ExecContext {
+  runner: Runner;
+  facts: NodeFacts;
+  journals: JournalStore;
+  log?: Logger;
+}
+
+interface StepOutcome extends StepRecord {
+  argv?: string[];
+}
+
+export interface StepFailure {
+  step: string;
+  argv: string[];
+  exitCode: number;
+  stderr: string;
+}
+
+export interface TeardownReport {
+  undone: string[];
+  errors: StepFailure[];
+}
+
+export interface Drift {
+  step: string;
+  describe: string;
+}
+
+function describeFailures(fs: StepFailure[]): string {
+  return fs.map((f) => `${f.step}: \`${f.argv.join(' ')}\` exited ${f.exitCode}: ${f.stderr}`).join('; ');
+}
+
+export class Executor {
+  constructor(private readonly ctx: ExecContext) {}
+
+  /** Runs one unit and reports each of its steps. `force`: keep going past a failed line. */
+  private async runUnit(unit: Unit, force: boolean): Promise<Map<string, StepOutcome>> {
+    const out = new Map<string, StepOutcome>();
+    const cmd = unitCommand(unit, this.ctx.facts, { force });
+    if (cmd === null) {
+      for (const s of unit.steps) out.set(s.id, this.sysctlInProcess(s));
+      return out;
+    }
+    const r = await this.ctx.runner.run(cmd.argv, cmd.input !== undefined ? { input: cmd.input } : {});
+    this.ctx.log?.debug('unit', { steps: unit.steps.map((s) => s.id), exitCode: r.exitCode, ms: r.ms });
+    const base = { exitCode: r.exitCode, stderr: tail(r.stderr), ms: r.ms, argv: cmd.argv };
+    if (r.exitCode === 0) {
+      for (const s of unit.steps) out.set(s.id, { status: 'applied', ms: r.ms });
+      return out;
+    }
+    const lines = unit.kind === 'ip' ? failedBatchLines(r.stderr) : unit.steps.length === 1 ? [1] : [];
+    if (lines.length === 0 || (!force && lines.length !== 1)) {
+      for (const s of unit.steps) out.set(s.id, { status: 'unknown', ...base });
+      return out;
+    }
+    const failed = new Set(lines);
+    const stopAt = force ? Infinity : lines[0]!;
+    unit.steps.forEach((s, i) => {
+      const line = i + 1;
+      if (failed.has(line)) out.set(s.id, { status: 'failed', ...base, argv: s.ns === HOST ? s.argv : cmd.argv });
+      else if (line < stopAt) out.set(s.id, { status: 'applied', ms: r.ms });
+      // lines after the failing one never ran: they stay pending
+    });
+    return out;
+  }
+
+  private sysctlInProcess(step: Step): StepOutcome {
+    const [key, value] = step.argv[4]!.split('=') as [string, string];
+    try {
+      writeFileSync(sysctlPath(key), value);
+      return { status: 'applied' };
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      if (err.code === 'ENOENT') return { status: 'applied' }; // -e: absent keys are not errors
+      return { status: 'failed', exitCode: 1, stderr: err.message, argv: step.argv };
+    }
+  }
+
+  /** Applies an ADD plan. On failure it rolls back and throws; the journal says what happened. */
+  async apply(plan: Plan, lease: Lease | null): Promise<Journal> {
+    const j = newJournal(plan, lease);
+    this.ctx.journals.write(j);
+    let unit: Unit | null = null;
+    const flush = async () => {
+      if (!unit) return;
+      const done = unit;
+      unit = null;
+      const outcomes = await this.runUnit(done, false);
+      let failed = false;
+      for (const [id, o] of outcomes) {
+        const { argv: _argv, ...rec } = o;
+        j.steps[id] = rec;
+        if (o.status === 'failed' || o.status === 'unknown') failed = true;
+      }
+      this.ctx.journals.write(j, false);
+      if (failed) {
+        const failures = [...outcomes.entries()]
+          .filter(([, o]) => o.status === 'failed' || o.status === 'unknown')
+          .map(([id, o]) => ({ step: id, argv: o.argv ?? [], exitCode: o.exitCode ?? -1, stderr: o.stderr ?? '' }));
+        await this.rollback(j, failures);
+      }
+    };
+    for (const step of plan.steps) {
+      // Shared node objects may exist already; pod objects existing is an error (CNI ADD semantics).
+      if (step.scope === 'node' && !step.idempotent && step.probe) {
+        if (unit && (unit as Unit).ns === step.probe.ns) await flush();
+        if (await runProbe(step.probe, this.ctx.facts, this.ctx.runner)) {
+          j.steps[step.id] = { status: 'skipped' };
+          continue;
+        }
+      }
+      if (unit && canJoin(unit, step)) (unit as Unit).steps.push(step);
+      else {
+        await flush();
+        unit = { kind: unitKind(step), ns: step.ns, steps: [step] };
+      }
+    }
+    await flush();
+    j.state = 'applied';
+    this.ctx.journals.write(j);
+    return j;
+  }
+
+  private async rollback(j: Journal, failures: StepFailure[]): Promise<never> {
+    const applied = new Set(Object.entries(j.steps).filter(([, r]) => r.status === 'applied' || r.status === 'unknown').map(([id]) => id));
+    const report = await this.teardown(teardownSteps(j.plan.steps, applied));
+    for (const id of report.undone) {
+      const fwd = id.replace(/^undo:/, '');
+      if (j.steps[fwd]) j.steps[fwd]!.status = 'undone';
+    }
+    j.state = report.errors.length === 0 ? 'rolled-back' : 'rollback-incomplete';
+    j.error = describeFailures(failures);
+    this.ctx.journals.write(j);
+    const rollback = report.errors.length === 0
+      ? `rollback complete (${report.undone.length} undone)`
+      : `rollback incomplete: ${describeFailures(report.errors)}`;
+    throw new CniError(
+      report.errors.length === 0 ? Code.StepFailed : Code.RollbackIncomplete,
+      `step ${failures[0]!.step} failed`,
+      `${describeFailures(failures)}; ${rollback}`,
+    );
+  }
+
+  /** Runs undo steps best effort: every one is tried, and "already gone" counts as done. */
+  async teardown(steps: Step[]): Promise<TeardownReport> {
+    const undone: string[] = [];
+    const errors: StepFailure[] = [];
+    const units: Unit[] = [];
+    for (const step of steps) {
+      if (!nsExists(step.ns)) {
+        undone.push(step.id);
+        continue;
+      }
+      const fast = step.probe ? fastProbe(step.probe) : null;
+      if (fast && holds(step.probe!.expect, fast)) {
+        undone.push(step.id);
+        continue;
+      }
+      const last = units[units.length - 1];
+      if (last && canJoin(last, step)) last.steps.push(step);
+      else units.push({ kind: unitKind(step), ns: step.ns, steps: [step] });
+    }
+    for (const unit of units) {
+      const outcomes = await this.runUnit(unit, true);
+      for (const step of unit.steps) {
+        const o = outcomes.get(step.id);
+        if (o?.status === 'applied') {
+          undone.push(step.id);
+        } else if (step.probe && (await runProbe(step.probe, this.ctx.facts, this.ctx.runner))) {
+          undone.push(step.id); // it failed because there was nothing left to undo
+        } else {
+          errors.push({ step: step.id, argv: o?.argv ?? step.argv, exitCode: o?.exitCode ?? -1, stderr: o?.stderr ?? 'not run' });
+        }
+      }
+    }
+    return { undone, errors };
+  }
+
+  /** CHECK: every probe of the plan must still hold. */
+  async check(plan: Plan): Promise<Drift[]> {
+    const drift: Drift[] = [];
+    for (const step of plan.steps) {
+      if (!step.probe) continue;
+      if (step.probe.ns !== HOST && !nsExists(step.probe.ns)) {
+        drift.push({ step: step.id, describe: `netns ${step.probe.ns} is gone` });
+        continue;
+      }
+      if (!(await runProbe(step.probe, this.ctx.facts, this.ctx.runner))) drift.push({ step: step.id, describe: step.describe });
+    }
+    return drift;
+  }
+}

@@ -1,0 +1,133 @@
+// One journal per attachment (network, containerId, ifName): the ADD plan, the lease and what
+// happened to each step. Written atomically so a SIGKILL leaves the old or the new record.
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Plan, Lease } from '../planner/types.ts';
+import { writeFileAtomic, ensureDir, removeIfExists } from '../lib/atomic-file.ts';
+
+/** pending: not run yet; applied: ran and succeeded; skipped: was already in effect (never undone);
+ *  failed: its command failed (never undone: the failure may mean somebody else owns it);
+ *  unknown: its batch failed on a line that could not be attributed; undone: rolled back. */
+export type StepStatus = 'pending' | 'applied' | 'skipped' | 'failed' | 'unknown' | 'undone';
+
+export type JournalState = 'applying' | 'applied' | 'rolled-back' | 'rollback-incomplete';
+
+export interface StepRecord {
+  status: StepStatus;
+  exitCode?: number;
+  stderr?: string;
+  ms?: number;
+}
+
+export interface Journal {
+  version: 1;
+  network: string;
+  containerId: string;
+  ifName: string;
+  netns: string;
+  state: JournalState;
+  lease: Lease | null;
+  plan: Plan;
+  steps: Record<string, StepRecord>;
+  updated: string;
+  error?: string;
+}
+
+export interface Attachment {
+  network: string;
+  containerId: string;
+  ifName: string;
+}
+
+export function journalDir(stateDir: string, network: string): string {
+  return join(stateDir, 'journal', network);
+}
+
+// containerId cannot contain "@", so the first "@" separates it from the interface name.
+export function journalPath(stateDir: string, a: Attachment): string {
+  return join(journalDir(stateDir, a.network), `${a.containerId}@${a.ifName}.json`);
+}
+
+export function attachmentOfFile(network: string, file: string): Attachment | null {
+  if (!file.endsWith('.json')) return null;
+  const base = file.slice(0, -'.json'.length);
+  const at = base.indexOf('@');
+  if (at <= 0) return null;
+  return { network, containerId: base.slice(0, at), ifName: base.slice(at + 1) };
+}
+
+export class JournalStore {
+  constructor(
+    readonly stateDir: string,
+    private readonly clock: () => Date = () => new Date(),
+  ) {}
+
+  path(a: Attachment): string {
+    return journalPath(this.stateDir, a);
+  }
+
+  lockPath(a: Attachment): string {
+    return `${this.path(a)}.lock`;
+  }
+
+  read(a: Attachment): Journal | null {
+    let text: string;
+    try {
+      text = readFileSync(this.path(a), 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
+    return JSON.parse(text) as Journal;
+  }
+
+  /** `durable` adds an fsync: for the records a later DEL depends on after a power cut too. */
+  write(j: Journal, durable = true): void {
+    ensureDir(journalDir(this.stateDir, j.network));
+    j.updated = this.clock().toISOString();
+    writeFileAtomic(this.path(j), JSON.stringify(j), { mode: 0o600, fsync: durable });
+  }
+
+  remove(a: Attachment): void {
+    removeIfExists(this.path(a));
+  }
+
+  list(network: string): Attachment[] {
+    let files: string[];
+    try {
+      files = readdirSync(journalDir(this.stateDir, network));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    return files.map((f) => attachmentOfFile(network, f)).filter((a): a is Attachment => a !== null);
+  }
+}
+
+export function newJournal(plan: Plan, lease: Lease | null): Journal {
+  const steps: Record<string, StepRecord> = {};
+  for (const s of plan.steps) steps[s.id] = { status: 'pending' };
+  return {
+    version: 1,
+    network: plan.network,
+    containerId: plan.containerId,
+    ifName: plan.ifName,
+    netns: plan.netns,
+    state: 'applying',
+    lease,
+    plan,
+    steps,
+    updated: '',
+  };
+}
+
+/** Steps a DEL must undo: whatever may be in effect. While applying (a crash), a pending step
+ *  may have been in flight, so it counts too; after a clean failure it was never started. */
+export function undoCandidates(j: Journal): Set<string> {
+  const out = new Set<string>();
+  if (j.state === 'rolled-back') return out;
+  for (const [id, rec] of Object.entries(j.steps)) {
+    if (rec.status === 'applied' || rec.status === 'unknown' || (j.state === 'applying' && rec.status === 'pending')) out.add(id);
+  }
+  return out;
+}

@@ -1,0 +1,77 @@
+// The only module that starts processes: argv arrays, no shell, an explicit environment,
+// a timeout, and failures returned as data rather than thrown.
+//
+// Built on node:child_process rather than execa: bundled execa adds ~33 ms of module
+// evaluation to every plugin start, more than a whole reference-plugin ADD
+// (bench/runner-startup.mjs measures it). The contract is the one execa's
+// `{reject: false, shell: false, extendEnv: false, timeout}` gives.
+import { spawn } from 'node:child_process';
+
+export interface RunOptions {
+  input?: string;
+  timeoutMs?: number;
+}
+
+export interface RunResult {
+  argv: string[];
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  ms: number;
+  timedOut: boolean;
+}
+
+export interface Runner {
+  run(argv: string[], opts?: RunOptions): Promise<RunResult>;
+  /** processes started so far (for the benchmark's spawn count) */
+  readonly spawned: number;
+}
+
+// Tools get a fixed, minimal environment: nothing from the runtime's CNI_* variables leaks in.
+const ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
+export const DEFAULT_TIMEOUT_MS = 30_000;
+
+export class ProcessRunner implements Runner {
+  spawned = 0;
+
+  run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
+    const [file, ...args] = argv;
+    if (!file || !file.startsWith('/')) throw new Error(`runner needs an absolute program path, got ${JSON.stringify(file)}`);
+    this.spawned++;
+    const started = performance.now();
+    return new Promise((resolve) => {
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      let timedOut = false;
+      let spawnError: Error | null = null;
+      const child = spawn(file, args, { shell: false, env: ENV, stdio: ['pipe', 'pipe', 'pipe'] });
+      const timer = setTimeout(() => {
+        timedOut = true;
+        child.kill('SIGKILL');
+      }, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+      child.stdout.on('data', (b: Buffer) => out.push(b));
+      child.stderr.on('data', (b: Buffer) => err.push(b));
+      child.stdin.on('error', () => { /* the child exited before reading its input: its exit status says why */ });
+      child.on('error', (e) => { spawnError = e; });
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        const stderr = Buffer.concat(err).toString('utf8');
+        resolve({
+          argv,
+          exitCode: code ?? (timedOut ? 124 : spawnError ? 127 : 128 + (signal ? 9 : 0)),
+          stdout: Buffer.concat(out).toString('utf8'),
+          // A program that could not start has no stderr of its own: report why it did not start.
+          stderr: stderr || (spawnError ? String((spawnError as Error).message) : timedOut ? 'timed out' : ''),
+          ms: Math.round((performance.now() - started) * 100) / 100,
+          timedOut,
+        });
+      });
+      child.stdin.end(opts.input ?? '');
+    });
+  }
+}
+
+export function tail(text: string, max = 400): string {
+  const t = text.trim();
+  return t.length <= max ? t : '…' + t.slice(t.length - max);
+}

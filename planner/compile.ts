@@ -1,0 +1,61 @@
+// The planner's entry: (request, lease, node facts) -> Plan. Pure: no I/O, no clock, no env.
+import type { Plan, PlanRequest, Step } from './types.ts';
+import { plannerFor, availableModes, type ModePlanner } from './registry.ts';
+import type { Mode } from '../cni/config.ts';
+import { negate } from './predicate.ts';
+import { canonicalJson, sha256Hex, sortKeys } from '../lib/canonical-json.ts';
+import { CniError, Code } from '../cni/errors.ts';
+
+export function inputsDigest(req: PlanRequest): string {
+  return sha256Hex(canonicalJson(req));
+}
+
+/**
+ * The DEL steps for an ADD plan: the undo of every pod-scope step, newest first. `only`
+ * restricts them to the steps a journal says may have been applied.
+ */
+export function teardownSteps(addSteps: Step[], only?: ReadonlySet<string>): Step[] {
+  return addSteps
+    .filter((s) => s.scope === 'pod' && s.undo !== null && (!only || only.has(s.id)))
+    .reverse()
+    .map((s) => ({
+      id: `undo:${s.id}`,
+      kind: s.kind,
+      scope: 'pod' as const,
+      ns: s.undo!.ns,
+      argv: s.undo!.argv,
+      idempotent: false,
+      undo: null,
+      undoReason: 'this is an undo',
+      // "already undone" is "the forward step is not in effect".
+      probe: s.probe ? { ...s.probe, expect: negate(s.probe.expect) } : null,
+      describe: `undo: ${s.describe}`,
+    }));
+}
+
+/** The mode's planner, or the "not available in this build" error. */
+export function requireMode(mode: Mode): ModePlanner {
+  const planner = plannerFor(mode);
+  if (!planner) {
+    throw new CniError(Code.ModeUnavailable, `mode ${mode} is not available in this build`, `available modes: ${availableModes().join(', ')}`);
+  }
+  return planner;
+}
+
+export function compile(req: PlanRequest): Plan {
+  const mode = requireMode(req.config.mode);
+  const add = mode.planAdd(req);
+  const steps = req.command === 'DEL' ? teardownSteps(add) : add;
+  const plan: Plan = {
+    command: req.command,
+    network: req.config.name,
+    containerId: req.containerId,
+    ifName: req.ifName,
+    netns: req.netns,
+    mode: req.config.mode,
+    inputsDigest: inputsDigest(req),
+    steps,
+    result: req.command === 'ADD' ? mode.resultOf(req) : null,
+  };
+  return sortKeys(plan) as Plan;
+}

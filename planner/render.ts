@@ -1,0 +1,87 @@
+// Renders a Plan for people (text), for a shell (sh) or for tools (json). Pure.
+import { HOST, type Plan, type Step, type NodeFacts } from './types.ts';
+import { canonicalJson } from '../lib/canonical-json.ts';
+
+export type Format = 'text' | 'sh' | 'json';
+
+const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
+
+export function shellQuote(arg: string): string {
+  return SAFE.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+function where(ns: string): string {
+  return ns === HOST ? 'node' : 'pod';
+}
+
+function summary(plan: Plan): string {
+  const pod = plan.steps.filter((s) => s.scope === 'pod').length;
+  const node = plan.steps.length - pod;
+  const undoable = plan.steps.filter((s) => s.undo !== null).length;
+  const verb = plan.command === 'DEL' ? 'to undo' : plan.command === 'CHECK' ? 'to verify' : 'to apply';
+  return `Plan: ${plan.steps.length} steps ${verb} (${pod} pod, ${node} node); ${undoable} undone on DEL.`;
+}
+
+function renderText(plan: Plan): string {
+  const lines = [
+    `testcni ${plan.command} ${plan.ifName} in ${plan.netns || '(no netns)'}`,
+    `  network ${plan.network}, mode ${plan.mode}, container ${plan.containerId}`,
+    `  inputs ${plan.inputsDigest.slice(0, 16)}`,
+    '',
+  ];
+  const mark = plan.command === 'DEL' ? '-' : plan.command === 'CHECK' ? '?' : '+';
+  plan.steps.forEach((s, i) => {
+    lines.push(`${String(i + 1).padStart(3)}. ${mark} ${s.describe}  [${s.scope} step, ${where(s.ns)} netns]`);
+    lines.push(`       ${s.id}`);
+    lines.push(`       $ ${s.argv.map(shellQuote).join(' ')}`);
+    if (plan.command === 'ADD') {
+      lines.push(s.undo ? `       undo: ${s.undo.argv.map(shellQuote).join(' ')}` : `       undo: none (${s.undoReason ?? 'n/a'})`);
+    }
+  });
+  lines.push('', summary(plan));
+  const r = plan.result;
+  if (r && r.ips.length > 0) {
+    const ip = r.ips[0]!;
+    const ifc = ip.interface !== undefined ? r.interfaces[ip.interface]?.name : plan.ifName;
+    lines.push(`Result: ${ip.address}${ip.gateway ? ` via ${ip.gateway}` : ''} on ${ifc}`);
+  }
+  return lines.join('\n') + '\n';
+}
+
+function commandLine(plan: Plan, s: Step, facts: Pick<NodeFacts, 'tools' | 'hostPid'> | null): string {
+  const argv = s.ns === HOST ? s.argv : [facts?.tools.nsenter ?? 'nsenter', `--net=${s.ns}`, '--', ...s.argv];
+  // "netns <pid>" names the node's namespace through a live process: in a script, the shell itself.
+  const cmd = argv.map((a, i) => (argv[i - 1] === 'netns' && facts && a === String(facts.hostPid) ? '"$$"' : shellQuote(a))).join(' ');
+  // A shared node object may already exist; a script run twice must not stop there.
+  if (s.scope === 'node' && !s.idempotent) return `${cmd} 2>/dev/null || echo ${shellQuote(`already in place: ${s.id}`)}`;
+  if (plan.command === 'DEL') return `${cmd} || echo ${shellQuote(`already gone: ${s.id}`)}`;
+  return cmd;
+}
+
+function renderSh(plan: Plan, facts: Pick<NodeFacts, 'tools' | 'hostPid'> | null): string {
+  const lines = [
+    '#!/bin/sh',
+    `# testcni ${plan.command} ${plan.ifName} (container ${plan.containerId}, network ${plan.network}, mode ${plan.mode})`,
+    `# ${summary(plan)}`,
+    'set -eu',
+  ];
+  if (plan.command === 'CHECK') {
+    lines.push('# CHECK runs probes only; run `testcni plan --format json` to read them.');
+  } else {
+    for (const s of plan.steps) {
+      lines.push(`# ${s.describe}`, commandLine(plan, s, facts));
+    }
+  }
+  return lines.join('\n') + '\n';
+}
+
+export function renderPlan(plan: Plan, format: Format, facts: Pick<NodeFacts, 'tools' | 'hostPid'> | null = null): string {
+  switch (format) {
+    case 'json':
+      return canonicalJson(plan, 2) + '\n';
+    case 'sh':
+      return renderSh(plan, facts);
+    case 'text':
+      return renderText(plan);
+  }
+}

@@ -1,0 +1,35 @@
+// Runs the ahead-of-time compiled validators and turns ajv errors into CNI errors that
+// name the offending field.
+import { validateConfig } from './generated/validators.js';
+import { CniError, Code } from '../cni/errors.ts';
+
+export interface AjvError {
+  instancePath: string;
+  keyword: string;
+  params: Record<string, unknown>;
+  message?: string;
+}
+
+function fieldOf(e: AjvError): string {
+  const path = e.instancePath.replace(/^\//, '').split('/').map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const extra = (e.params.additionalProperty ?? e.params.unevaluatedProperty ?? e.params.missingProperty) as string | undefined;
+  if (extra !== undefined) path.push(extra);
+  return path.filter(Boolean).join('.') || '(config)';
+}
+
+// Errors from the if/then wrappers repeat what the inner keyword already said.
+const WRAPPERS = new Set(['if', 'anyOf', 'allOf', 'not']);
+
+export function checkConfigShape(config: unknown): void {
+  if (validateConfig(config)) return;
+  const errors = (validateConfig.errors ?? []).filter((e) => !WRAPPERS.has(e.keyword));
+  const unknown = errors.filter((e) => e.keyword === 'additionalProperties' || e.keyword === 'unevaluatedProperties');
+  // A wrong value is reported before an unknown key: it is the likelier typo to fix first.
+  const invalid = errors.filter((e) => !unknown.includes(e));
+  if (invalid.length > 0) {
+    const details = invalid.map((e) => `${fieldOf(e)}: ${e.message ?? e.keyword}${e.keyword === 'enum' ? ` (${(e.params.allowedValues as unknown[]).join(', ')})` : ''}`);
+    throw new CniError(Code.InvalidConfig, `invalid network config: ${fieldOf(invalid[0]!)}`, details.join('; '));
+  }
+  const names = unknown.map(fieldOf);
+  throw new CniError(Code.UnsupportedField, `unsupported field: ${names[0]}`, `not accepted here: ${names.join(', ')}`);
+}

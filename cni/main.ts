@@ -6,6 +6,7 @@ import { CniError, toCniError } from './errors.ts';
 import { isSupported, LATEST, SUPPORTED_VERSIONS } from './version.ts';
 import { Logger } from './log.ts';
 import { ProcessRunner, type Runner } from '../executor/runner.ts';
+import type { NodeSystem } from '../executor/system.ts';
 import type { VerbContext } from './verbs/context.ts';
 import { cmdAdd } from './verbs/add.ts';
 import { cmdDel } from './verbs/del.ts';
@@ -36,7 +37,7 @@ function errorDoc(err: CniError, version: string): Record<string, unknown> {
 export async function handleCni(
   processEnv: NodeJS.ProcessEnv,
   readStdin: () => string,
-  deps: { log: Logger; runner?: Runner },
+  deps: { log: Logger; runner?: Runner; sys?: NodeSystem },
 ): Promise<CniOutcome> {
   const started = performance.now();
   const { log } = deps;
@@ -54,7 +55,7 @@ export async function handleCni(
     const { config, extras } = loadConfig(raw);
     log.configure(config.logLevel, config.logFile);
     log.with({ network: config.name });
-    const doc = await HANDLERS[env.command]({ env, config, extras, log, runner });
+    const doc = await HANDLERS[env.command]({ env, config, extras, log, runner, sys: deps.sys });
     log.debug('done', { ms: Math.round(performance.now() - started), spawned: runner.spawned });
     return { exitCode: 0, doc };
   } catch (e) {

@@ -32,3 +32,13 @@ export function compareVersions(a: string, b: string): number {
 export function atLeast(v: string, min: string): boolean {
   return compareVersions(v, min) >= 0;
 }
+
+/** The first spec version that has each verb (CHECK came in 0.4.0, GC and STATUS in 1.1.0). */
+const MIN_VERSION: Record<string, string> = { CHECK: '0.4.0', GC: '1.1.0', STATUS: '1.1.0' };
+
+export function requireVerbVersion(verb: string, version: string): void {
+  const min = MIN_VERSION[verb];
+  if (min && !atLeast(version, min)) {
+    throw new CniError(Code.IncompatibleVersion, `${verb} needs cniVersion ${min} or later`, `config has cniVersion ${version}`);
+  }
+}

@@ -1,6 +1,5 @@
 // Applies plans: probe -> apply -> journal, batching steps into as few processes as it can;
 // rolls a failed ADD back; tears attachments down tolerantly; re-runs probes for CHECK.
-import { writeFileSync } from 'node:fs';
 import { HOST, type Plan, type Step, type NodeFacts, type Lease } from '../planner/types.ts';
 import { teardownSteps } from '../planner/compile.ts';
 import { holds } from '../planner/predicate.ts';
@@ -8,8 +7,9 @@ import { CniError, Code } from '../cni/errors.ts';
 import type { Logger } from '../cni/log.ts';
 import { tail, type Runner } from './runner.ts';
 import { JournalStore, newJournal, type Journal, type StepRecord } from './journal.ts';
-import { runProbe, fastProbe, sysctlPath } from './probe.ts';
-import { nsExists } from './namespaces.ts';
+import { runProbe, fastProbe } from './probe.ts';
+import { realSystem, type NodeSystem } from './system.ts';
+import { inNs } from './namespaces.ts';
 import { unitKind, canJoin, unitCommand, failedBatchLines, type Unit } from './units.ts';
 
 export interface ExecContext {
@@ -17,6 +17,8 @@ export interface ExecContext {
   facts: NodeFacts;
   journals: JournalStore;
   log?: Logger;
+  /** in-process access to the node; the real one unless a test gives another */
+  sys?: NodeSystem;
 }
 
 interface StepOutcome extends StepRecord {
@@ -45,7 +47,15 @@ function describeFailures(fs: StepFailure[]): string {
 }
 
 export class Executor {
-  constructor(private readonly ctx: ExecContext) {}
+  private readonly sys: NodeSystem;
+
+  constructor(private readonly ctx: ExecContext) {
+    this.sys = ctx.sys ?? realSystem;
+  }
+
+  private probe(p: NonNullable<Step['probe']>): Promise<boolean> {
+    return runProbe(p, this.ctx.facts, this.ctx.runner, this.sys);
+  }
 
   /** Runs one unit and reports each of its steps. `force`: keep going past a failed line. */
   private async runUnit(unit: Unit, force: boolean): Promise<Map<string, StepOutcome>> {
@@ -71,7 +81,7 @@ export class Executor {
     const stopAt = force ? Infinity : lines[0]!;
     unit.steps.forEach((s, i) => {
       const line = i + 1;
-      if (failed.has(line)) out.set(s.id, { status: 'failed', ...base, argv: s.ns === HOST ? s.argv : cmd.argv });
+      if (failed.has(line)) out.set(s.id, { status: 'failed', ...base, argv: inNs(this.ctx.facts, s.ns, s.argv) });
       else if (line < stopAt) out.set(s.id, { status: 'applied', ms: r.ms });
       // lines after the failing one never ran: they stay pending
     });
@@ -81,7 +91,7 @@ export class Executor {
   private sysctlInProcess(step: Step): StepOutcome {
     const [key, value] = step.argv[4]!.split('=') as [string, string];
     try {
-      writeFileSync(sysctlPath(key), value);
+      this.sys.writeSysctl(key, value);
       return { status: 'applied' };
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
@@ -118,7 +128,7 @@ export class Executor {
       // Shared node objects may exist already; pod objects existing is an error (CNI ADD semantics).
       if (step.scope === 'node' && !step.idempotent && step.probe) {
         if (unit && (unit as Unit).ns === step.probe.ns) await flush();
-        if (await runProbe(step.probe, this.ctx.facts, this.ctx.runner)) {
+        if (await this.probe(step.probe)) {
           j.steps[step.id] = { status: 'skipped' };
           continue;
         }
@@ -161,11 +171,11 @@ export class Executor {
     const errors: StepFailure[] = [];
     const units: Unit[] = [];
     for (const step of steps) {
-      if (!nsExists(step.ns)) {
+      if (!this.sys.nsExists(step.ns)) {
         undone.push(step.id);
         continue;
       }
-      const fast = step.probe ? fastProbe(step.probe) : null;
+      const fast = step.probe ? fastProbe(step.probe, this.sys) : null;
       if (fast && holds(step.probe!.expect, fast)) {
         undone.push(step.id);
         continue;
@@ -180,7 +190,7 @@ export class Executor {
         const o = outcomes.get(step.id);
         if (o?.status === 'applied') {
           undone.push(step.id);
-        } else if (step.probe && (await runProbe(step.probe, this.ctx.facts, this.ctx.runner))) {
+        } else if (step.probe && (await this.probe(step.probe))) {
           undone.push(step.id); // it failed because there was nothing left to undo
         } else {
           errors.push({ step: step.id, argv: o?.argv ?? step.argv, exitCode: o?.exitCode ?? -1, stderr: o?.stderr ?? 'not run' });
@@ -195,11 +205,11 @@ export class Executor {
     const drift: Drift[] = [];
     for (const step of plan.steps) {
       if (!step.probe) continue;
-      if (step.probe.ns !== HOST && !nsExists(step.probe.ns)) {
+      if (step.probe.ns !== HOST && !this.sys.nsExists(step.probe.ns)) {
         drift.push({ step: step.id, describe: `netns ${step.probe.ns} is gone` });
         continue;
       }
-      if (!(await runProbe(step.probe, this.ctx.facts, this.ctx.runner))) drift.push({ step: step.id, describe: step.describe });
+      if (!(await this.probe(step.probe))) drift.push({ step: step.id, describe: step.describe });
     }
     return drift;
   }

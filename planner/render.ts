@@ -14,12 +14,17 @@ function where(ns: string): string {
   return ns === HOST ? 'node' : 'pod';
 }
 
+function count(n: number, what: string): string {
+  return `${n} ${what}${n === 1 ? '' : 's'}`;
+}
+
 function summary(plan: Plan): string {
   const pod = plan.steps.filter((s) => s.scope === 'pod').length;
   const node = plan.steps.length - pod;
+  if (plan.command === 'DEL') return `Plan: ${count(plan.steps.length, 'step')} to undo; anything already gone counts as done.`;
+  if (plan.command === 'CHECK') return `Plan: ${count(plan.steps.filter((s) => s.probe).length, 'probe')} to verify.`;
   const undoable = plan.steps.filter((s) => s.undo !== null).length;
-  const verb = plan.command === 'DEL' ? 'to undo' : plan.command === 'CHECK' ? 'to verify' : 'to apply';
-  return `Plan: ${plan.steps.length} steps ${verb} (${pod} pod, ${node} node); ${undoable} undone on DEL.`;
+  return `Plan: ${count(plan.steps.length, 'step')} to apply (${pod} pod, ${node} node); DEL runs ${count(undoable, 'undo command')}, the rest go with them or are shared by the node.`;
 }
 
 function renderText(plan: Plan): string {

@@ -29,7 +29,7 @@ export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>>
     const ip = lease.address.split('/')[0]!;
     const plan = compile({ command: 'ADD', config, containerId: env.containerId, ifName: env.ifName, netns: env.netns, lease, facts });
     try {
-      await new Executor({ runner: ctx.runner, facts, journals, log: ctx.log }).apply(plan, lease);
+      await new Executor({ runner: ctx.runner, facts, journals, log: ctx.log, sys: ctx.sys }).apply(plan, lease);
     } catch (e) {
       // A rollback that left pod state behind keeps the address: DEL releases it after cleaning up.
       if (!(e instanceof CniError && e.code === Code.RollbackIncomplete)) await ipam.release(key, ip);

@@ -5,10 +5,11 @@ import { parsePrevResult } from '../result.ts';
 import { Executor } from '../../executor/executor.ts';
 import { JournalStore } from '../../executor/journal.ts';
 import { gatherFacts } from '../../executor/facts.ts';
-import { attachmentOf, requireVersion, withAttachmentLock, type VerbContext } from './context.ts';
+import { attachmentOf, withAttachmentLock, type VerbContext } from './context.ts';
+import { requireVerbVersion } from '../version.ts';
 
 export async function cmdCheck(ctx: VerbContext): Promise<void> {
-  requireVersion(ctx, '0.4.0', 'CHECK');
+  requireVerbVersion('CHECK', ctx.config.cniVersion);
   const { env, config } = ctx;
   const prev = parsePrevResult(ctx.extras.prevResult);
   if (!prev) throw new CniError(Code.InvalidConfig, 'CHECK needs prevResult', 'the runtime must pass the cached ADD result as prevResult');
@@ -25,7 +26,7 @@ export async function cmdCheck(ctx: VerbContext): Promise<void> {
     const ours = j.lease?.address;
     if (ours && !prev.ips.some((ip) => ip.address === ours)) problems.push(`prevResult does not list ${ours}`);
     const facts = await gatherFacts({ uplink: config.uplink, mtuConfigured: true }, ctx.runner);
-    const drift = await new Executor({ runner: ctx.runner, facts, journals, log: ctx.log }).check(j.plan);
+    const drift = await new Executor({ runner: ctx.runner, facts, journals, log: ctx.log, sys: ctx.sys }).check(j.plan);
     problems.push(...drift.map((d) => `${d.step}: not in effect (${d.describe})`));
     if (problems.length > 0) throw new CniError(Code.CheckFailed, 'attachment does not match its plan', problems.join('; '));
   });

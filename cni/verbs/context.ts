@@ -4,10 +4,10 @@ import type { CniEnv } from '../env.ts';
 import type { NetworkConfig, ConfigExtras } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { Runner } from '../../executor/runner.ts';
+import type { NodeSystem } from '../../executor/system.ts';
 import { JournalStore, journalDir, type Attachment } from '../../executor/journal.ts';
 import { withPidLock, LockTimeout } from '../../lib/pid-lock.ts';
 import { CniError, Code } from '../errors.ts';
-import { atLeast } from '../version.ts';
 
 export interface VerbContext {
   env: CniEnv;
@@ -15,6 +15,8 @@ export interface VerbContext {
   extras: ConfigExtras;
   log: Logger;
   runner: Runner;
+  /** in-process node access for the executor; the real node unless a test gives another */
+  sys?: NodeSystem;
 }
 
 export const LOCK_TIMEOUT_MS = 20_000;
@@ -35,8 +37,3 @@ export async function withAttachmentLock<T>(ctx: VerbContext, journals: JournalS
   }
 }
 
-export function requireVersion(ctx: VerbContext, min: string, verb: string): void {
-  if (!atLeast(ctx.config.cniVersion, min)) {
-    throw new CniError(Code.IncompatibleVersion, `${verb} needs cniVersion ${min} or later`, `config has cniVersion ${ctx.config.cniVersion}`);
-  }
-}

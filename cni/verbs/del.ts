@@ -10,6 +10,7 @@ import { gatherFacts } from '../../executor/facts.ts';
 import { openIpam } from '../../ipam/open.ts';
 import type { Step } from '../../planner/types.ts';
 import type { Runner } from '../../executor/runner.ts';
+import type { NodeSystem } from '../../executor/system.ts';
 import type { NetworkConfig, ConfigExtras } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { attachmentOf, withAttachmentLock, type VerbContext } from './context.ts';
@@ -22,6 +23,7 @@ export interface TeardownInput {
   runner: Runner;
   log: Logger;
   journals: JournalStore;
+  sys?: NodeSystem;
 }
 
 /** Removes one attachment completely. Shared by DEL and GC. */
@@ -51,7 +53,7 @@ export async function removeAttachment(input: TeardownInput): Promise<{ released
       lease: lease ?? { address: '0.0.0.0/32', gateway: '0.0.0.0' }, facts,
     }).steps;
   }
-  const report = await new Executor({ runner: input.runner, facts, journals, log: input.log }).teardown(steps);
+  const report = await new Executor({ runner: input.runner, facts, journals, log: input.log, sys: input.sys }).teardown(steps);
   if (report.errors.length > 0) {
     if (journal) {
       for (const id of report.undone) {
@@ -74,7 +76,7 @@ export async function cmdDel(ctx: VerbContext): Promise<void> {
   await withAttachmentLock(ctx, journals, async () => {
     const { released } = await removeAttachment({
       config: ctx.config, attachment: attachmentOf(ctx), netns: ctx.env.netns, prevResult: ctx.extras.prevResult,
-      runner: ctx.runner, log: ctx.log, journals,
+      runner: ctx.runner, log: ctx.log, journals, sys: ctx.sys,
     });
     ctx.log.info('DEL done', { released });
   });

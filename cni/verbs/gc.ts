@@ -5,7 +5,8 @@ import { JournalStore } from '../../executor/journal.ts';
 import { openIpam } from '../../ipam/open.ts';
 import { keyString } from '../../ipam/store.ts';
 import { removeAttachment } from './del.ts';
-import { requireVersion, type VerbContext } from './context.ts';
+import type { VerbContext } from './context.ts';
+import { requireVerbVersion } from '../version.ts';
 
 export interface GcReport {
   removed: string[];
@@ -24,7 +25,7 @@ export async function runGc(ctx: Omit<VerbContext, 'env'>, graceMs = 0): Promise
     const j = journals.read(a);
     try {
       const { released } = await removeAttachment({
-        config: ctx.config, attachment: a, netns: j?.netns ?? '', prevResult: null, runner: ctx.runner, log: ctx.log, journals,
+        config: ctx.config, attachment: a, netns: j?.netns ?? '', prevResult: null, runner: ctx.runner, log: ctx.log, journals, sys: ctx.sys,
       });
       report.removed.push(keyString(a));
       report.released.push(...released);
@@ -39,6 +40,6 @@ export async function runGc(ctx: Omit<VerbContext, 'env'>, graceMs = 0): Promise
 }
 
 export async function cmdGc(ctx: VerbContext): Promise<void> {
-  requireVersion(ctx, '1.1.0', 'GC');
+  requireVerbVersion('GC', ctx.config.cniVersion);
   await runGc(ctx);
 }

@@ -6,7 +6,8 @@ import { defaultTools } from '../../executor/facts.ts';
 import { openIpam } from '../../ipam/open.ts';
 import { plannerFor } from '../../planner/registry.ts';
 import type { NetworkConfig } from '../config.ts';
-import { requireVersion, type VerbContext } from './context.ts';
+import type { VerbContext } from './context.ts';
+import { requireVerbVersion } from '../version.ts';
 
 export interface Readiness {
   ready: boolean;
@@ -43,7 +44,7 @@ export async function readiness(config: NetworkConfig): Promise<Readiness> {
 }
 
 export async function cmdStatus(ctx: VerbContext): Promise<void> {
-  requireVersion(ctx, '1.1.0', 'STATUS');
+  requireVerbVersion('STATUS', ctx.config.cniVersion);
   const r = await readiness(ctx.config);
   if (!r.ready) throw new CniError(Code.NotReady, 'plugin not ready for ADD', r.problems.join('; '));
 }

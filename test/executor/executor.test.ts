@@ -1,0 +1,161 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { Executor } from '../../executor/executor.ts';
+import { JournalStore } from '../../executor/journal.ts';
+import { compile, teardownSteps } from '../../planner/compile.ts';
+import { loadConfig } from '../../cni/config.ts';
+import { CniError } from '../../cni/errors.ts';
+import { HOST, type Plan, type Step } from '../../planner/types.ts';
+import { FakeRunner, FakeSystem, FAKE_FACTS, batchFailure } from '../helpers/fake-node.ts';
+
+const POD = '/var/run/netns/fake-pod';
+
+function tempJournals(t: { after: (fn: () => void) => void }): JournalStore {
+  const dir = mkdtempSync(join(tmpdir(), 'tcx-exec-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return new JournalStore(dir);
+}
+
+function hostGwPlan(extra: Record<string, unknown> = {}): Plan {
+  const { config } = loadConfig({ cniVersion: '1.1.0', name: 'net', type: 'testcni', subnet: '10.244.0.0/16', ...extra });
+  return compile({
+    command: 'ADD', config, containerId: 'c1', ifName: 'eth0', netns: POD,
+    lease: { address: '10.244.0.5/24', gateway: '10.244.0.1' }, facts: FAKE_FACTS,
+  });
+}
+
+/** A synthetic plan of n undoable pod steps alternating between the pod netns and the node. */
+function undoablePlan(n: number): Plan {
+  const steps: Step[] = Array.from({ length: n }, (_, i) => {
+    const ns = i % 2 === 0 ? POD : HOST;
+    return {
+      id: `link.add:${i + 1}`, kind: 'link.add', scope: 'pod', ns,
+      argv: ['/usr/sbin/ip', 'link', 'add', `x${i + 1}`, 'type', 'veth'], idempotent: false,
+      undo: { ns, argv: ['/usr/sbin/ip', 'link', 'del', `x${i + 1}`] },
+      probe: { ns, argv: ['/usr/sbin/ip', '-j', 'link', 'show'], expect: { $some: { ifname: `x${i + 1}` } } },
+      describe: `link x${i + 1}`,
+    };
+  });
+  return { command: 'ADD', network: 'net', containerId: 'c1', ifName: 'eth0', netns: POD, mode: 'host-gw', inputsDigest: 'd', steps, result: null };
+}
+
+test('host-gw ADD runs in three processes: pod sysctls, one pod batch, one node batch', async (t) => {
+  const runner = new FakeRunner();
+  const sys = new FakeSystem(['lo'], new Set([POD]));
+  const journals = tempJournals(t);
+  const plan = hostGwPlan();
+  const j = await new Executor({ runner, facts: FAKE_FACTS, journals, sys }).apply(plan, null);
+  assert.equal(runner.calls.length, 3);
+  assert.deepEqual(runner.calls[0]!.argv, ['/usr/bin/nsenter', `--net=${POD}`, '--', '/usr/sbin/sysctl', '-q', '-e', '-w',
+    'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
+  assert.deepEqual(runner.calls[1]!.argv, ['/usr/bin/nsenter', `--net=${POD}`, '--', '/usr/sbin/ip', '-batch', '-']);
+  assert.deepEqual(runner.calls[2]!.argv, ['/usr/sbin/ip', '-batch', '-']);
+  const hostLines = runner.calls[2]!.input.trim().split('\n');
+  assert.ok(hostLines[0]!.startsWith('link add testcni0 '), 'the missing bridge is created');
+  assert.equal(sys.sysctls.get('net.ipv4.ip_forward'), '1', 'node sysctl written in-process');
+  assert.equal(j.state, 'applied');
+  assert.ok(Object.values(j.steps).every((s) => s.status === 'applied'));
+  assert.equal(journals.read(j)!.state, 'applied', 'journal on disk says applied');
+});
+
+test('a node step whose probe holds is skipped and runs nothing', async (t) => {
+  const runner = new FakeRunner();
+  const sys = new FakeSystem(['lo', 'testcni0'], new Set([POD]));
+  const j = await new Executor({ runner, facts: FAKE_FACTS, journals: tempJournals(t), sys }).apply(hostGwPlan(), null);
+  assert.equal(j.steps['link.bridge:host:testcni0']!.status, 'skipped');
+  assert.ok(!runner.batchLines().some((l) => l.startsWith('link add testcni0')), 'no bridge creation attempted');
+  assert.equal(runner.calls.length, 3, 'the probe itself started no process');
+});
+
+for (let k = 1; k <= 5; k++) {
+  test(`failure at step ${k} of 5 undoes steps 1..${k - 1} in reverse and journals it`, async (t) => {
+    const plan = undoablePlan(5);
+    const failing = plan.steps[k - 1]!;
+    const runner = new FakeRunner().on((c) => (c.input.includes(`link add x${k} `) ? batchFailure(1) : undefined));
+    // Node-side links the plan made are visible to the in-process probe, as on a real node.
+    const sys = new FakeSystem(['lo', 'x2', 'x4'], new Set([POD]));
+    const journals = tempJournals(t);
+    const err = await new Executor({ runner, facts: FAKE_FACTS, journals, sys }).apply(plan, null).then(
+      () => assert.fail('apply should fail'),
+      (e: unknown) => e as CniError,
+    );
+    assert.equal(err.code, 101);
+    assert.match(err.details, new RegExp(`link add x${k} type veth`), 'details name the failing command');
+    assert.match(err.details, /rollback complete/);
+    const forward = runner.batchLines().filter((l) => l.startsWith('link add'));
+    const undos = runner.batchLines().filter((l) => l.startsWith('link del'));
+    assert.deepEqual(forward, Array.from({ length: k }, (_, i) => `link add x${i + 1} type veth`), 'stops at the failing step');
+    assert.deepEqual(undos, Array.from({ length: k - 1 }, (_, i) => `link del x${k - 1 - i}`), 'undo in reverse order');
+    const j = journals.read(plan)!;
+    assert.equal(j.state, 'rolled-back');
+    assert.equal(j.steps[failing.id]!.status, 'failed');
+    for (let i = 1; i < k; i++) assert.equal(j.steps[`link.add:${i}`]!.status, 'undone');
+    for (let i = k + 1; i <= 5; i++) assert.equal(j.steps[`link.add:${i}`]!.status, 'pending');
+  });
+}
+
+test('a failing undo during rollback gives code 102 and keeps the journal open', async (t) => {
+  const plan = undoablePlan(3);
+  const runner = new FakeRunner()
+    .on((c) => (c.input.includes('link add x3 ') ? batchFailure(1) : undefined))
+    .on((c) => (c.input.includes('link del x1') ? batchFailure(1, 'RTNETLINK answers: Device or resource busy') : undefined))
+    .on((c) => (c.argv.includes('-j') ? { stdout: JSON.stringify([{ ifname: 'x1' }]) } : undefined));
+  const sys = new FakeSystem(['lo', 'x2'], new Set([POD]));
+  const journals = tempJournals(t);
+  const err = (await new Executor({ runner, facts: FAKE_FACTS, journals, sys }).apply(plan, null).catch((e) => e)) as CniError;
+  assert.equal(err.code, 102);
+  assert.match(err.details, /rollback incomplete.*link del x1/);
+  const j = journals.read(plan)!;
+  assert.equal(j.state, 'rollback-incomplete');
+  assert.equal(j.steps['link.add:1']!.status, 'applied', 'x1 is still in effect');
+  assert.equal(j.steps['link.add:2']!.status, 'undone');
+});
+
+test('teardown of state that is already gone starts no process (DEL twice)', async (t) => {
+  const plan = hostGwPlan({ ipMasq: false });
+  const runner = new FakeRunner();
+  const sys = new FakeSystem(['lo', 'testcni0'], new Set());
+  const report = await new Executor({ runner, facts: FAKE_FACTS, journals: tempJournals(t), sys }).teardown(teardownSteps(plan.steps));
+  assert.deepEqual(report.errors, []);
+  assert.deepEqual(report.undone, ['undo:link.veth:pod:eth0']);
+  assert.equal(runner.calls.length, 0);
+});
+
+test('teardown: a failed undo whose effect is gone is done; one whose effect remains is an error', async (t) => {
+  const plan = hostGwPlan({ ipMasq: true });
+  const steps = teardownSteps(plan.steps);
+  assert.deepEqual(steps.map((s) => s.id), ['undo:masq:host:10.244.0.5', 'undo:link.veth:pod:eth0']);
+  const host = steps[1]!.argv[3]!;
+  // iptables -D fails because the rule is gone (-C exits 1); link del fails but the link stays.
+  const runner = new FakeRunner()
+    .on((c) => (c.argv.includes('-D') ? { exitCode: 1, stderr: 'Bad rule' } : undefined))
+    .on((c) => (c.argv.includes('-C') ? { exitCode: 1 } : undefined))
+    .on((c) => (c.input.includes(`link del ${host}`) ? batchFailure(1, 'RTNETLINK answers: Operation not permitted') : undefined))
+    .on((c) => (c.argv.includes('-j') ? { stdout: JSON.stringify([{ ifname: host }]) } : undefined));
+  const sys = new FakeSystem(['lo', 'testcni0', host], new Set([POD]));
+  const report = await new Executor({ runner, facts: FAKE_FACTS, journals: tempJournals(t), sys }).teardown(steps);
+  assert.deepEqual(report.undone, ['undo:masq:host:10.244.0.5']);
+  assert.equal(report.errors.length, 1);
+  assert.equal(report.errors[0]!.step, 'undo:link.veth:pod:eth0');
+  assert.ok(runner.calls.some((c) => c.argv.includes('-force')), 'undo batches keep going past a failed line');
+});
+
+test('CHECK reports exactly the steps whose probes no longer hold', async (t) => {
+  const plan = hostGwPlan();
+  const host = plan.steps.find((s) => s.id.startsWith('link.veth'))!.undo!.argv[3]!;
+  const runner = new FakeRunner()
+    .on((c) => (c.argv.includes('route') ? { stdout: '[]' } : undefined)) // the default route is gone
+    .on((c) => (c.argv.includes('addr') && c.argv.includes('eth0') ? { stdout: JSON.stringify([{ addr_info: [{ local: '10.244.0.5', prefixlen: 24 }] }]) } : undefined))
+    .on((c) => (c.argv.includes('addr') ? { stdout: JSON.stringify([{ addr_info: [{ local: '10.244.0.1', prefixlen: 24 }] }]) } : undefined))
+    .on((c) => (c.argv.includes(host) ? { stdout: JSON.stringify([{ ifname: host, master: 'testcni0', flags: ['UP'] }]) } : undefined))
+    .on((c) => (c.argv.includes('link') ? { stdout: JSON.stringify([{ ifname: 'eth0', flags: ['UP'] }, { ifname: 'testcni0', flags: ['UP'] }]) } : undefined));
+  const sys = new FakeSystem(['lo', 'testcni0', host], new Set([POD]));
+  sys.sysctls.set('net.ipv4.ip_forward', '1\n');
+  // Pod sysctls are read through nsenter: answer them as set.
+  runner.on((c) => (c.argv.includes('-n') ? { stdout: '0\n' } : undefined));
+  const drift = await new Executor({ runner, facts: FAKE_FACTS, journals: tempJournals(t), sys }).check(plan);
+  assert.deepEqual(drift.map((d) => d.step), ['route:pod:default']);
+});

@@ -1,0 +1,47 @@
+// The planner is pure: no file system, processes, environment, clock or randomness.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT } from '../helpers/netns.ts';
+
+function sources(dir: string): string[] {
+  return readdirSync(dir).flatMap((f) => {
+    const p = join(dir, f);
+    return statSync(p).isDirectory() ? sources(p) : p.endsWith('.ts') ? [p] : [];
+  });
+}
+
+const FORBIDDEN: [RegExp, string][] = [
+  [/from 'node:(fs|child_process|net|os|dgram|http|https)'/, 'I/O module'],
+  [/process\.(env|pid|cwd|hrtime)/, 'process state'],
+  [/Date\.now|new Date\(/, 'the clock'],
+  [/Math\.random|randomBytes|randomUUID/, 'randomness'],
+  [/from '\.\.\/(executor|ipam|cli)\//, 'a module with I/O'],
+];
+
+test('planner/ modules use no I/O, environment, clock or randomness', () => {
+  const files = sources(join(ROOT, 'planner'));
+  assert.ok(files.length >= 6);
+  for (const f of files) {
+    const text = readFileSync(f, 'utf8');
+    for (const [re, what] of FORBIDDEN) assert.ok(!re.test(text), `${f.slice(ROOT.length + 1)} uses ${what}`);
+  }
+});
+
+test('only executor/runner.ts starts processes', () => {
+  const dirs = ['cni', 'planner', 'executor', 'ipam', 'cli', 'lib', 'schemas'];
+  const offenders = dirs
+    .flatMap((d) => sources(join(ROOT, d)))
+    .filter((f) => /from 'node:child_process'/.test(readFileSync(f, 'utf8')))
+    .map((f) => f.slice(ROOT.length + 1));
+  assert.deepEqual(offenders, ['executor/runner.ts']);
+});
+
+test('only cni/output.ts writes the CNI stdout document', () => {
+  const offenders = ['cni', 'planner', 'executor', 'ipam', 'lib', 'schemas']
+    .flatMap((d) => sources(join(ROOT, d)))
+    .filter((f) => /process\.stdout|writeSync\(1|console\.log/.test(readFileSync(f, 'utf8')))
+    .map((f) => f.slice(ROOT.length + 1));
+  assert.deepEqual(offenders, ['cni/output.ts']);
+});

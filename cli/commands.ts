@@ -36,7 +36,8 @@ Run "testcni <command> --help" for a command's options.
 Compiles the plan an ADD (or DEL, CHECK) would run and prints it. Nothing on the host
 changes and no root is needed. The config is read from FILE (a .conf or .conflist) or stdin.
 
-  --config FILE        network config; "-" or omitted: stdin
+  --config FILE        network config; "-": stdin; "default" or omitted at a terminal:
+                       the embedded default (host-gw, subnet 10.244.0.0/16, file IPAM)
   --netns PATH         pod netns path            (default /var/run/netns/example)
   --container-id ID    container id              (default example)
   --ifname NAME        interface in the pod      (default eth0)
@@ -84,7 +85,7 @@ async function cmdPlan(args: string[]): Promise<number> {
   if (!['text', 'sh', 'json'].includes(format)) throw new Error(`--format must be text, sh or json`);
   const command = (values.command ?? 'ADD').toUpperCase() as PlanCommand;
   if (!['ADD', 'DEL', 'CHECK'].includes(command)) throw new Error('--command must be ADD, DEL or CHECK');
-  const { config } = loadFrom(values.config);
+  const { config } = loadFrom(values.config ?? (process.stdin.isTTY ? 'default' : '-'));
   const pool = poolOf(config.ipam);
   let lease;
   if (values.ip) {

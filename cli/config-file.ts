@@ -1,12 +1,14 @@
 // Reads a network config the way a runtime would: a .conf, or the testcni entry of a
 // .conflist with the list's name and cniVersion injected.
 import { readFileSync } from 'node:fs';
-import { parseJson } from '../cni/config.ts';
+import { parseJson, DEFAULT_NETWORK } from '../cni/config.ts';
 import { CniError, Code } from '../cni/errors.ts';
 
 export const DEFAULT_CONFIG = '/etc/cni/net.d/10-testcni.conflist';
 
+/** `path` "default" is the embedded default network; undefined or "-" is stdin. */
 export function readNetworkConfig(path: string | undefined, stdin: () => string): Record<string, unknown> {
+  if (path === 'default') return { ...DEFAULT_NETWORK };
   let text: string;
   try {
     text = path === undefined || path === '-' ? stdin() : readFileSync(path, 'utf8');

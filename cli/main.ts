@@ -8,7 +8,7 @@ const ABOUT = 'testcni: a CNI plugin for Kubernetes (host-gw bridge mode; CNI sp
 
 async function main(): Promise<number> {
   if (commandOf(process.env) !== null) {
-    const log = new Logger((process.env.TESTCNI_LOG_LEVEL as 'debug' | undefined) ?? 'info');
+    const log = new Logger();
     const outcome = await handleCni(process.env, readStdinSync, { log });
     writeStdoutOnce(outcome.doc);
     return outcome.exitCode;

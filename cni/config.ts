@@ -49,6 +49,14 @@ export const DEFAULTS = {
   blockSize: 24,
 } as const;
 
+/** The embedded default network: host-gw on a node bridge, node-local file IPAM. */
+export const DEFAULT_NETWORK = {
+  cniVersion: '1.1.0',
+  name: 'testcni',
+  type: 'testcni',
+  subnet: '10.244.0.0/16',
+} as const;
+
 export function parseJson(text: string): unknown {
   try {
     return JSON.parse(text);
@@ -79,8 +87,13 @@ function subnetOf(raw: Record<string, unknown>, mode: Mode): Cidr {
 
 function ipamOf(raw: Record<string, unknown>, mode: Mode, subnet: Cidr): IpamConfig {
   const ipam = (raw.ipam ?? {}) as Record<string, unknown>;
-  const blockSize = (ipam.blockSize as number | undefined) ?? DEFAULTS.blockSize;
-  if (blockSize < subnet.prefix) bad('ipam.blockSize', `/${blockSize} is larger than the subnet /${subnet.prefix}`);
+  const explicitSize = ipam.blockSize as number | undefined;
+  if (explicitSize !== undefined && explicitSize < subnet.prefix) {
+    bad('ipam.blockSize', `/${explicitSize} is larger than the subnet /${subnet.prefix}`);
+  }
+  // Unset, the block is a /24 or, in a smaller subnet, the whole subnet: a /26 node network
+  // (ipvlan/macvlan) must not fail over a field nobody wrote.
+  const blockSize = explicitSize ?? Math.max(DEFAULTS.blockSize, subnet.prefix);
   let block: Cidr;
   if (typeof ipam.block === 'string') {
     block = cidrField('ipam.block', ipam.block);
@@ -88,7 +101,7 @@ function ipamOf(raw: Record<string, unknown>, mode: Mode, subnet: Cidr): IpamCon
   } else if (mode === 'ipvlan' || mode === 'macvlan') {
     block = subnet; // the subnet is the node network itself
   } else {
-    block = nthBlock(subnet, Math.max(blockSize, subnet.prefix), 0)!;
+    block = nthBlock(subnet, blockSize, 0)!;
   }
   if (block.prefix > 30) bad('ipam.block', `/${block.prefix} leaves no room for pods`);
   const gateway = typeof ipam.gateway === 'string' ? ipField('ipam.gateway', ipam.gateway) : block.base + 1;

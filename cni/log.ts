@@ -13,7 +13,7 @@ export class Logger {
   ) {}
 
   configure(level: Level, file: string | null): void {
-    this.level = level;
+    this.level = level in RANK ? level : 'info';
     if (file && file !== this.file) {
       // Create with 0600 before the first append: appendFileSync's mode only applies to new files.
       closeSync(openSync(file, 'a', 0o600));

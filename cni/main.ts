@@ -4,7 +4,7 @@ import { parseEnv, type Verb } from './env.ts';
 import { parseJson, loadConfig } from './config.ts';
 import { CniError, toCniError } from './errors.ts';
 import { isSupported, LATEST, SUPPORTED_VERSIONS } from './version.ts';
-import { Logger } from './log.ts';
+import { Logger, type Level } from './log.ts';
 import { ProcessRunner, type Runner } from '../executor/runner.ts';
 import type { NodeSystem } from '../executor/system.ts';
 import type { VerbContext } from './verbs/context.ts';
@@ -53,7 +53,8 @@ export async function handleCni(
     const requested = (raw as { cniVersion?: unknown } | null)?.cniVersion;
     if (isSupported(requested)) version = requested;
     const { config, extras } = loadConfig(raw);
-    log.configure(config.logLevel, config.logFile);
+    // An operator's TESTCNI_LOG_LEVEL (e.g. debug while investigating) wins over the config.
+    log.configure((processEnv.TESTCNI_LOG_LEVEL as Level | undefined) ?? config.logLevel, config.logFile);
     log.with({ network: config.name });
     const doc = await HANDLERS[env.command]({ env, config, extras, log, runner, sys: deps.sys });
     log.debug('done', { ms: Math.round(performance.now() - started), spawned: runner.spawned });

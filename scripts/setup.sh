@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Prepares a fresh machine for the demo and the tests: Debian packages only if missing,
+# node modules from the lock file, then the build. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command -> Debian package that provides it
+declare -A NEED=(
+  [ip]=iproute2 [nsenter]=util-linux [sysctl]=procps [iptables]=iptables
+  [iptables-save]=iptables [ping]=iputils-ping [/usr/lib/cni/bridge]=containernetworking-plugins
+)
+missing=()
+for cmd in "${!NEED[@]}"; do
+  if [[ $cmd == /* ]]; then [[ -e $cmd ]] || missing+=("${NEED[$cmd]}")
+  else command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}"); fi
+done
+if ((${#missing[@]})); then
+  mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)
+  echo "setup: installing ${pkgs[*]}" >&2
+  if [[ $(id -u) -ne 0 ]]; then echo "setup: need root to install ${pkgs[*]}" >&2; exit 1; fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+fi
+
+node -e 'const [maj] = process.versions.node.split("."); if (+maj < 20) { console.error("setup: Node 20 or later is needed, found " + process.version); process.exit(1); }'
+if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+npm run --silent build

@@ -106,22 +106,33 @@ export class Executor {
     this.ctx.journals.write(j);
     let unit: Unit | null = null;
     const flush = async () => {
-      if (!unit) return;
-      const done = unit;
+      let pending = unit;
       unit = null;
-      const outcomes = await this.runUnit(done, false);
-      let failed = false;
-      for (const [id, o] of outcomes) {
-        const { argv: _argv, ...rec } = o;
-        j.steps[id] = rec;
-        if (o.status === 'failed' || o.status === 'unknown') failed = true;
-      }
-      this.ctx.journals.write(j, false);
-      if (failed) {
-        const failures = [...outcomes.entries()]
-          .filter(([, o]) => o.status === 'failed' || o.status === 'unknown')
-          .map(([id, o]) => ({ step: id, argv: o.argv ?? [], exitCode: o.exitCode ?? -1, stderr: o.stderr ?? '' }));
-        await this.rollback(j, failures);
+      while (pending) {
+        const done: Unit = pending;
+        pending = null;
+        const outcomes = await this.runUnit(done, false);
+        for (const [id, o] of outcomes) {
+          const { argv: _argv, ...rec } = o;
+          j.steps[id] = rec;
+        }
+        const failures = [...outcomes.entries()].filter(([, o]) => o.status === 'failed' || o.status === 'unknown');
+        if (failures.length === 0) {
+          this.ctx.journals.write(j, false);
+          break;
+        }
+        // A concurrent ADD may have created a shared node object between our probe and our
+        // command: that is the state we wanted, so carry on with the rest of the unit.
+        const [failedId, failed] = failures[0]!;
+        const step = done.steps.find((s) => s.id === failedId)!;
+        if (failures.length === 1 && failed.status === 'failed' && step.scope === 'node' && step.probe && (await this.probe(step.probe))) {
+          j.steps[failedId] = { status: 'skipped' };
+          const rest = done.steps.slice(done.steps.indexOf(step) + 1);
+          if (rest.length > 0) pending = { ...done, steps: rest };
+          continue;
+        }
+        this.ctx.journals.write(j, false);
+        await this.rollback(j, failures.map(([id, o]) => ({ step: id, argv: o.argv ?? [], exitCode: o.exitCode ?? -1, stderr: o.stderr ?? '' })));
       }
     };
     for (const step of plan.steps) {

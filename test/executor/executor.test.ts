@@ -159,3 +159,22 @@ test('CHECK reports exactly the steps whose probes no longer hold', async (t) =>
   const drift = await new Executor({ runner, facts: FAKE_FACTS, journals: tempJournals(t), sys }).check(plan);
   assert.deepEqual(drift.map((d) => d.step), ['route:pod:default']);
 });
+
+test('a shared node object created by a concurrent ADD between probe and command is not a failure', async (t) => {
+  const sys = new FakeSystem(['lo'], new Set([POD]));
+  // The bridge appears (another ADD made it) just as ours tries to create it.
+  const runner = new FakeRunner().on((c) => {
+    if (c.input.startsWith('link add testcni0')) {
+      sys.links.push('testcni0');
+      return batchFailure(1);
+    }
+    return undefined;
+  });
+  const j = await new Executor({ runner, facts: FAKE_FACTS, journals: tempJournals(t), sys }).apply(hostGwPlan(), null);
+  assert.equal(j.state, 'applied');
+  assert.equal(j.steps['link.bridge:host:testcni0']!.status, 'skipped');
+  const last = runner.calls[runner.calls.length - 1]!;
+  assert.ok(!last.input.includes('link add testcni0'), 'the rest of the node batch ran again without the bridge');
+  assert.match(last.input, /addr replace 10\.244\.0\.1\/24 dev testcni0/);
+  assert.match(last.input, /master testcni0 up/);
+});

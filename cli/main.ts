@@ -19,6 +19,10 @@ async function main(): Promise<number> {
     process.stderr.write(ABOUT + '\n');
     return 0;
   }
+  if (argv[0] === 'agent') {
+    const { runAgent } = await import('../agent/main.ts');
+    return runAgent(argv.slice(1));
+  }
   const { runCli } = await import('./commands.ts');
   return runCli(argv);
 }

@@ -177,7 +177,18 @@ export class Executor {
   }
 
   /** Runs undo steps best effort: every one is tried, and "already gone" counts as done. */
-  async teardown(steps: Step[]): Promise<TeardownReport> {
+  teardown(steps: Step[]): Promise<TeardownReport> {
+    return this.bestEffort(steps);
+  }
+
+  /** Node-level convergence (routes to other nodes): every step is tried, none rolled back;
+   *  a step whose probe says it is in effect counts as done. */
+  converge(steps: Step[]): Promise<TeardownReport> {
+    return this.bestEffort(steps);
+  }
+
+  /** Each step is tried; one that fails while its probe holds was already in effect. */
+  private async bestEffort(steps: Step[]): Promise<TeardownReport> {
     const undone: string[] = [];
     const errors: StepFailure[] = [];
     const units: Unit[] = [];

@@ -1,20 +1,22 @@
 // Build: compile the schemas to standalone validators, then bundle with esbuild.
-// Two CommonJS bundles (CommonJS starts ~6-10 ms faster than ESM here): the CNI entry, and
-// the operator commands it loads only when called as a command, never on the CNI path.
+// CommonJS bundles (CommonJS starts ~6-10 ms faster than ESM here): the CNI entry, and the
+// operator commands and the node agent, which it loads only when asked, never on the CNI path.
 import { build } from 'esbuild';
-import { rmSync, chmodSync } from 'node:fs';
+import { mkdirSync, writeFileSync, renameSync, chmodSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 await import('./gen-validators.mjs');
-rmSync(join(root, 'dist'), { recursive: true, force: true });
+mkdirSync(join(root, 'dist'), { recursive: true });
 
-// cli/main.ts imports ./commands.ts lazily; in the bundle that import names the sibling bundle.
-const commandsExternal = {
-  name: 'commands-external',
+// cli/main.ts imports the operator commands and the agent lazily; in the bundle those imports
+// name the sibling bundles, so the CNI path never loads them.
+const LAZY = { './commands.ts': './commands.cjs', '../agent/main.ts': './agent.cjs' };
+const lazyExternal = {
+  name: 'lazy-external',
   setup(b) {
-    b.onResolve({ filter: /^\.\/commands\.ts$/ }, () => ({ path: './commands.cjs', external: true }));
+    b.onResolve({ filter: /^(\.\/commands|\.\.\/agent\/main)\.ts$/ }, (a) => ({ path: LAZY[a.path], external: true }));
   },
 };
 
@@ -28,11 +30,22 @@ const common = {
   legalComments: 'none',
   metafile: true,
   logLevel: 'warning',
+  write: false,
 };
 const results = await Promise.all([
-  build({ ...common, entryPoints: [join(root, 'cli/main.ts')], outfile: join(root, 'dist/testcni.cjs'), plugins: [commandsExternal], banner: { js: '#!/usr/bin/env node' } }),
+  build({ ...common, entryPoints: [join(root, 'cli/main.ts')], outfile: join(root, 'dist/testcni.cjs'), plugins: [lazyExternal], banner: { js: '#!/usr/bin/env node' } }),
   build({ ...common, entryPoints: [join(root, 'cli/commands.ts')], outfile: join(root, 'dist/commands.cjs') }),
+  // etcd3 reads its .proto files from its package directory at run time: it stays in node_modules.
+  build({ ...common, entryPoints: [join(root, 'agent/main.ts')], outfile: join(root, 'dist/agent.cjs'), external: ['etcd3'] }),
 ]);
+// Replace each bundle atomically: tests running meanwhile see the old file or the new one.
+for (const r of results) {
+  for (const f of r.outputFiles) {
+    const tmp = `${f.path}.tmp-${process.pid}`;
+    writeFileSync(tmp, f.contents, { mode: f.path.endsWith('testcni.cjs') ? 0o755 : 0o644 });
+    renameSync(tmp, f.path);
+  }
+}
 chmodSync(join(root, 'dist/testcni.cjs'), 0o755);
 const outputs = results.flatMap((r) => Object.entries(r.metafile.outputs)).map(([f, o]) => `${f} ${(o.bytes / 1024).toFixed(0)} KiB`);
 console.error(`built: ${outputs.join(', ')}`);

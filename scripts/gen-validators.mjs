@@ -1,6 +1,6 @@
 // Compiles the JSON Schemas ahead of time into standalone validator code, so the CNI
 // path never loads ajv or compiles a schema at run time.
-import { readFileSync, writeFileSync, mkdirSync, readdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Ajv2019 from 'ajv/dist/2019.js';
@@ -21,6 +21,12 @@ const planSchema = readdirSync(schemaDir).includes('plan.schema.json');
 if (planSchema) exportsMap.validatePlan = 'https://testcni.dev/schemas/plan.json';
 
 const out = join(schemaDir, 'generated');
+// Atomic, so a test importing the validators while a build runs never reads half a file.
+function writeAtomic(path, text) {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
 mkdirSync(out, { recursive: true });
 // ajv's "esm" output still calls require() for its runtime helpers; turn those into imports.
 let code = standaloneCode.default(ajv, exportsMap);
@@ -31,8 +37,8 @@ code = code.replace(/require\("(ajv\/dist\/runtime\/[a-z0-9]+)"\)\.default/g, (_
   return `${name}.default`;
 });
 if (/require\(/.test(code)) throw new Error('generated validator still calls require()');
-writeFileSync(join(out, 'validators.js'), imports.join('\n') + '\n' + code);
-writeFileSync(
+writeAtomic(join(out, 'validators.js'), imports.join('\n') + '\n' + code);
+writeAtomic(
   join(out, 'validators.d.ts'),
   Object.keys(exportsMap)
     .map((n) => `export declare const ${n}: ((data: unknown) => boolean) & { errors?: import('../validate.ts').AjvError[] | null };`)

@@ -1,0 +1,282 @@
+// The node agent: registers the node, claims its block, serves IPAM to the plugin and keeps
+// routes converged. It never makes the plugin wait on a dead datastore: requests fail fast
+// with "try again later" (CNI code 11) while etcd is unreachable.
+import type { Server } from 'node:http';
+import { join } from 'node:path';
+import type { Watcher } from 'etcd3';
+import type { AgentConfig } from './config.ts';
+import { EtcdStore, DatastoreUnavailable, BlocksExhausted, withTimeout } from './datastore/etcd-store.ts';
+import { IpamService, PoolExhausted } from './ipam-service.ts';
+import { AgentMetrics } from './metrics.ts';
+import { apiServer, listenUnix, metricsServer, ApiFailure, type AgentHandlers } from './api.ts';
+import { RouteReconciler } from './reconcile.ts';
+import { writeCniConfig } from './cni-config.ts';
+import type { NodeRecord } from '../planner/node.ts';
+import type { AgentStatus } from '../ipam/agent-protocol.ts';
+import type { AttachmentKey } from '../ipam/store.ts';
+import type { Lease } from '../planner/types.ts';
+import type { Logger } from '../cni/log.ts';
+import { ProcessRunner } from '../executor/runner.ts';
+import { JournalStore } from '../executor/journal.ts';
+import { defaultTools } from '../executor/facts.ts';
+import { formatIp } from '../lib/ipv4.ts';
+import { removeIfExists } from '../lib/atomic-file.ts';
+
+export const AGENT_VERSION = '0.2.0';
+const HEALTH_INTERVAL_MS = 1000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class Agent implements AgentHandlers {
+  readonly metrics = new AgentMetrics();
+  private readonly store: EtcdStore;
+  private ipam: IpamService | null = null;
+  private nodes = new Map<string, NodeRecord>();
+  private registered: string | null = null;
+  private etcdUp = false;
+  private lastCheck: string | null = null;
+  private leaseLost = false;
+  private stopped = false;
+  private servers: Server[] = [];
+  private watcher: Watcher | null = null;
+  private timers: NodeJS.Timeout[] = [];
+  private readonly reconciler: RouteReconciler;
+  private cniConfWritten = false;
+
+  constructor(
+    readonly cfg: AgentConfig,
+    private readonly log: Logger,
+  ) {
+    this.store = new EtcdStore(cfg.etcd);
+    this.reconciler = new RouteReconciler({
+      self: cfg.nodeName,
+      nodes: () => [...this.nodes.values()],
+      runner: new ProcessRunner(),
+      facts: { tools: defaultTools(), hostPid: process.pid, uplinkMtu: null },
+      journals: new JournalStore(cfg.stateDir),
+      proto: cfg.routeProtocol,
+      metrics: this.metrics,
+      log,
+    });
+  }
+
+  private self(): NodeRecord {
+    return { name: this.cfg.nodeName, underlayIp: this.cfg.underlayIp, block: this.ipam?.block ?? '' };
+  }
+
+  isReady(): boolean {
+    return this.registered !== null && this.ipam !== null && this.etcdUp && !this.leaseLost;
+  }
+
+  private notReadyReason(): string {
+    if (!this.etcdUp) return `etcd unreachable (${this.cfg.etcd.endpoints.join(',')})`;
+    if (!this.ipam) return 'no block claimed yet';
+    if (this.leaseLost || !this.registered) return 'node registration pending';
+    return '';
+  }
+
+  async start(): Promise<void> {
+    // The API answers from the first moment, "not ready" included: the plugin gets code 11
+    // rather than a refused connection while the agent comes up.
+    const api = apiServer(this, this.metrics, (e) => this.log.error('api handler failed', { error: String(e) }));
+    await listenUnix(api, this.cfg.socket);
+    this.servers.push(api);
+    if (this.cfg.metricsAddress) {
+      const [host, port] = splitHostPort(this.cfg.metricsAddress);
+      const m = metricsServer(this.metrics, () => this.isReady());
+      await new Promise<void>((resolve, reject) => {
+        m.once('error', reject);
+        m.listen(port, host, resolve);
+      });
+      this.servers.push(m);
+    }
+    this.log.info('agent api listening', { socket: this.cfg.socket, metrics: this.cfg.metricsAddress });
+    await this.joinCluster();
+    if (this.stopped) return;
+    this.timers.push(setInterval(() => void this.healthCheck(), HEALTH_INTERVAL_MS));
+    this.timers.push(setInterval(() => void this.resync(), this.cfg.resyncSeconds * 1000));
+    await this.reconciler.runNow();
+    this.maybeWriteCniConfig();
+  }
+
+  /** Connect, claim the block, load its reservations, register, list and watch nodes. */
+  private async joinCluster(): Promise<void> {
+    let wait = 100;
+    while (!this.stopped) {
+      try {
+        await this.store.ping();
+        this.setEtcd(true);
+        const block = await this.store.claimBlock(this.cfg.nodeName, this.cfg.clusterSubnet, this.cfg.blockSize);
+        const ipam = new IpamService(this.store, this.cfg.nodeName, block);
+        await ipam.load();
+        this.ipam = ipam;
+        await this.register();
+        await this.resync();
+        this.watcher = await this.store.watchNodes(
+          (e) => {
+            if (e.type === 'put') this.nodes.set(e.node.name, e.node);
+            else this.nodes.delete(e.name);
+            this.metrics.knownNodes.set(this.nodes.size);
+            this.reconciler.schedule();
+          },
+          (connected) => this.log.info(connected ? 'registry watch connected' : 'registry watch disconnected'),
+        );
+        this.log.info('joined the cluster', { node: this.cfg.nodeName, block, underlayIp: this.cfg.underlayIp });
+        return;
+      } catch (e) {
+        if (e instanceof BlocksExhausted) throw e;
+        this.setEtcd(!(e instanceof DatastoreUnavailable));
+        this.log.warn('cannot join the cluster yet', { error: (e as Error).message, retryMs: wait });
+        await sleep(wait);
+        wait = Math.min(wait * 2, 2000);
+      }
+    }
+  }
+
+  private async register(): Promise<void> {
+    await this.store.register(this.self(), this.cfg.leaseTtlSeconds, (err) => {
+      this.leaseLost = true;
+      this.log.warn('node registration lease lost', { error: err.message });
+    });
+    this.leaseLost = false;
+    this.registered = new Date().toISOString();
+  }
+
+  private setEtcd(up: boolean): void {
+    if (up !== this.etcdUp) this.log.info(up ? 'etcd reachable' : 'etcd unreachable');
+    this.etcdUp = up;
+    this.lastCheck = new Date().toISOString();
+    this.metrics.etcdUp.set(up ? 1 : 0);
+    this.metrics.ready.set(this.isReady() ? 1 : 0);
+  }
+
+  private async healthCheck(): Promise<void> {
+    try {
+      await this.store.ping();
+      this.setEtcd(true);
+      if (this.leaseLost && this.ipam) {
+        await this.register();
+        this.log.info('node re-registered');
+        await this.resync();
+      }
+    } catch {
+      this.setEtcd(false);
+    }
+    this.metrics.ready.set(this.isReady() ? 1 : 0);
+    this.maybeWriteCniConfig();
+  }
+
+  /** Re-lists the registry (a watch can miss events across reconnects) and reconciles. */
+  private async resync(): Promise<void> {
+    try {
+      const list = await this.store.listNodes();
+      this.nodes = new Map(list.map((n) => [n.name, n]));
+      this.metrics.knownNodes.set(this.nodes.size);
+    } catch (e) {
+      // Keep the routes we have: an unreachable datastore says nothing about the nodes.
+      this.log.warn('registry resync failed', { error: (e as Error).message });
+      return;
+    }
+    await this.reconciler.runNow();
+  }
+
+  private maybeWriteCniConfig(): void {
+    if (this.cniConfWritten || !this.cfg.cniConfDir || !this.isReady()) return;
+    writeCniConfig(this.cfg);
+    this.cniConfWritten = true;
+    this.log.info('CNI config written', { path: join(this.cfg.cniConfDir, this.cfg.cniConfName) });
+  }
+
+  private requireReady(): IpamService {
+    if (!this.isReady() || !this.ipam) throw new ApiFailure(503, { code: 11, msg: 'node agent not ready', details: this.notReadyReason() });
+    return this.ipam;
+  }
+
+  /** Maps datastore and pool failures to the API's status and CNI code. */
+  private async guard<T>(what: string, fn: (ipam: IpamService) => Promise<T>): Promise<T> {
+    const ipam = this.requireReady();
+    try {
+      return await fn(ipam);
+    } catch (e) {
+      if (e instanceof DatastoreUnavailable) {
+        this.setEtcd(false);
+        throw new ApiFailure(503, { code: 11, msg: `${what}: datastore unavailable`, details: e.message });
+      }
+      if (e instanceof PoolExhausted) throw new ApiFailure(409, { code: 100, msg: 'address pool exhausted', details: e.message });
+      throw e;
+    }
+  }
+
+  async allocate(key: AttachmentKey): Promise<Lease> {
+    const started = performance.now();
+    try {
+      const lease = await this.guard('allocate', (ipam) => withTimeout(ipam.allocate(key), this.cfg.etcd.requestTimeoutMs * 2, 'allocate'));
+      this.metrics.allocations.inc({ result: 'ok' });
+      return lease;
+    } catch (e) {
+      this.metrics.allocations.inc({ result: e instanceof ApiFailure && e.body.code === 100 ? 'exhausted' : 'error' });
+      throw e;
+    } finally {
+      this.metrics.allocationSeconds.observe((performance.now() - started) / 1000);
+    }
+  }
+
+  async release(key: AttachmentKey): Promise<string[]> {
+    try {
+      const r = await this.guard('release', (ipam) => ipam.release(key));
+      this.metrics.releases.inc({ result: 'ok' });
+      return r;
+    } catch (e) {
+      this.metrics.releases.inc({ result: 'error' });
+      throw e;
+    }
+  }
+
+  find(key: AttachmentKey): Promise<string | null> {
+    return this.guard('find', (ipam) => ipam.find(key));
+  }
+
+  gc(valid: AttachmentKey[]): Promise<string[]> {
+    return this.guard('gc', (ipam) => ipam.gc(valid));
+  }
+
+  status(): AgentStatus {
+    const ready = this.isReady();
+    return {
+      ready,
+      ...(ready ? {} : { reason: this.notReadyReason() }),
+      node: this.cfg.nodeName,
+      underlayIp: this.cfg.underlayIp,
+      block: this.ipam?.block ?? null,
+      gateway: this.ipam ? formatIp(this.ipam.pool.gateway) : null,
+      etcd: { endpoints: this.cfg.etcd.endpoints, reachable: this.etcdUp, lastCheck: this.lastCheck },
+      ipam: this.ipam?.stats() ?? null,
+      nodes: [...this.nodes.values()].sort((a, b) => a.name.localeCompare(b.name)).map((n) => ({ name: n.name, underlayIp: n.underlayIp, block: n.block })),
+      routes: this.reconciler.observed,
+      lastReconcile: this.reconciler.last,
+      registeredAt: this.registered,
+      version: AGENT_VERSION,
+    };
+  }
+
+  /** Stops serving. The registration is left to expire, and this node's routes stay in the
+   *  kernel: a restart within the lease keeps every pod reachable. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    this.reconciler.stop();
+    await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
+    removeIfExists(this.cfg.socket);
+    try {
+      await this.watcher?.cancel();
+    } catch { /* closing anyway */ }
+    this.store.close();
+  }
+}
+
+function splitHostPort(addr: string): [string, number] {
+  const i = addr.lastIndexOf(':');
+  const port = Number(addr.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port)) throw new Error(`metrics address ${addr} is not host:port`);
+  return [addr.slice(0, i) || '0.0.0.0', port];
+}

@@ -1,0 +1,168 @@
+// The node agent's configuration: a YAML (or JSON) file, then command-line flags on top.
+// Every node-scoped path is configurable so several agents can share one machine.
+import { readFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
+import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+import { parseCidr, formatCidr } from '../lib/ipv4.ts';
+import { defaultRouteDevice } from '../executor/facts.ts';
+import type { Mode } from '../cni/config.ts';
+
+export interface AgentConfig {
+  nodeName: string;
+  /** underlay interface and address; found from the default route when not given */
+  underlayInterface: string | null;
+  underlayIp: string;
+  etcd: {
+    endpoints: string[];
+    caFile: string | null;
+    certFile: string | null;
+    keyFile: string | null;
+    prefix: string;
+    dialTimeoutMs: number;
+    requestTimeoutMs: number;
+  };
+  network: string;
+  clusterSubnet: string;
+  blockSize: number;
+  mode: Mode;
+  stateDir: string;
+  socket: string;
+  /** host:port for /metrics and /healthz over TCP; null: off */
+  metricsAddress: string | null;
+  leaseTtlSeconds: number;
+  resyncSeconds: number;
+  routeProtocol: number;
+  /** where to write the CNI config once ready (null: do not write one) */
+  cniConfDir: string | null;
+  cniConfName: string;
+  birdConfig: string;
+  birdSocket: string;
+  bpffsDir: string;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export const AGENT_DEFAULTS = {
+  network: 'testcni',
+  clusterSubnet: '10.244.0.0/16',
+  blockSize: 24,
+  mode: 'host-gw' as Mode,
+  stateDir: '/var/lib/testcni',
+  socket: '/run/testcni/agent.sock',
+  metricsAddress: '127.0.0.1:9603',
+  leaseTtlSeconds: 10,
+  resyncSeconds: 30,
+  routeProtocol: 151,
+  cniConfName: '10-testcni.conflist',
+  birdConfig: '/run/testcni/bird.conf',
+  birdSocket: '/run/testcni/bird.ctl',
+  bpffsDir: '/sys/fs/bpf/testcni',
+  etcdPrefix: '/testcni',
+};
+
+export const AGENT_HELP = `usage: testcni agent [--config FILE] [options]
+
+The node agent: registers the node in etcd, claims its pod block, serves IPAM to the plugin
+over a unix socket, and keeps this node's routes to the other nodes' blocks converged.
+Options override the config file (YAML or JSON, same names in camelCase).
+
+  --config FILE            agent config file
+  --node-name NAME         this node's name (default: the host name)
+  --underlay-interface IF  underlay interface (default: the default route's)
+  --underlay-ip ADDR       underlay address (default: IF's first IPv4 address)
+  --etcd-endpoints URLS    comma-separated, e.g. http://198.18.0.1:2379
+  --etcd-ca FILE --etcd-cert FILE --etcd-key FILE   TLS for etcd
+  --etcd-prefix PREFIX     key prefix (default ${AGENT_DEFAULTS.etcdPrefix})
+  --cluster-subnet CIDR    pod CIDR of the cluster (default ${AGENT_DEFAULTS.clusterSubnet})
+  --block-size N           prefix length of a node block (default ${AGENT_DEFAULTS.blockSize})
+  --mode MODE              host-gw (default)
+  --network NAME           CNI network name (default ${AGENT_DEFAULTS.network})
+  --state-dir DIR          (default ${AGENT_DEFAULTS.stateDir})
+  --socket PATH            agent API socket (default ${AGENT_DEFAULTS.socket})
+  --metrics-address H:P    /metrics and /healthz (default ${AGENT_DEFAULTS.metricsAddress}; "off" to disable)
+  --cni-conf-dir DIR       write the CNI conflist there once ready
+  --lease-ttl SECONDS      node registration TTL (default ${AGENT_DEFAULTS.leaseTtlSeconds})
+  --resync SECONDS         full reconcile period (default ${AGENT_DEFAULTS.resyncSeconds})
+  --route-protocol N       kernel route protocol number of our routes (default ${AGENT_DEFAULTS.routeProtocol})
+  --bird-config PATH --bird-socket PATH --bpffs-dir DIR   paths for the BGP and eBPF modes
+  --log-level LEVEL        debug, info, warn, error
+`;
+
+function firstIpv4(dev: string): string | null {
+  return networkInterfaces()[dev]?.find((a) => a.family === 'IPv4' && !a.internal)?.address ?? null;
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' && v !== '' ? v : undefined;
+}
+
+export class AgentConfigError extends Error {}
+
+export function loadAgentConfig(argv: string[], hostname: string): AgentConfig {
+  const { values } = parseArgs({
+    args: argv,
+    options: Object.fromEntries(
+      ['config', 'node-name', 'underlay-interface', 'underlay-ip', 'etcd-endpoints', 'etcd-ca', 'etcd-cert', 'etcd-key', 'etcd-prefix',
+        'cluster-subnet', 'block-size', 'mode', 'network', 'state-dir', 'socket', 'metrics-address', 'cni-conf-dir', 'lease-ttl',
+        'resync', 'route-protocol', 'bird-config', 'bird-socket', 'bpffs-dir', 'log-level'].map((k) => [k, { type: 'string' as const }]),
+    ),
+  });
+  const file = values.config ? (parseYaml(readFileSync(values.config, 'utf8')) as Record<string, unknown>) ?? {} : {};
+  const etcdFile = (file.etcd ?? {}) as Record<string, unknown>;
+  const pick = (flag: string | undefined, key: string): string | undefined => flag ?? str(file[key]);
+  const num = (flag: string | undefined, key: string, dflt: number): number => {
+    const v = flag ?? file[key];
+    if (v === undefined) return dflt;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new AgentConfigError(`${key} must be a positive integer, got ${JSON.stringify(v)}`);
+    return n;
+  };
+
+  const underlayInterface = pick(values['underlay-interface'], 'underlayInterface') ?? defaultRouteDevice();
+  const underlayIp = pick(values['underlay-ip'], 'underlayIp') ?? (underlayInterface ? firstIpv4(underlayInterface) : null);
+  if (!underlayIp) throw new AgentConfigError('no underlay address: give --underlay-ip, or --underlay-interface with an IPv4 address, or a default route');
+  const endpointsRaw = values['etcd-endpoints'] ?? (Array.isArray(etcdFile.endpoints) ? (etcdFile.endpoints as string[]).join(',') : str(etcdFile.endpoints));
+  const endpoints = (endpointsRaw ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  if (endpoints.length === 0) throw new AgentConfigError('no etcd endpoints: give --etcd-endpoints or etcd.endpoints');
+  const subnetText = pick(values['cluster-subnet'], 'clusterSubnet') ?? AGENT_DEFAULTS.clusterSubnet;
+  const subnet = parseCidr(subnetText);
+  if (!subnet) throw new AgentConfigError(`clusterSubnet ${JSON.stringify(subnetText)} is not an IPv4 CIDR`);
+  const blockSize = num(values['block-size'], 'blockSize', AGENT_DEFAULTS.blockSize);
+  if (blockSize < subnet.prefix || blockSize > 30) throw new AgentConfigError(`blockSize /${blockSize} does not fit in ${subnetText}`);
+  const mode = (pick(values.mode, 'mode') ?? AGENT_DEFAULTS.mode) as Mode;
+  if (mode !== 'host-gw') throw new AgentConfigError(`mode ${mode} is not available in this build (host-gw is)`);
+  const metrics = pick(values['metrics-address'], 'metricsAddress') ?? AGENT_DEFAULTS.metricsAddress;
+  const level = pick(values['log-level'], 'logLevel') ?? 'info';
+  if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new AgentConfigError(`logLevel ${level} is not debug, info, warn or error`);
+
+  return {
+    nodeName: pick(values['node-name'], 'nodeName') ?? hostname,
+    underlayInterface: underlayInterface ?? null,
+    underlayIp,
+    etcd: {
+      endpoints,
+      caFile: values['etcd-ca'] ?? str(etcdFile.caFile) ?? null,
+      certFile: values['etcd-cert'] ?? str(etcdFile.certFile) ?? null,
+      keyFile: values['etcd-key'] ?? str(etcdFile.keyFile) ?? null,
+      prefix: (values['etcd-prefix'] ?? str(etcdFile.prefix) ?? AGENT_DEFAULTS.etcdPrefix).replace(/\/+$/, ''),
+      dialTimeoutMs: 2000,
+      requestTimeoutMs: 2000,
+    },
+    network: pick(values.network, 'network') ?? AGENT_DEFAULTS.network,
+    clusterSubnet: formatCidr(subnet),
+    blockSize,
+    mode,
+    stateDir: pick(values['state-dir'], 'stateDir') ?? AGENT_DEFAULTS.stateDir,
+    socket: pick(values.socket, 'socket') ?? AGENT_DEFAULTS.socket,
+    metricsAddress: metrics === 'off' ? null : metrics,
+    leaseTtlSeconds: num(values['lease-ttl'], 'leaseTtlSeconds', AGENT_DEFAULTS.leaseTtlSeconds),
+    resyncSeconds: num(values.resync, 'resyncSeconds', AGENT_DEFAULTS.resyncSeconds),
+    routeProtocol: num(values['route-protocol'], 'routeProtocol', AGENT_DEFAULTS.routeProtocol),
+    cniConfDir: pick(values['cni-conf-dir'], 'cniConfDir') ?? null,
+    cniConfName: str(file.cniConfName) ?? AGENT_DEFAULTS.cniConfName,
+    birdConfig: pick(values['bird-config'], 'birdConfig') ?? AGENT_DEFAULTS.birdConfig,
+    birdSocket: pick(values['bird-socket'], 'birdSocket') ?? AGENT_DEFAULTS.birdSocket,
+    bpffsDir: pick(values['bpffs-dir'], 'bpffsDir') ?? AGENT_DEFAULTS.bpffsDir,
+    logLevel: level as AgentConfig['logLevel'],
+  };
+}

@@ -1,0 +1,103 @@
+// Cluster IPAM for this node's block: addresses are reserved in etcd with create-if-absent
+// transactions; a local cache of the block's reservations saves round trips, and a stale cache
+// only costs a retry, never a duplicate.
+import { parseCidr, formatIp, parseIp, contains, lastIp } from '../lib/ipv4.ts';
+import { candidates, capacity, leaseFor, type Pool } from '../ipam/pool.ts';
+import type { AttachmentKey } from '../ipam/store.ts';
+import type { Lease } from '../planner/types.ts';
+import type { EtcdStore } from './datastore/etcd-store.ts';
+import type { IpRecord } from './datastore/keys.ts';
+
+export class PoolExhausted extends Error {}
+
+export function poolOfBlock(block: string): Pool {
+  const c = parseCidr(block)!;
+  return { first: c.base + 1, last: lastIp(c) - 1, gateway: c.base + 1, prefix: c.prefix };
+}
+
+export class IpamService {
+  readonly pool: Pool;
+  private used = new Map<string, IpRecord | 'pending'>();
+  private cursor: number | null = null;
+
+  constructor(
+    private readonly store: EtcdStore,
+    private readonly node: string,
+    readonly block: string,
+  ) {
+    this.pool = poolOfBlock(block);
+  }
+
+  async load(): Promise<void> {
+    const cidr = parseCidr(this.block)!;
+    const reserved = await this.store.reservedIn((ip) => {
+      const n = parseIp(ip);
+      return n !== null && contains(cidr, n);
+    });
+    this.used = new Map(reserved);
+  }
+
+  stats(): { used: number; free: number } {
+    return { used: this.used.size, free: capacity(this.pool) - this.used.size };
+  }
+
+  async allocate(key: AttachmentKey): Promise<Lease> {
+    const rec: IpRecord = { containerId: key.containerId, ifName: key.ifName, node: this.node };
+    // One pass over the block at most: bounded, whatever the cache says.
+    for (const n of candidates(this.pool, this.cursor)) {
+      const ip = formatIp(n);
+      if (this.used.has(ip)) continue;
+      this.used.set(ip, 'pending'); // concurrent requests in this process skip it meanwhile
+      let outcome: Awaited<ReturnType<EtcdStore['reserve']>>;
+      try {
+        outcome = await this.store.reserve(ip, rec);
+      } catch (e) {
+        this.used.delete(ip);
+        throw e;
+      }
+      if (outcome === 'ok') {
+        this.used.set(ip, rec);
+        this.cursor = n;
+        return leaseFor(this.pool, n);
+      }
+      if (outcome === 'taken') {
+        this.used.set(ip, { containerId: '?', ifName: '?', node: '?' }); // somebody's; the cache was stale
+        continue;
+      }
+      this.used.delete(ip);
+      // The attachment holds an address already (a retried ADD): hand that one back.
+      return leaseFor(this.pool, parseIp(outcome.existing)!);
+    }
+    throw new PoolExhausted(`no free address in block ${this.block}`);
+  }
+
+  async find(key: AttachmentKey): Promise<string | null> {
+    return this.store.handleOf(key);
+  }
+
+  async release(key: AttachmentKey): Promise<string[]> {
+    const ip = await this.store.handleOf(key);
+    if (!ip) return [];
+    const done = await this.store.unreserve(key, ip);
+    if (done) this.used.delete(ip);
+    return done ? [ip] : [];
+  }
+
+  /** Releases every reservation of this node whose attachment is not in `valid`. */
+  async gc(valid: AttachmentKey[]): Promise<string[]> {
+    const keep = new Set(valid.map((k) => `${k.containerId}/${k.ifName}`));
+    await this.load();
+    const released: string[] = [];
+    for (const [ip, rec] of this.used) {
+      if (rec === 'pending' || rec.node !== this.node || keep.has(`${rec.containerId}/${rec.ifName}`)) continue;
+      if (await this.store.unreserve(rec, ip)) {
+        this.used.delete(ip);
+        released.push(ip);
+      } else if (await this.store.deleteIfUnchanged(ip, JSON.stringify(rec))) {
+        this.used.delete(ip);
+        released.push(ip);
+      }
+    }
+    return released.sort();
+  }
+}

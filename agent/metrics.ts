@@ -1,0 +1,26 @@
+// Prometheus metrics of the agent (served on the metrics address at /metrics).
+import { Registry, Counter, Histogram, Gauge, collectDefaultMetrics } from 'prom-client';
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly allocations = new Counter({ name: 'testcni_ipam_allocations_total', help: 'Address allocations by result', labelNames: ['result'], registers: [this.registry] });
+  readonly releases = new Counter({ name: 'testcni_ipam_releases_total', help: 'Address releases by result', labelNames: ['result'], registers: [this.registry] });
+  readonly allocationSeconds = new Histogram({
+    name: 'testcni_ipam_allocation_seconds', help: 'Latency of address allocations', registers: [this.registry],
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2],
+  });
+  readonly apiRequests = new Counter({ name: 'testcni_api_requests_total', help: 'Agent API requests', labelNames: ['path', 'status'], registers: [this.registry] });
+  readonly reconcileRuns = new Counter({ name: 'testcni_reconcile_runs_total', help: 'Route reconcile runs by result', labelNames: ['result'], registers: [this.registry] });
+  readonly reconcileSeconds = new Histogram({
+    name: 'testcni_reconcile_seconds', help: 'Duration of route reconcile runs', registers: [this.registry],
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+  });
+  readonly routeChanges = new Counter({ name: 'testcni_route_changes_total', help: 'Kernel route changes made by reconcile', labelNames: ['op'], registers: [this.registry] });
+  readonly knownNodes = new Gauge({ name: 'testcni_known_nodes', help: 'Nodes in the registry, this one included', registers: [this.registry] });
+  readonly etcdUp = new Gauge({ name: 'testcni_etcd_up', help: '1 when etcd answered the last health check', registers: [this.registry] });
+  readonly ready = new Gauge({ name: 'testcni_agent_ready', help: '1 when the agent serves allocations', registers: [this.registry] });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'testcni_agent_' });
+  }
+}

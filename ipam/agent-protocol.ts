@@ -1,0 +1,37 @@
+// The node agent's HTTP/JSON API on its unix socket, shared by the agent and the plugin.
+import type { Lease } from '../planner/types.ts';
+import type { AttachmentKey } from './store.ts';
+
+export const API = {
+  allocate: '/v1/allocate', // POST AttachmentKey -> Lease
+  release: '/v1/release', // POST AttachmentKey -> { released: string[] }
+  find: '/v1/find', // POST AttachmentKey -> { ip: string | null }
+  gc: '/v1/gc', // POST { valid: AttachmentKey[] } -> { released: string[] }
+  status: '/v1/status', // GET -> AgentStatus
+  healthz: '/healthz', // GET -> 200 "ok" | 503
+} as const;
+
+/** Error bodies carry the CNI code the plugin should report. */
+export interface ApiError {
+  code: number;
+  msg: string;
+  details?: string;
+}
+
+export interface AgentStatus {
+  ready: boolean;
+  reason?: string;
+  node: string;
+  underlayIp: string;
+  block: string | null;
+  gateway: string | null;
+  etcd: { endpoints: string[]; reachable: boolean; lastCheck: string | null };
+  ipam: { used: number; free: number } | null;
+  nodes: { name: string; underlayIp: string; block: string }[];
+  routes: { dst: string; via: string }[];
+  lastReconcile: { at: string; ok: boolean; changes: number; error?: string } | null;
+  registeredAt: string | null;
+  version: string;
+}
+
+export type { AttachmentKey, Lease };

@@ -1,0 +1,82 @@
+// Node-level desired state (pure): from the cluster's node registry to the kernel routes this
+// node should hold, and from desired vs observed to the steps that converge them.
+import { HOST, type NodeFacts, type Step } from './types.ts';
+
+/** What a node publishes in the registry. */
+export interface NodeRecord {
+  name: string;
+  /** the node's address on the underlay network */
+  underlayIp: string;
+  /** the pod block the node owns (CIDR) */
+  block: string;
+}
+
+export interface NodeRoute {
+  dst: string;
+  via: string;
+}
+
+/** host-gw: a route to every other node's block through that node's underlay address. */
+export function desiredRoutes(self: string, nodes: NodeRecord[]): NodeRoute[] {
+  return nodes
+    .filter((n) => n.name !== self && n.block && n.underlayIp)
+    .map((n) => ({ dst: n.block, via: n.underlayIp }))
+    .sort((a, b) => (a.dst < b.dst ? -1 : a.dst > b.dst ? 1 : 0));
+}
+
+/**
+ * Steps that turn `observed` (routes carrying our protocol number) into `desired`. New routes
+ * are added, not replaced, so a route somebody else owns is never overwritten: that add fails
+ * and is reported. Ours that point elsewhere are replaced; ours no longer wanted are deleted.
+ */
+export function routeSteps(desired: NodeRoute[], observed: NodeRoute[], facts: NodeFacts, proto: number): Step[] {
+  const ip = facts.tools.ip;
+  const have = new Map(observed.map((r) => [r.dst, r.via]));
+  const want = new Set(desired.map((r) => r.dst));
+  const probe = (r: NodeRoute) => ({
+    ns: HOST,
+    argv: [ip, '-j', 'route', 'show', 'proto', String(proto)],
+    expect: { $some: { dst: r.dst, gateway: r.via } },
+  });
+  const steps: Step[] = [];
+  for (const r of desired) {
+    const current = have.get(r.dst);
+    if (current === r.via) continue;
+    steps.push({
+      id: `route:host:${r.dst}`,
+      kind: 'route.add',
+      scope: 'node',
+      ns: HOST,
+      argv: [ip, 'route', current === undefined ? 'add' : 'replace', r.dst, 'via', r.via, 'proto', String(proto)],
+      idempotent: current !== undefined,
+      undo: null,
+      undoReason: 'node routes follow the registry, not pods',
+      probe: probe(r),
+      describe: `${current === undefined ? 'route' : `re-route (was via ${current})`} ${r.dst} via ${r.via}`,
+    });
+  }
+  for (const r of observed) {
+    if (want.has(r.dst)) continue;
+    steps.push({
+      id: `route.del:host:${r.dst}`,
+      kind: 'route.add',
+      scope: 'node',
+      ns: HOST,
+      argv: [ip, 'route', 'del', r.dst, 'via', r.via, 'proto', String(proto)],
+      idempotent: false,
+      undo: null,
+      undoReason: 'node routes follow the registry, not pods',
+      probe: { ...probe(r), expect: { $none: { dst: r.dst } } },
+      describe: `remove route ${r.dst} via ${r.via} (its node left)`,
+    });
+  }
+  return steps.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/** Reads `ip -j route show proto N` output back into routes. */
+export function parseRoutes(json: unknown): NodeRoute[] {
+  if (!Array.isArray(json)) return [];
+  return json
+    .filter((r): r is { dst: string; gateway: string } => typeof r?.dst === 'string' && typeof r?.gateway === 'string')
+    .map((r) => ({ dst: r.dst.includes('/') ? r.dst : `${r.dst}/32`, via: r.gateway }));
+}

@@ -135,6 +135,11 @@ export function loadConfig(raw: unknown): { config: NetworkConfig; extras: Confi
   const cniVersion = requireSupported(obj.cniVersion);
   checkConfigShape(obj);
   const mode = (obj.mode as Mode | undefined) ?? 'host-gw';
+  // The schema counts characters; the kernel's limit is 15 bytes.
+  for (const field of ['bridge', 'uplink', 'master']) {
+    const v = obj[field];
+    if (typeof v === 'string' && Buffer.byteLength(v) > 15) bad(field, `${JSON.stringify(v)} is longer than 15 bytes`);
+  }
   const subnet = subnetOf(obj, mode);
   const config: NetworkConfig = {
     cniVersion,

@@ -66,6 +66,7 @@ export function parsePrevResult(raw: Record<string, unknown> | null): Result | n
     interfaces: arr(raw.interfaces).map((i) => ({
       name: String(i.name ?? ''),
       ...(typeof i.mac === 'string' ? { mac: i.mac } : {}),
+      ...(typeof i.mtu === 'number' ? { mtu: i.mtu } : {}),
       ...(typeof i.sandbox === 'string' ? { sandbox: i.sandbox } : {}),
     })),
     ips: arr(raw.ips).map((ip) => ({
@@ -73,7 +74,12 @@ export function parsePrevResult(raw: Record<string, unknown> | null): Result | n
       ...(typeof ip.gateway === 'string' ? { gateway: ip.gateway } : {}),
       ...(typeof ip.interface === 'number' ? { interface: ip.interface } : {}),
     })),
-    routes: arr(raw.routes).map((r) => ({ dst: String(r.dst ?? ''), ...(typeof r.gw === 'string' ? { gw: r.gw } : {}) })),
+    routes: arr(raw.routes).map((r) => {
+      const route: ResultRoute = { dst: String(r.dst ?? ''), ...(typeof r.gw === 'string' ? { gw: r.gw } : {}) };
+      // 1.1 route attributes: kept so a 1.1 prevResult reads back whole.
+      for (const k of ROUTE_1_1_ONLY) if (typeof r[k] === 'number') route[k] = r[k];
+      return route;
+    }),
     dns: (raw.dns as Record<string, unknown>) ?? {},
   };
 }

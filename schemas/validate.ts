@@ -17,12 +17,15 @@ function fieldOf(e: AjvError): string {
   return path.filter(Boolean).join('.') || '(config)';
 }
 
-// Errors from the if/then wrappers repeat what the inner keyword already said.
-const WRAPPERS = new Set(['if', 'anyOf', 'allOf', 'not']);
+// Errors from the if/then wrappers repeat what the inner keyword already said. ("not" is no
+// wrapper: ajv drops its inner errors, so its own error is the only report, e.g. uplink ".".)
+const WRAPPERS = new Set(['if', 'anyOf', 'allOf']);
 
 export function checkConfigShape(config: unknown): void {
   if (validateConfig(config)) return;
-  const errors = (validateConfig.errors ?? []).filter((e) => !WRAPPERS.has(e.keyword));
+  const all = validateConfig.errors ?? [];
+  const inner = all.filter((e) => !WRAPPERS.has(e.keyword));
+  const errors = inner.length > 0 ? inner : all; // never turn a failure into an empty report
   const unknown = errors.filter((e) => e.keyword === 'additionalProperties' || e.keyword === 'unevaluatedProperties');
   // A wrong value is reported before an unknown key: it is the likelier typo to fix first.
   const invalid = errors.filter((e) => !unknown.includes(e));

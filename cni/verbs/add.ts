@@ -1,6 +1,6 @@
 // ADD: lease an address, compile the plan, apply it; on failure the executor has rolled back
 // and the lease goes back to the pool.
-import { existsSync } from 'node:fs';
+import { statfsSync } from 'node:fs';
 import { CniError, Code } from '../errors.ts';
 import { serialiseResult } from '../result.ts';
 import { compile, requireMode } from '../../planner/compile.ts';
@@ -10,10 +10,28 @@ import { gatherFacts } from '../../executor/facts.ts';
 import { openIpam } from '../../ipam/open.ts';
 import { attachmentOf, withAttachmentLock, type VerbContext } from './context.ts';
 
+// statfs f_type of a namespace file: nsfs, or proc on kernels before 3.19.
+const NSFS_MAGIC = 0x6e736673;
+const PROC_SUPER_MAGIC = 0x9fa0;
+
+/** Refuses a CNI_NETNS that is missing or not a namespace before anything is leased or journalled. */
+function requireNetns(path: string): void {
+  let type: number;
+  try {
+    type = statfsSync(path).type;
+  } catch {
+    throw new CniError(Code.InvalidEnv, 'CNI_NETNS does not exist', `no such netns: ${path}`);
+  }
+  if (type !== NSFS_MAGIC && type !== PROC_SUPER_MAGIC) {
+    throw new CniError(Code.InvalidEnv, 'CNI_NETNS is not a network namespace', `${path} is not a namespace file`);
+  }
+}
+
 export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>> {
   const { env, config } = ctx;
-  if (!existsSync(env.netns)) throw new CniError(Code.InvalidEnv, 'CNI_NETNS does not exist', `no such netns: ${env.netns}`);
+  requireNetns(env.netns);
   requireMode(config.mode); // before any IPAM
+  const ipam = openIpam(config); // an unavailable IPAM type is refused before the journal dir exists
   const journals = new JournalStore(config.stateDir);
   return withAttachmentLock(ctx, journals, async () => {
     const a = attachmentOf(ctx);
@@ -23,7 +41,6 @@ export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>>
         `journal ${journals.path(a)} is in state ${existing.state}; DEL it first`);
     }
     const facts = await gatherFacts({ uplink: config.uplink, mtuConfigured: config.mtu !== null }, ctx.runner);
-    const ipam = openIpam(config);
     const key = { containerId: env.containerId, ifName: env.ifName };
     const lease = await ipam.allocate(key);
     const ip = lease.address.split('/')[0]!;

@@ -1,7 +1,7 @@
 // One journal per attachment (network, containerId, ifName): the ADD plan, the lease and what
 // happened to each step. Written atomically so a SIGKILL leaves the old or the new record.
 import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, basename } from 'node:path';
 import type { Plan, Lease } from '../planner/types.ts';
 import { writeFileAtomic, ensureDir, removeIfExists } from '../lib/atomic-file.ts';
 
@@ -66,8 +66,15 @@ export class JournalStore {
     return journalPath(this.stateDir, a);
   }
 
+  /** Locks live apart from journals in one directory made once, so a call refused before it
+   *  writes anything leaves no per-network directory behind. "~" occurs in neither a network
+   *  name nor a container id. */
   lockPath(a: Attachment): string {
-    return `${this.path(a)}.lock`;
+    return join(this.lockDir(), `${a.network}~${a.containerId}@${a.ifName}.lock`);
+  }
+
+  lockDir(): string {
+    return join(this.stateDir, 'locks');
   }
 
   read(a: Attachment): Journal | null {
@@ -88,7 +95,16 @@ export class JournalStore {
     writeFileAtomic(this.path(j), JSON.stringify(j), { mode: 0o600, fsync: durable });
   }
 
+  /** Removes the journal and any temp file of a writer killed mid-write (writes go through
+   *  "<journal>.tmp-<pid>"; under the attachment lock only a dead writer can have left one). */
   remove(a: Attachment): void {
+    const dir = journalDir(this.stateDir, a.network);
+    const tmpPrefix = `${basename(this.path(a))}.tmp-`;
+    let files: string[] = [];
+    try {
+      files = readdirSync(dir);
+    } catch { /* no directory: nothing to remove */ }
+    for (const f of files) if (f.startsWith(tmpPrefix)) removeIfExists(join(dir, f));
     removeIfExists(this.path(a));
   }
 

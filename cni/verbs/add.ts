@@ -31,7 +31,7 @@ export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>>
   const { env, config } = ctx;
   requireNetns(env.netns);
   requireMode(config.mode); // before any IPAM
-  const ipam = openIpam(config); // an unavailable IPAM type is refused before the journal dir exists
+  const ipam = openIpam(config);
   const journals = new JournalStore(config.stateDir);
   return withAttachmentLock(ctx, journals, async () => {
     const a = attachmentOf(ctx);

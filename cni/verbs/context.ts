@@ -5,7 +5,7 @@ import type { NetworkConfig, ConfigExtras } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { Runner } from '../../executor/runner.ts';
 import type { NodeSystem } from '../../executor/system.ts';
-import { JournalStore, journalDir, type Attachment } from '../../executor/journal.ts';
+import { JournalStore, type Attachment } from '../../executor/journal.ts';
 import { withPidLock, LockTimeout } from '../../lib/pid-lock.ts';
 import { CniError, Code } from '../errors.ts';
 
@@ -28,7 +28,7 @@ export function attachmentOf(ctx: VerbContext): Attachment {
 /** Serialises operations on one attachment across plugin processes. */
 export async function withAttachmentLock<T>(ctx: VerbContext, journals: JournalStore, fn: () => Promise<T>): Promise<T> {
   const a = attachmentOf(ctx);
-  mkdirSync(journalDir(journals.stateDir, a.network), { recursive: true, mode: 0o700 });
+  mkdirSync(journals.lockDir(), { recursive: true, mode: 0o700 });
   try {
     return await withPidLock(journals.lockPath(a), LOCK_TIMEOUT_MS, fn);
   } catch (e) {

@@ -142,8 +142,8 @@ const ROWS: Row[] = [
     },
   },
   { name: 'ADD in mode ipvlan (not in this build)', stdin: cfg({ mode: 'ipvlan', subnet: '192.168.64.0/24', ipam: { rangeStart: '192.168.64.90', rangeEnd: '192.168.64.100' } }), code: Code.ModeUnavailable, mentions: /ipvlan/ },
-  { name: 'ADD with cluster IPAM (no agent in this build)', stdin: ipam({ type: 'cluster' }), code: Code.ModeUnavailable, mentions: /cluster/ },
-  { name: 'ADD with cluster IPAM on another network', stdin: cfg({ name: 'othernet', ipam: { type: 'cluster' } }), code: Code.ModeUnavailable, mentions: /cluster/ },
+  { name: 'ADD with cluster IPAM and no node agent', stdin: ipam({ type: 'cluster', agentSocket: '/nonexistent/agent.sock' }), code: Code.TryAgainLater, mentions: /agent/ },
+  { name: 'ADD with cluster IPAM on another network, no agent', stdin: cfg({ name: 'othernet', ipam: { type: 'cluster', agentSocket: '/nonexistent/agent.sock' } }), code: Code.TryAgainLater, mentions: /agent/ },
   { name: 'ADD of the resident again', containerId: RESIDENT, code: Code.AlreadyAttached },
   {
     name: 'CHECK of an unknown container', verb: 'CHECK',

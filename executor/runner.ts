@@ -75,3 +75,33 @@ export function tail(text: string, max = 400): string {
   const t = text.trim();
   return t.length <= max ? t : '…' + t.slice(t.length - max);
 }
+
+export interface DaemonOptions {
+  /** file that receives the daemon's stdout and stderr (appended, 0600) */
+  logFile: string;
+  env?: Record<string, string>;
+}
+
+/**
+ * Starts a long-running process (etcd, an agent, BIRD) detached from the caller, with its
+ * output in a log file and nothing inherited on stdout: a daemon must never write into the
+ * CNI result stream. Returns its PID; stopping it is the caller's business.
+ */
+export async function startDaemon(argv: string[], opts: DaemonOptions): Promise<number> {
+  const [file, ...args] = argv;
+  if (!file || !file.startsWith('/')) throw new Error(`startDaemon needs an absolute program path, got ${JSON.stringify(file)}`);
+  const { openSync, closeSync } = await import('node:fs');
+  const fd = openSync(opts.logFile, 'a', 0o600);
+  try {
+    const child = spawn(file, args, { shell: false, detached: true, stdio: ['ignore', fd, fd], env: opts.env ?? ENV });
+    const pid = child.pid;
+    if (pid === undefined) {
+      const err = await new Promise<Error>((resolve) => child.once('error', resolve));
+      throw new Error(`cannot start ${file}: ${err.message}`);
+    }
+    child.unref();
+    return pid;
+  } finally {
+    closeSync(fd);
+  }
+}

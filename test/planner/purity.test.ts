@@ -30,7 +30,7 @@ test('planner/ modules use no I/O, environment, clock or randomness', () => {
 });
 
 test('only executor/runner.ts starts processes', () => {
-  const dirs = ['cni', 'planner', 'executor', 'ipam', 'cli', 'lib', 'schemas'];
+  const dirs = ['cni', 'planner', 'executor', 'ipam', 'cli', 'lib', 'schemas', 'agent', 'lab'];
   const offenders = dirs
     .flatMap((d) => sources(join(ROOT, d)))
     .filter((f) => /from 'node:child_process'/.test(readFileSync(f, 'utf8')))

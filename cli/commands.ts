@@ -13,7 +13,7 @@ import { gatherFacts } from '../executor/facts.ts';
 import { JournalStore } from '../executor/journal.ts';
 import { openIpam } from '../ipam/open.ts';
 import { leaseFor, poolOf } from '../ipam/pool.ts';
-import { readiness } from '../cni/verbs/status.ts';
+import { gatherStatus, renderStatus } from './status.ts';
 import { runGc } from '../cni/verbs/gc.ts';
 import { readNetworkConfig, DEFAULT_CONFIG } from './config-file.ts';
 
@@ -48,7 +48,9 @@ changes and no root is needed. The config is read from FILE (a .conf or .conflis
   status: `usage: testcni status [--config FILE] [--json]
 
 Shows whether the plugin is ready for ADD (as CNI STATUS would decide), the IPAM pool's
-usage and the attachments journalled on this node. Default config: ${DEFAULT_CONFIG}.
+usage and the attachments journalled on this node; with cluster IPAM also the node agent's
+view: node, block, peers and whether this node routes to them, leases, etcd health.
+Default config: ${DEFAULT_CONFIG}.
 `,
   gc: `usage: testcni gc [--config FILE] [--grace SECONDS]
 
@@ -112,29 +114,9 @@ async function cmdStatus(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean' } } });
   if (values.help) return out(HELP.status!), 0;
   const { config } = loadFrom(values.config ?? DEFAULT_CONFIG);
-  const r = await readiness(config);
-  const journals = new JournalStore(config.stateDir);
-  const attachments = journals.list(config.name).map((a) => {
-    const j = journals.read(a);
-    return { containerId: a.containerId, ifName: a.ifName, state: j?.state ?? 'unreadable', ip: j?.lease?.address ?? '', netns: j?.netns ?? '', netnsExists: j ? existsSync(j.netns) : false };
-  });
-  if (values.json) {
-    out(JSON.stringify({ network: config.name, mode: config.mode, ...r, block: config.ipam.block, attachments }, null, 2) + '\n');
-    return r.ready ? 0 : 1;
-  }
-  const lines = [
-    `network   ${config.name} (mode ${config.mode}, cniVersion ${config.cniVersion})`,
-    `ready     ${r.ready ? 'yes' : 'NO: ' + r.problems.join('; ')}`,
-    `block     ${config.ipam.block}  range ${config.ipam.rangeStart}-${config.ipam.rangeEnd}  gateway ${config.ipam.gateway}`,
-    `ipam      ${r.ipam ? `${r.ipam.used} used, ${r.ipam.free} free` : 'unavailable'} (${config.ipam.type}, ${config.ipam.dataDir})`,
-    `state     ${config.stateDir}`,
-    '',
-    `${'CONTAINER'.padEnd(24)} ${'IF'.padEnd(8)} ${'ADDRESS'.padEnd(18)} ${'STATE'.padEnd(20)} NETNS`,
-    ...attachments.map((a) => `${a.containerId.slice(0, 24).padEnd(24)} ${a.ifName.padEnd(8)} ${a.ip.padEnd(18)} ${a.state.padEnd(20)} ${a.netns}${a.netnsExists ? '' : ' (gone)'}`),
-  ];
-  if (attachments.length === 0) lines.push('(no attachments)');
-  out(lines.join('\n') + '\n');
-  return r.ready ? 0 : 1;
+  const report = await gatherStatus(config);
+  out(values.json ? JSON.stringify(report, null, 2) + '\n' : renderStatus(report, config));
+  return report.ready ? 0 : 1;
 }
 
 async function cmdGc(args: string[]): Promise<number> {

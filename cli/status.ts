@@ -1,0 +1,76 @@
+// `testcni status`: readiness (as CNI STATUS decides it), IPAM usage, this node's attachments,
+// and with cluster IPAM the node agent's view: node, block, peers and their routes, etcd.
+import { existsSync } from 'node:fs';
+import type { NetworkConfig } from '../cni/config.ts';
+import { readiness, type Readiness } from '../cni/verbs/status.ts';
+import { JournalStore } from '../executor/journal.ts';
+import { AgentStore } from '../ipam/agent-store.ts';
+import type { AgentStatus } from '../ipam/agent-protocol.ts';
+
+export interface StatusReport extends Readiness {
+  network: string;
+  mode: string;
+  ipamType: string;
+  block: string | null;
+  attachments: { containerId: string; ifName: string; state: string; ip: string; netns: string; netnsExists: boolean }[];
+  agent: AgentStatus | { error: string } | null;
+}
+
+export async function gatherStatus(config: NetworkConfig): Promise<StatusReport> {
+  const r = await readiness(config);
+  const journals = new JournalStore(config.stateDir);
+  const attachments = journals.list(config.name).map((a) => {
+    const j = journals.read(a);
+    return { containerId: a.containerId, ifName: a.ifName, state: j?.state ?? 'unreadable', ip: j?.lease?.address ?? '', netns: j?.netns ?? '', netnsExists: j ? existsSync(j.netns) : false };
+  });
+  let agent: StatusReport['agent'] = null;
+  if (config.ipam.type === 'cluster') {
+    try {
+      agent = await new AgentStore(config.ipam.agentSocket, 3000).agentStatus();
+    } catch (e) {
+      agent = { error: `${(e as Error).message}${(e as { details?: string }).details ? `: ${(e as { details?: string }).details}` : ''}` };
+    }
+  }
+  const block = agent && 'block' in agent ? agent.block : config.ipam.type === 'file' ? config.ipam.block : null;
+  return { ...r, network: config.name, mode: config.mode, ipamType: config.ipam.type, block, attachments, agent };
+}
+
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)];
+}
+
+export function renderStatus(s: StatusReport, config: NetworkConfig): string {
+  const lines = [
+    `network   ${s.network} (mode ${s.mode}, cniVersion ${config.cniVersion})`,
+    `ready     ${s.ready ? 'yes' : 'NO: ' + s.problems.join('; ')}`,
+  ];
+  if (config.ipam.type === 'file') {
+    lines.push(`block     ${config.ipam.block}  range ${config.ipam.rangeStart}-${config.ipam.rangeEnd}  gateway ${config.ipam.gateway}`);
+    lines.push(`ipam      ${s.ipam ? `${s.ipam.used} used, ${s.ipam.free} free` : 'unavailable'} (file, ${config.ipam.dataDir})`);
+  } else if (s.agent && 'error' in s.agent) {
+    lines.push(`agent     UNREACHABLE: ${s.agent.error}`);
+  } else if (s.agent) {
+    const a = s.agent;
+    lines.push(`agent     ${a.ready ? 'ready' : `NOT READY: ${a.reason ?? ''}`} (${config.ipam.agentSocket}, version ${a.version})`);
+    lines.push(`node      ${a.node}  underlay ${a.underlayIp}  registered ${a.registeredAt ?? 'no'}`);
+    lines.push(`block     ${a.block ?? '(none claimed)'}  gateway ${a.gateway ?? '-'}`);
+    lines.push(`leases    ${a.ipam ? `${a.ipam.used} addresses used, ${a.ipam.free} free` : 'unknown'}`);
+    lines.push(`etcd      ${a.etcd.reachable ? 'reachable' : 'UNREACHABLE'} (${a.etcd.endpoints.join(', ')}; checked ${a.etcd.lastCheck ?? 'never'})`);
+    const rc = a.lastReconcile;
+    lines.push(`routes    ${rc ? `${rc.ok ? 'converged' : `FAILED: ${rc.error ?? ''}`} at ${rc.at}` : 'not reconciled yet'}`);
+    lines.push('', 'PEERS');
+    const via = new Map(a.routes.map((r) => [r.dst, r.via]));
+    const peers = a.nodes.map((n) => [n.name, n.underlayIp, n.block,
+      n.name === a.node ? '(this node)' : via.get(n.block) === n.underlayIp ? `route via ${n.underlayIp}` : 'NO ROUTE']);
+    lines.push(...table(['NODE', 'UNDERLAY', 'BLOCK', 'ROUTE'], peers).map((l) => `  ${l}`));
+  }
+  lines.push(`state     ${config.stateDir}`, '', 'ATTACHMENTS');
+  if (s.attachments.length === 0) lines.push('  (none)');
+  else {
+    lines.push(...table(['CONTAINER', 'IF', 'ADDRESS', 'STATE', 'NETNS'],
+      s.attachments.map((a) => [a.containerId.slice(0, 24), a.ifName, a.ip, a.state, `${a.netns}${a.netnsExists ? '' : ' (gone)'}`])).map((l) => `  ${l}`));
+  }
+  return lines.join('\n') + '\n';
+}

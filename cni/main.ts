@@ -5,7 +5,7 @@ import { parseJson, loadConfig } from './config.ts';
 import { CniError, toCniError } from './errors.ts';
 import { isSupported, LATEST, SUPPORTED_VERSIONS } from './version.ts';
 import { Logger, type Level } from './log.ts';
-import { ProcessRunner, type Runner } from '../executor/runner.ts';
+import { SyncProcessRunner, type Runner } from '../executor/runner.ts';
 import type { NodeSystem } from '../executor/system.ts';
 import type { VerbContext } from './verbs/context.ts';
 import { cmdAdd } from './verbs/add.ts';
@@ -39,10 +39,10 @@ export async function handleCni(
   readStdin: () => string,
   deps: { log: Logger; runner?: Runner; sys?: NodeSystem },
 ): Promise<CniOutcome> {
-  const started = performance.now();
+  const started = process.hrtime.bigint();
   const { log } = deps;
   let version: string = LATEST;
-  const runner = deps.runner ?? new ProcessRunner();
+  const runner = deps.runner ?? new SyncProcessRunner();
   try {
     const env = parseEnv(processEnv);
     log.with({ cmd: env.command, containerId: env.containerId || undefined, ifName: env.ifName || undefined });
@@ -57,7 +57,7 @@ export async function handleCni(
     log.configure((processEnv.TESTCNI_LOG_LEVEL as Level | undefined) ?? config.logLevel, config.logFile);
     log.with({ network: config.name });
     const doc = await HANDLERS[env.command]({ env, config, extras, log, runner, sys: deps.sys });
-    log.debug('done', { ms: Math.round(performance.now() - started), spawned: runner.spawned });
+    log.debug('done', { ms: Number((process.hrtime.bigint() - started) / 1000n) / 1000, spawned: runner.spawned });
     return { exitCode: 0, doc };
   } catch (e) {
     const err = toCniError(e);

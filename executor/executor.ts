@@ -105,6 +105,12 @@ export class Executor {
     const j = newJournal(plan, lease);
     this.ctx.journals.write(j);
     let unit: Unit | null = null;
+    // Steps whose status changed since the journal last heard of them.
+    const dirty = new Set<string>();
+    const record = () => {
+      this.ctx.journals.append(j, { steps: Object.fromEntries([...dirty].map((id) => [id, j.steps[id]!])) });
+      dirty.clear();
+    };
     const flush = async () => {
       let pending = unit;
       unit = null;
@@ -117,8 +123,9 @@ export class Executor {
           j.steps[id] = rec;
         }
         const failures = [...outcomes.entries()].filter(([, o]) => o.status === 'failed' || o.status === 'unknown');
+        for (const id of outcomes.keys()) dirty.add(id);
         if (failures.length === 0) {
-          this.ctx.journals.write(j, false);
+          record();
           break;
         }
         // A concurrent ADD may have created a shared node object between our probe and our
@@ -127,11 +134,12 @@ export class Executor {
         const step = done.steps.find((s) => s.id === failedId)!;
         if (failures.length === 1 && failed.status === 'failed' && step.scope === 'node' && step.probe && (await this.probe(step.probe))) {
           j.steps[failedId] = { status: 'skipped' };
+          record();
           const rest = done.steps.slice(done.steps.indexOf(step) + 1);
           if (rest.length > 0) pending = { ...done, steps: rest };
           continue;
         }
-        this.ctx.journals.write(j, false);
+        record();
         await this.rollback(j, failures.map(([id, o]) => ({ step: id, argv: o.argv ?? [], exitCode: o.exitCode ?? -1, stderr: o.stderr ?? '' })));
       }
     };
@@ -141,6 +149,7 @@ export class Executor {
         if (unit && (unit as Unit).ns === step.probe.ns) await flush();
         if (await this.probe(step.probe)) {
           j.steps[step.id] = { status: 'skipped' };
+          dirty.add(step.id);
           continue;
         }
       }
@@ -152,7 +161,7 @@ export class Executor {
     }
     await flush();
     j.state = 'applied';
-    this.ctx.journals.write(j);
+    this.ctx.journals.append(j, { state: 'applied' }, true);
     return j;
   }
 

@@ -1,11 +1,11 @@
 // The only module that starts processes: argv arrays, no shell, an explicit environment,
 // a timeout, and failures returned as data rather than thrown.
 //
-// Built on node:child_process rather than execa: bundled execa adds ~33 ms of module
+// Built on node:child_process rather than execa: bundled execa adds ~25-33 ms of module
 // evaluation to every plugin start, more than a whole reference-plugin ADD
 // (bench/runner-startup.mjs measures it). The contract is the one execa's
 // `{reject: false, shell: false, extendEnv: false, timeout}` gives.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 
 export interface RunOptions {
   input?: string;
@@ -31,6 +31,44 @@ export interface Runner {
 const ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C' };
 export const DEFAULT_TIMEOUT_MS = 30_000;
 
+const now = () => Number(process.hrtime.bigint()) / 1e6; // performance.now() would load perf_hooks
+
+/**
+ * The plugin's runner: one command at a time, synchronously. A CNI call runs its steps in
+ * order anyway, and Node's first asynchronous spawn costs ~6 ms more than spawnSync (stream
+ * and pipe set-up), on every plugin start.
+ */
+export class SyncProcessRunner implements Runner {
+  spawned = 0;
+
+  async run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
+    const [file, ...args] = argv;
+    if (!file || !file.startsWith('/')) throw new Error(`runner needs an absolute program path, got ${JSON.stringify(file)}`);
+    this.spawned++;
+    const started = now();
+    const r = spawnSync(file, args, {
+      shell: false,
+      env: ENV,
+      input: opts.input ?? '',
+      timeout: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      killSignal: 'SIGKILL',
+      maxBuffer: 64 << 20,
+      encoding: 'utf8',
+    });
+    const err = r.error as NodeJS.ErrnoException | undefined;
+    const timedOut = err?.code === 'ETIMEDOUT';
+    return {
+      argv,
+      exitCode: r.status ?? (timedOut ? 124 : err ? 127 : 128 + 9),
+      stdout: r.stdout ?? '',
+      stderr: (r.stderr ?? '') || (timedOut ? 'timed out' : err ? err.message : ''),
+      ms: Math.round((now() - started) * 100) / 100,
+      timedOut,
+    };
+  }
+}
+
+/** The agent's runner: asynchronous, so a slow command never stalls its API. */
 export class ProcessRunner implements Runner {
   spawned = 0;
 
@@ -38,7 +76,7 @@ export class ProcessRunner implements Runner {
     const [file, ...args] = argv;
     if (!file || !file.startsWith('/')) throw new Error(`runner needs an absolute program path, got ${JSON.stringify(file)}`);
     this.spawned++;
-    const started = performance.now();
+    const started = now();
     return new Promise((resolve) => {
       const out: Buffer[] = [];
       const err: Buffer[] = [];
@@ -62,7 +100,7 @@ export class ProcessRunner implements Runner {
           stdout: Buffer.concat(out).toString('utf8'),
           // A program that could not start has no stderr of its own: report why it did not start.
           stderr: stderr || (spawnError ? String((spawnError as Error).message) : timedOut ? 'timed out' : ''),
-          ms: Math.round((performance.now() - started) * 100) / 100,
+          ms: Math.round((now() - started) * 100) / 100,
           timedOut,
         });
       });

@@ -2,10 +2,10 @@
 // "containerId\r\nifName", last_reserved_ip.0 is the cursor. A reservation is made by
 // hard-linking a fully written temp file to the IP's name: exclusive like O_EXCL, and a crash
 // never leaves a half-written reservation. Temp files are named by attachment so DEL finds them.
-import { readFileSync, readdirSync, linkSync, accessSync, statSync, constants } from 'node:fs';
+import { readFileSync, writeFileSync, readdirSync, linkSync, accessSync, statSync, constants } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic, ensureDir, removeIfExists } from '../lib/atomic-file.ts';
-import { sha256Hex } from '../lib/canonical-json.ts';
+import { ensureDir, removeIfExists } from '../lib/atomic-file.ts';
+import { fnv1a64 } from '../lib/hash.ts';
 import { parseIp } from '../lib/ipv4.ts';
 import { allocate, peek, type Reservations } from './allocator.ts';
 import { capacity, type Pool } from './pool.ts';
@@ -23,12 +23,13 @@ export class FileStore implements IpamStore, Reservations {
   }
 
   private tmpFor(key: AttachmentKey): string {
-    return join(this.dir, `.reserving-${sha256Hex(keyString(key)).slice(0, 16)}`);
+    return join(this.dir, `.reserving-${fnv1a64(keyString(key))}`);
   }
 
   tryReserve(ip: string, key: AttachmentKey): boolean {
     const tmp = this.tmpFor(key);
-    writeFileAtomic(tmp, `${key.containerId}${LINE_BREAK}${key.ifName}`, { mode: 0o600, fsync: false });
+    // Private to this attachment (callers hold its lock): a plain write is enough before the link.
+    writeFileSync(tmp, `${key.containerId}${LINE_BREAK}${key.ifName}`, { mode: 0o600 });
     try {
       linkSync(tmp, join(this.dir, ip));
       return true;
@@ -57,8 +58,9 @@ export class FileStore implements IpamStore, Reservations {
     }
   }
 
+  /** The cursor is only a hint (a torn one reads as no cursor), so it is overwritten in place. */
   writeCursor(ip: string): void {
-    writeFileAtomic(join(this.dir, CURSOR), ip, { mode: 0o600, fsync: false });
+    writeFileSync(join(this.dir, CURSOR), ip, { mode: 0o600 });
   }
 
   private ownerOf(ip: string): AttachmentKey | null {

@@ -1,6 +1,4 @@
 // JSON with object keys sorted at every level, so equal data gives byte-identical text.
-import { createHash } from 'node:crypto';
-
 export function sortKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeys);
   if (value !== null && typeof value === 'object') {
@@ -16,8 +14,4 @@ export function sortKeys(value: unknown): unknown {
 
 export function canonicalJson(value: unknown, indent?: number): string {
   return JSON.stringify(sortKeys(value), null, indent);
-}
-
-export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
 }

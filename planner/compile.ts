@@ -3,11 +3,12 @@ import type { Plan, PlanRequest, Step } from './types.ts';
 import { plannerFor, availableModes, type ModePlanner } from './registry.ts';
 import type { Mode } from '../cni/config.ts';
 import { negate } from './predicate.ts';
-import { canonicalJson, sha256Hex, sortKeys } from '../lib/canonical-json.ts';
+import { canonicalJson, sortKeys } from '../lib/canonical-json.ts';
+import { digest128 } from '../lib/hash.ts';
 import { CniError, Code } from '../cni/errors.ts';
 
 export function inputsDigest(req: PlanRequest): string {
-  return sha256Hex(canonicalJson(req));
+  return digest128(canonicalJson(req));
 }
 
 /**

@@ -1,6 +1,7 @@
 // Node-level desired state (pure): from the cluster's node registry to the kernel routes this
 // node should hold, and from desired vs observed to the steps that converge them.
 import { HOST, type NodeFacts, type Step } from './types.ts';
+import { parseCidr, parseIp, formatCidr } from '../lib/ipv4.ts';
 
 /** What a node publishes in the registry. */
 export interface NodeRecord {
@@ -18,10 +19,26 @@ export interface NodeRoute {
 
 /** host-gw: a route to every other node's block through that node's underlay address. */
 export function desiredRoutes(self: string, nodes: NodeRecord[]): NodeRoute[] {
-  return nodes
-    .filter((n) => n.name !== self && n.block && n.underlayIp)
+  const routes = nodes
+    // Records come from the datastore: one that is not well-formed (joining, or written by hand)
+    // gets no route rather than a command the kernel or `ip -batch` would refuse on every run.
+    .filter((n) => n.name !== self && isBlock(n.block) && isAddress(n.underlayIp))
     .map((n) => ({ dst: n.block, via: n.underlayIp }))
-    .sort((a, b) => (a.dst < b.dst ? -1 : a.dst > b.dst ? 1 : 0));
+    .sort((a, b) => compare(a.dst, b.dst) || compare(a.via, b.via));
+  // A block in two records (only by hand: blocks are claimed create-if-absent) gets one route,
+  // the same one whatever order the registry was listed in, so runs do not flap between them.
+  return routes.filter((r, i) => i === 0 || routes[i - 1]!.dst !== r.dst);
+}
+
+const compare = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+function isBlock(v: unknown): v is string {
+  const c = typeof v === 'string' ? parseCidr(v, true) : null;
+  return c !== null && formatCidr(c) === v;
+}
+
+function isAddress(v: unknown): v is string {
+  return typeof v === 'string' && parseIp(v) !== null;
 }
 
 /**
@@ -33,10 +50,12 @@ export function routeSteps(desired: NodeRoute[], observed: NodeRoute[], facts: N
   const ip = facts.tools.ip;
   const have = new Map(observed.map((r) => [r.dst, r.via]));
   const want = new Set(desired.map((r) => r.dst));
+  // The kernel prints a host route without "/32": the probe must match what it prints.
+  const shown = (dst: string) => (dst.endsWith('/32') ? dst.slice(0, -3) : dst);
   const probe = (r: NodeRoute) => ({
     ns: HOST,
     argv: [ip, '-j', 'route', 'show', 'proto', String(proto)],
-    expect: { $some: { dst: r.dst, gateway: r.via } },
+    expect: { $some: { dst: shown(r.dst), gateway: r.via } },
   });
   const steps: Step[] = [];
   for (const r of desired) {
@@ -66,17 +85,20 @@ export function routeSteps(desired: NodeRoute[], observed: NodeRoute[], facts: N
       idempotent: false,
       undo: null,
       undoReason: 'node routes follow the registry, not pods',
-      probe: { ...probe(r), expect: { $none: { dst: r.dst } } },
+      probe: { ...probe(r), expect: { $none: { dst: shown(r.dst) } } },
       describe: `remove route ${r.dst} via ${r.via} (its node left)`,
     });
   }
   return steps.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
-/** Reads `ip -j route show proto N` output back into routes. */
+/** Reads `ip -j route show proto N` output back into routes. Only routes this planner could
+ *  have made count (an IPv4 destination via a gateway): a default route, a multipath or a
+ *  blackhole route that happens to carry our number is never touched. */
 export function parseRoutes(json: unknown): NodeRoute[] {
   if (!Array.isArray(json)) return [];
   return json
     .filter((r): r is { dst: string; gateway: string } => typeof r?.dst === 'string' && typeof r?.gateway === 'string')
-    .map((r) => ({ dst: r.dst.includes('/') ? r.dst : `${r.dst}/32`, via: r.gateway }));
+    .map((r) => ({ dst: r.dst.includes('/') ? r.dst : `${r.dst}/32`, via: r.gateway }))
+    .filter((r) => isBlock(r.dst) && isAddress(r.via));
 }

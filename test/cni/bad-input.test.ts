@@ -219,7 +219,7 @@ test('bad CNI input is refused with one error document and no change', { skip: r
     ipam: treeSnapshot(node.ipamDir),
   };
   assert.ok(Object.keys(before.ipam).some((f) => f.endsWith('/10.244.0.2')), 'the resident holds a lease');
-  assert.ok(Object.keys(before.state).some((f) => f.endsWith(`${RESIDENT}@eth0.json`)), 'the resident has a journal');
+  assert.ok(Object.keys(before.state).some((f) => f.endsWith(`${RESIDENT}@eth0.jsonl`)), 'the resident has a journal');
 
   const snapshot = () => ({
     node: nodeState(node!.name),

@@ -1,0 +1,229 @@
+// Crash safety of ADD: the plugin is SIGKILLed at every point of its plan (watched through its
+// journal), then a DEL must bring the node back to exactly where it was. No fault hooks: the
+// kill comes from outside, as the kernel's OOM killer or a runtime timeout would deliver it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { watch, readdirSync, readFileSync, existsSync, unlinkSync, type FSWatcher } from 'node:fs';
+import { join } from 'node:path';
+import { rootSkipReason, uniquePrefix, treeSnapshot, pluginArgv, pluginEnv, sh, type TestNode } from '../helpers/netns.ts';
+import {
+  Scope, cni, show, settledNodeState, linkNames, podLink, reservations, readJournal, journalFile, journalDirOf, networkOf,
+  type JournalView,
+} from '../helpers/e2e.ts';
+import { hostVethName } from '../../planner/names.ts';
+
+const skip = rootSkipReason(['mkfifo']) ?? undefined;
+const CURSOR = 'last_reserved_ip.0';
+
+interface Before {
+  node: Record<string, unknown>;
+  /** file names under the state dir (contents are journals: long, and names say enough) */
+  state: string[];
+  ipam: Record<string, string>;
+}
+
+/** The IPAM tree minus the cursor and the cursor's temp file from a killed writer. */
+function ipamTree(node: TestNode, killedPid?: number): Record<string, string> {
+  const net = networkOf(node);
+  const out = treeSnapshot(node.ipamDir);
+  delete out[`/${net}/${CURSOR}`];
+  // The cursor is replaced atomically through "<cursor>.tmp-<pid>": a kill inside that write
+  // leaves the temp file, which GC (not DEL) removes. Not a reservation; tolerated here only.
+  if (killedPid !== undefined) delete out[`/${net}/${CURSOR}.tmp-${killedPid}`];
+  return out;
+}
+
+function snapshot(node: TestNode): Before {
+  return { node: settledNodeState(node.name), state: Object.keys(treeSnapshot(node.stateDir)), ipam: ipamTree(node) };
+}
+
+function warmUp(scope: Scope, node: TestNode, config: Record<string, unknown>): void {
+  const pod = scope.pod('w');
+  const cid = `${scope.prefix}-warm`;
+  for (const command of ['ADD', 'DEL']) {
+    const r = cni(node, { command, containerId: cid, netns: pod.path, config });
+    assert.equal(r.code, 0, `warm-up ${command}: ${show(r)}`);
+  }
+}
+
+/** Step ids of the ADD plan for this attachment, from the operator's dry run in the node. */
+function dryRunStepIds(node: TestNode, config: unknown, cid: string, netns: string): string[] {
+  const argv = [...pluginArgv(node.name), 'plan', '--dry-run', '--format', 'json', '--container-id', cid, '--netns', netns];
+  const r = spawnSync(argv[0]!, argv.slice(1), { input: JSON.stringify(config), env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' }, encoding: 'utf8' });
+  assert.equal(r.status, 0, `plan --dry-run: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { steps: { id: string }[] }).steps.map((s) => s.id);
+}
+
+/** Processes (not yet reaped zombies aside) in a process group. */
+function groupMembers(pgid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // state ppid pgrp ...
+      if (Number(f[2]) === pgid && f[0] !== 'Z') out.push(Number(d));
+    } catch { /* exited meanwhile */ }
+  }
+  return out;
+}
+
+interface Kill {
+  pid: number;
+  /** false: the plugin finished before the trigger fired */
+  killed: boolean;
+}
+
+/**
+ * Starts an ADD as its own process group (nsenter execs node, so the pid is the plugin's) and
+ * SIGKILLs the plugin as soon as `trigger` holds, checked on every change in `watchDirs` and on
+ * a 1 ms poll. Children it started are not killed: like after a real crash they run to their end,
+ * and this returns once they have.
+ */
+async function addKilledWhen(node: TestNode, call: { cid: string; netns: string; config: unknown }, watchDirs: string[],
+  trigger: () => boolean, track: (c: ChildProcess) => void, onSpawn: (pid: number) => void = () => {}): Promise<Kill> {
+  const argv = pluginArgv(node.name);
+  const child = spawn(argv[0]!, argv.slice(1), {
+    env: pluginEnv({ command: 'ADD', containerId: call.cid, netns: call.netns, config: call.config, nodeNs: node.name }),
+    detached: true,
+    stdio: ['pipe', 'ignore', 'ignore'],
+  });
+  const pid = child.pid!;
+  track(child);
+  onSpawn(pid);
+  child.stdin!.end(JSON.stringify(call.config));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const killed = await new Promise<boolean>((resolve) => {
+    let done = false;
+    const watchers: FSWatcher[] = [];
+    const finish = (k: boolean) => {
+      if (done) return;
+      done = true;
+      clearInterval(poll);
+      for (const w of watchers) w.close();
+      resolve(k);
+    };
+    const check = () => {
+      if (done) return;
+      if (child.exitCode !== null || child.signalCode !== null) return finish(false);
+      if (!trigger()) return;
+      try {
+        process.kill(pid, 'SIGKILL');
+        finish(true);
+      } catch {
+        finish(false); // already gone
+      }
+    };
+    for (const d of watchDirs) watchers.push(watch(d, check));
+    const poll = setInterval(check, 1);
+    child.once('exit', () => finish(false));
+    check();
+  });
+  await exited;
+  const deadline = Date.now() + 10_000;
+  while (groupMembers(pid).length > 0) {
+    assert.ok(Date.now() < deadline, `children of the killed plugin still running: ${groupMembers(pid).join(' ')}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return { pid, killed };
+}
+
+/** A plugin left running by a failed test is killed first in teardown (defers run newest first). */
+function killOnTeardown(scope: Scope, c: ChildProcess): void {
+  scope.defer(() => {
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  });
+}
+
+const LETTER: Record<string, string> = { pending: 'p', applied: 'a', skipped: 's', failed: 'f', unknown: 'u', undone: 'd' };
+
+/** Where a kill landed, as the journal a later DEL reads records it: "applying aaaaaaasppp". */
+function progress(j: JournalView | null): string {
+  if (!j) return 'no journal';
+  return `${j.state} ${j.plan.steps.map((s) => LETTER[j.steps[s.id]?.status ?? ''] ?? '?').join('')}`;
+}
+
+function assertRestored(node: TestNode, before: Before, cid: string, pod: { name: string }, killedPid: number, where: string): void {
+  assert.deepEqual(settledNodeState(node.name), before.node, `${where}: node as before the ADD`);
+  assert.deepEqual(Object.keys(treeSnapshot(node.stateDir)), before.state, `${where}: no journal, lock or temp file left`);
+  assert.deepEqual(ipamTree(node, killedPid), before.ipam, `${where}: IPAM dir as before (cursor aside)`);
+  assert.ok(!Object.values(reservations(node)).includes(`${cid}/eth0`), `${where}: no reservation left`);
+  assert.ok(!linkNames(node.name).includes(hostVethName(cid, 'eth0')), `${where}: no host veth left`);
+  assert.equal(podLink(pod.name), null, `${where}: no eth0 left in the pod`);
+}
+
+test('SIGKILL at every step of ADD, then DEL: the node is as before', { skip, timeout: 150_000 }, async (t) => {
+  const scope = new Scope(t, uniquePrefix('kk'));
+  const node = scope.node();
+  const config = node.config({ ipMasq: true }); // the iptables step makes one more unit to land in
+  warmUp(scope, node, config);
+  const before = snapshot(node);
+  const journalDir = journalDirOf(node);
+
+  const stepCount = dryRunStepIds(node, config, 'probe', '/var/run/netns/probe').length;
+  assert.ok(stepCount >= 10, `plan has ${stepCount} steps`);
+  const landed = new Map<string, string[]>();
+  // -1: as soon as the journal exists (killed before any step finished).
+  for (let k = -1; k < stepCount; k++) {
+    const cid = `${scope.prefix}-k${k + 1}`;
+    const pod = scope.pod(`k${k + 1}`);
+    const ids = dryRunStepIds(node, config, cid, pod.path);
+    const where = k < 0 ? 'journal created' : `step ${k} (${ids[k]}) done`;
+    const trigger = () => {
+      const j = readJournal(node, cid);
+      if (!j) return false;
+      if (k < 0) return true;
+      const s = j.steps[j.plan.steps[k]!.id]?.status;
+      return s === 'applied' || s === 'skipped';
+    };
+    const kill = await addKilledWhen(node, { cid, netns: pod.path, config }, [journalDir], trigger, (c) => killOnTeardown(scope, c));
+    const j = readJournal(node, cid);
+    assert.ok(j, `${where}: the journal exists`);
+    assert.deepEqual(j.plan.steps.map((s) => s.id), ids, `${where}: the ADD ran the plan the dry run showed`);
+    const at = kill.killed ? progress(j) : 'finished before the kill';
+    landed.set(at, [...(landed.get(at) ?? []), where]);
+
+    const del = cni(node, { command: 'DEL', containerId: cid, netns: pod.path, config });
+    assert.equal(del.code, 0, `${where}: DEL after the kill (landed at "${at}"): ${show(del)}`);
+    assertRestored(node, before, cid, pod, kill.pid, `${where}, landed at "${at}"`);
+  }
+  t.diagnostic(`kills landed at: ${[...landed].map(([at, ks]) => `[${at}] <- ${ks.join(', ')}`).join('; ')}`);
+  const midPlan = [...landed.keys()].filter((at) => at.startsWith('applying'));
+  assert.ok(midPlan.length >= 3, `kills must land at several points of the plan, got: ${[...landed.keys()].join(' | ')}`);
+});
+
+test('SIGKILL right after the IPAM reservation, before the journal: DEL still releases the address', { skip, timeout: 60_000 }, async (t) => {
+  const scope = new Scope(t, uniquePrefix('ki'));
+  const node = scope.node();
+  const config = node.config({ ipMasq: true });
+  warmUp(scope, node, config);
+  const before = snapshot(node);
+  const cid = `${scope.prefix}-i`;
+  const pod = scope.pod('i');
+  const ipamNetDir = join(node.ipamDir, networkOf(node));
+  const journal = journalFile(node, cid);
+
+  // A FIFO where the journal's temp file will be makes the plugin block on its first journal
+  // write, so the kill cannot come too late however slow this process is to notice. It only
+  // holds the plugin at that point; the trigger is the reservation file appearing.
+  let gate = '';
+  const kill = await addKilledWhen(node, { cid, netns: pod.path, config }, [ipamNetDir],
+    () => Object.values(reservations(node)).includes(`${cid}/eth0`),
+    (c) => killOnTeardown(scope, c),
+    (pid) => {
+      gate = `${journal}.tmp-${pid}`;
+      sh(['mkfifo', '-m', '600', gate]);
+      scope.defer(() => { if (existsSync(gate)) unlinkSync(gate); });
+    });
+  assert.ok(kill.killed, 'the plugin was killed (it cannot finish past the gate)');
+  unlinkSync(gate);
+  assert.equal(existsSync(journal), false, 'killed before the journal was written');
+  assert.equal(Object.values(reservations(node)).filter((o) => o === `${cid}/eth0`).length, 1, 'the address is reserved');
+  const added = Object.entries(treeSnapshot(node.stateDir)).filter(([f]) => !before.state.includes(f));
+  assert.deepEqual(added.map(([f, pid]) => [f.endsWith('.lock'), pid]), [[true, String(kill.pid)]], 'only the dead lock is left in the state dir');
+
+  const del = cni(node, { command: 'DEL', containerId: cid, netns: pod.path, config });
+  assert.equal(del.code, 0, `DEL: ${show(del)}`);
+  assertRestored(node, before, cid, pod, kill.pid, 'killed after the reservation');
+});

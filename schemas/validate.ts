@@ -1,7 +1,17 @@
 // Runs the ahead-of-time compiled validators and turns ajv errors into CNI errors that
 // name the offending field.
-import { validateConfig } from './generated/validators.js';
+import * as generated from './generated/validators.js';
 import { CniError, Code } from '../cni/errors.ts';
+
+type Validator = ((data: unknown) => boolean) & { errors?: AjvError[] | null };
+
+const BY_MODE: Record<string, Validator> = {
+  'host-gw': generated.validate_host_gw,
+  vxlan: generated.validate_vxlan,
+  ipip: generated.validate_ipip,
+  ipvlan: generated.validate_ipvlan,
+  macvlan: generated.validate_macvlan,
+};
 
 export interface AjvError {
   instancePath: string;
@@ -22,8 +32,15 @@ function fieldOf(e: AjvError): string {
 const WRAPPERS = new Set(['if', 'anyOf', 'allOf']);
 
 export function checkConfigShape(config: unknown): void {
-  if (validateConfig(config)) return;
-  const all = validateConfig.errors ?? [];
+  const isObject = config !== null && typeof config === 'object' && !Array.isArray(config);
+  const mode = isObject ? ((config as { mode?: unknown }).mode ?? 'host-gw') : 'host-gw';
+  const known = typeof mode === 'string' && Object.hasOwn(BY_MODE, mode);
+  // An unknown mode is reported with whatever else the common schema finds wrong.
+  const validate = BY_MODE[known ? (mode as string) : 'host-gw']!;
+  const ok = validate(config);
+  if (ok && known) return;
+  const modeError: AjvError = { instancePath: '/mode', keyword: 'enum', params: { allowedValues: Object.keys(BY_MODE) }, message: 'must be equal to one of the allowed values' };
+  const all = [...(known ? [] : [modeError]), ...(ok ? [] : (validate.errors ?? []))];
   const inner = all.filter((e) => !WRAPPERS.has(e.keyword));
   const errors = inner.length > 0 ? inner : all; // never turn a failure into an empty report
   const unknown = errors.filter((e) => e.keyword === 'additionalProperties' || e.keyword === 'unevaluatedProperties');

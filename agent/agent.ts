@@ -32,6 +32,8 @@ export class Agent implements AgentHandlers {
   private readonly store: EtcdStore;
   private ipam: IpamService | null = null;
   private nodes = new Map<string, NodeRecord>();
+  /** etcd revision of the newest registry state in `nodes` */
+  private nodesRevision = 0;
   private registered: string | null = null;
   private etcdUp = false;
   private lastCheck: string | null = null;
@@ -111,15 +113,21 @@ export class Agent implements AgentHandlers {
         await ipam.load();
         this.ipam = ipam;
         await this.register();
-        await this.resync();
+        // List, then watch from the revision after the listing: a node registering in between
+        // (one starting at the same time as this one) is never missed.
+        const listing = await this.store.nodesAt();
+        this.applyListing(listing);
         this.watcher = await this.store.watchNodes(
           (e) => {
+            if (e.revision <= this.nodesRevision) return; // already in a newer listing
             if (e.type === 'put') this.nodes.set(e.node.name, e.node);
             else this.nodes.delete(e.name);
+            this.nodesRevision = e.revision;
             this.metrics.knownNodes.set(this.nodes.size);
             this.reconciler.schedule();
           },
           (connected) => this.log.info(connected ? 'registry watch connected' : 'registry watch disconnected'),
+          listing.revision + 1,
         );
         this.log.info('joined the cluster', { node: this.cfg.nodeName, block, underlayIp: this.cfg.underlayIp });
         return;
@@ -166,12 +174,18 @@ export class Agent implements AgentHandlers {
     this.maybeWriteCniConfig();
   }
 
+  /** Takes a registry listing, unless the watch has already brought a newer state. */
+  private applyListing(listing: { nodes: NodeRecord[]; revision: number }): void {
+    if (listing.revision < this.nodesRevision) return;
+    this.nodes = new Map(listing.nodes.map((n) => [n.name, n]));
+    this.nodesRevision = listing.revision;
+    this.metrics.knownNodes.set(this.nodes.size);
+  }
+
   /** Re-lists the registry (a watch can miss events across reconnects) and reconciles. */
   private async resync(): Promise<void> {
     try {
-      const list = await this.store.listNodes();
-      this.nodes = new Map(list.map((n) => [n.name, n]));
-      this.metrics.knownNodes.set(this.nodes.size);
+      this.applyListing(await this.store.nodesAt());
     } catch (e) {
       // Keep the routes we have: an unreachable datastore says nothing about the nodes.
       this.log.warn('registry resync failed', { error: (e as Error).message });

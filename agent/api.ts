@@ -49,6 +49,8 @@ function readBody(req: IncomingMessage): Promise<unknown> {
   });
 }
 
+const KNOWN_PATHS = new Set<string>(Object.values(API));
+
 const KEY_PART = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
 function attachment(v: unknown): AttachmentKey {
@@ -93,7 +95,8 @@ export function apiServer(h: AgentHandlers, metrics: AgentMetrics, onError: (e: 
       status = f.status;
       send(res, f.status, f.body);
     } finally {
-      metrics.apiRequests.inc({ path, status: String(status) });
+      // Unknown paths share one label: a label per path a client makes up would grow without bound.
+      metrics.apiRequests.inc({ path: KNOWN_PATHS.has(path) ? path : 'other', status: String(status) });
     }
   });
 }

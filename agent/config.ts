@@ -98,16 +98,30 @@ function str(v: unknown): string | undefined {
 
 export class AgentConfigError extends Error {}
 
+const FLAGS = ['config', 'node-name', 'underlay-interface', 'underlay-ip', 'etcd-endpoints', 'etcd-ca', 'etcd-cert', 'etcd-key', 'etcd-prefix',
+  'cluster-subnet', 'block-size', 'mode', 'network', 'state-dir', 'socket', 'metrics-address', 'cni-conf-dir', 'lease-ttl',
+  'resync', 'route-protocol', 'bird-config', 'bird-socket', 'bpffs-dir', 'log-level'] as const;
+
+function parseFlags(argv: string[]) {
+  try {
+    return parseArgs({ args: argv, options: Object.fromEntries(FLAGS.map((k) => [k, { type: 'string' as const }])) }).values;
+  } catch (e) {
+    // A mistyped flag is the operator's error: say so (with the fix), not a stack trace.
+    throw new AgentConfigError(`${(e as Error).message} (see testcni agent --help)`);
+  }
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  try {
+    return (parseYaml(readFileSync(path, 'utf8')) as Record<string, unknown> | null) ?? {};
+  } catch (e) {
+    throw new AgentConfigError(`cannot read config file ${path}: ${(e as Error).message.split('\n')[0]}`);
+  }
+}
+
 export function loadAgentConfig(argv: string[], hostname: string): AgentConfig {
-  const { values } = parseArgs({
-    args: argv,
-    options: Object.fromEntries(
-      ['config', 'node-name', 'underlay-interface', 'underlay-ip', 'etcd-endpoints', 'etcd-ca', 'etcd-cert', 'etcd-key', 'etcd-prefix',
-        'cluster-subnet', 'block-size', 'mode', 'network', 'state-dir', 'socket', 'metrics-address', 'cni-conf-dir', 'lease-ttl',
-        'resync', 'route-protocol', 'bird-config', 'bird-socket', 'bpffs-dir', 'log-level'].map((k) => [k, { type: 'string' as const }]),
-    ),
-  });
-  const file = values.config ? (parseYaml(readFileSync(values.config, 'utf8')) as Record<string, unknown>) ?? {} : {};
+  const values = parseFlags(argv);
+  const file = values.config ? readConfigFile(values.config) : {};
   const etcdFile = (file.etcd ?? {}) as Record<string, unknown>;
   const pick = (flag: string | undefined, key: string): string | undefined => flag ?? str(file[key]);
   const num = (flag: string | undefined, key: string, dflt: number): number => {

@@ -426,8 +426,8 @@ function report(r) {
   say();
   say('notes:');
   say('- targets are informational; figures vary by machine and load (a 2-CPU box runs etcd, the agents and the clients together).');
-  say('- (a): the client is the plugin\'s own AgentStore in this process; Node\'s global HTTP agent reuses connections, where each');
-  say('  plugin process would open one (a unix-socket connect, tens of microseconds). Each allocation is one etcd transaction.');
+  say('- (a): the client is the plugin\'s own AgentStore in this process: one new unix-socket connection per allocation, as');
+  say('  each plugin process makes. Each allocation is one etcd transaction (create-if-absent of address and handle).');
   say('- (c): the node record is put directly into etcd with etcdctl (no lease), timed from spawning etcdctl (an upper bound: it');
   say('  includes etcdctl\'s own start); "after put returned" is from its exit (a lower bound). Leave = etcdctl del -> route gone everywhere.');
   say('- agents run with --metrics-address off, --lease-ttl 3, --resync 30 and PATH as their only environment variable.');
@@ -492,6 +492,12 @@ try {
   await main();
 } catch (e) {
   process.stderr.write(`agent bench: failed: ${e?.stack ?? e}\n`);
+  // The agents' last words, before their directories go.
+  for (const a of owned.agents.values()) {
+    const log = join(a.dir, 'agent.log');
+    const tail = existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').slice(-8).join('\n') : '(no log)';
+    process.stderr.write(`--- agent ${a.node.nodeName} (${log}):\n${tail}\n`);
+  }
   process.exitCode = 1;
 } finally {
   cleanup();

@@ -28,6 +28,8 @@ Operator commands:
   status           readiness, IPAM usage and attachments of a network
   gc               remove attachments whose pod netns is gone
   version          versions of testcni and of the CNI spec it speaks
+  agent            the node agent (cluster IPAM, node routes); one per node
+  lab              a multi-node cluster in network namespaces: lab up|check|status|down
 
 Run "testcni <command> --help" for a command's options.
 `,
@@ -146,6 +148,11 @@ export async function runCli(argv: string[]): Promise<number> {
       case 'plan': return await cmdPlan(rest);
       case 'status': return await cmdStatus(rest);
       case 'gc': return await cmdGc(rest);
+      case 'lab': {
+        // Loaded only for `lab`: the other commands never evaluate the harness.
+        const { runLab } = await import('../lab/commands.ts');
+        return await runLab(rest);
+      }
       case 'version':
         if (rest.includes('--help')) return out(HELP.version!), 0;
         out(`testcni ${VERSION}\nCNI spec ${LATEST} (supports ${SUPPORTED_VERSIONS.join(', ')})\n`);

@@ -1,6 +1,6 @@
 // A throwaway etcd for the lab and the tests: its own data dir, fast election timers
 // (healthy in ~70 ms instead of ~1 s), optionally inside a network namespace.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ProcessRunner, startDaemon } from '../executor/runner.ts';
 import { findTool } from '../executor/facts.ts';
@@ -20,6 +20,8 @@ export interface EtcdOptions {
   peerPort: number;
   dir: string;
   name?: string;
+  /** called with the PID as soon as etcd is started, before it is healthy (crash-safe records) */
+  onStart?: (pid: number) => void;
 }
 
 function inNetns(netns: string | undefined, argv: string[]): string[] {
@@ -41,8 +43,14 @@ export async function startEtcd(o: EtcdOptions): Promise<EtcdInstance> {
     '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `${name}=${peer}`,
     '--heartbeat-interval', '10', '--election-timeout', '100', '--logger', 'zap', '--log-level', 'warn'];
   const pid = await startDaemon(inNetns(o.netns, argv), { logFile });
+  o.onStart?.(pid);
   const inst = { pid, endpoint: client, dataDir, logFile };
-  await waitHealthy(inst, o.netns, 10_000);
+  try {
+    await waitHealthy(inst, o.netns, 10_000);
+  } catch (e) {
+    await stopPid(pid); // an etcd that never became healthy is not left running
+    throw e;
+  }
   return inst;
 }
 
@@ -58,19 +66,30 @@ export async function waitHealthy(inst: EtcdInstance, netns: string | undefined,
   }
 }
 
-/** Stops a process by PID and waits until it is gone (SIGKILL after `graceMs`). */
+/** True while `pid` runs; a zombie (exited, not reaped yet by its parent) counts as gone. */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    // /proc/PID/stat: "pid (comm) S ...": the state letter follows the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Stops a process by PID and waits until it is gone (SIGKILL after `graceMs`). A stopped
+ *  (SIGSTOP) process is continued so it can act on the signal. */
 export async function stopPid(pid: number, graceMs = 3000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  const alive = () => {
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
+  const alive = () => pidAlive(pid);
   if (!alive()) return;
   try {
     process.kill(pid, signal);
+    if (signal !== 'SIGKILL') process.kill(pid, 'SIGCONT');
   } catch { /* gone */ }
   const deadline = Date.now() + graceMs;
   while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));

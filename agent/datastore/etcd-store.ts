@@ -40,7 +40,8 @@ export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): P
   }
 }
 
-export type NodeEvent = { type: 'put'; node: NodeRecord } | { type: 'delete'; name: string };
+/** A registry change and the etcd revision it happened at. */
+export type NodeEvent = ({ type: 'put'; node: NodeRecord } | { type: 'delete'; name: string }) & { revision: number };
 
 export class EtcdStore {
   readonly keys: Keys;
@@ -88,19 +89,28 @@ export class EtcdStore {
   }
 
   async listNodes(): Promise<NodeRecord[]> {
-    const all = await this.t(this.client.getAll().prefix(this.keys.nodes()).strings(), 'list nodes');
-    return Object.values(all)
-      .map((v) => safeJson<NodeRecord>(v))
-      .filter((n): n is NodeRecord => n !== null && typeof n.name === 'string');
+    return (await this.nodesAt()).nodes;
   }
 
-  async watchNodes(onEvent: (e: NodeEvent) => void, onState: (connected: boolean) => void): Promise<Watcher> {
-    const w = await this.t(this.client.watch().prefix(this.keys.nodes()).create(), 'watch nodes');
+  /** The registry and the etcd revision it was read at: a watch from revision + 1 then misses
+   *  no change made after the listing. */
+  async nodesAt(): Promise<{ nodes: NodeRecord[]; revision: number }> {
+    const res = await this.t(this.client.getAll().prefix(this.keys.nodes()).exec(), 'list nodes');
+    const nodes = res.kvs
+      .map((kv) => safeJson<NodeRecord>(kv.value.toString()))
+      .filter((n): n is NodeRecord => n !== null && typeof n.name === 'string');
+    return { nodes, revision: Number(res.header.revision) };
+  }
+
+  async watchNodes(onEvent: (e: NodeEvent) => void, onState: (connected: boolean) => void, fromRevision?: number): Promise<Watcher> {
+    const builder = this.client.watch().prefix(this.keys.nodes());
+    if (fromRevision !== undefined) builder.startRevision(String(fromRevision));
+    const w = await this.t(builder.create(), 'watch nodes');
     w.on('put', (kv) => {
       const node = safeJson<NodeRecord>(kv.value.toString());
-      if (node) onEvent({ type: 'put', node });
+      if (node) onEvent({ type: 'put', node, revision: Number(kv.mod_revision) });
     });
-    w.on('delete', (kv) => onEvent({ type: 'delete', name: kv.key.toString().slice(this.keys.nodes().length) }));
+    w.on('delete', (kv) => onEvent({ type: 'delete', name: kv.key.toString().slice(this.keys.nodes().length), revision: Number(kv.mod_revision) }));
     w.on('disconnected', () => onState(false));
     w.on('connected', () => onState(true));
     w.on('error', () => onState(false));

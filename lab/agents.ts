@@ -1,0 +1,125 @@
+// One testcni agent per lab node, run inside the node's netns as a DaemonSet pod would run on
+// its host. Its PID is recorded as soon as it exists; it is stopped by that PID only.
+import { join } from 'node:path';
+import { startDaemon } from '../executor/runner.ts';
+import { AgentStore } from '../ipam/agent-store.ts';
+import type { AgentStatus } from '../ipam/agent-protocol.ts';
+import type { LabRecord, LabState, LabNode } from './state.ts';
+import { inNetns, ownedPid, stopOwned, waitUntil, logTail, LabError } from './sys.ts';
+import { nodeNetns, nodeUnderlayIp, nodeRoutes, sortRoutes } from './topology.ts';
+import { desiredRoutes, type NodeRoute } from '../planner/node.ts';
+
+export const METRICS_PORT = 9603;
+
+export interface AgentTuning {
+  /** node registration lease: how long a dead node's routes linger elsewhere */
+  leaseTtlSeconds: number;
+  resyncSeconds: number;
+  /** serve /metrics on <underlay ip>:9603 inside each node */
+  metrics: boolean;
+}
+
+export const LAB_AGENT_TUNING: AgentTuning = { leaseTtlSeconds: 3, resyncSeconds: 5, metrics: false };
+
+/** A node's record: names, addresses, paths and the agent command line. */
+export function defineNode(s: LabState, index: number, tuning: AgentTuning): LabNode {
+  const name = `n${index}`;
+  const dir = join(s.dir, name);
+  const node: LabNode = {
+    name,
+    netns: nodeNetns(s.name, name),
+    underlayIp: nodeUnderlayIp(index),
+    dir,
+    socket: join(dir, 'agent.sock'),
+    stateDir: join(dir, 'state'),
+    confDir: join(dir, 'net.d'),
+    logFile: join(dir, 'agent.log'),
+    agentArgv: [],
+    agentPid: null,
+  };
+  // No --underlay-ip: the agent finds it from the node's default route, as on a real host.
+  node.agentArgv = inNetns(node.netns, [
+    s.nodeExec, s.binary, 'agent',
+    '--node-name', name,
+    '--etcd-endpoints', s.etcd!.endpoint,
+    '--mode', s.mode,
+    '--network', s.name,
+    '--socket', node.socket,
+    '--state-dir', node.stateDir,
+    '--cni-conf-dir', node.confDir,
+    '--metrics-address', tuning.metrics ? `${node.underlayIp}:${METRICS_PORT}` : 'off',
+    '--lease-ttl', String(tuning.leaseTtlSeconds),
+    '--resync', String(tuning.resyncSeconds),
+    '--route-protocol', String(s.routeProtocol),
+  ]);
+  return node;
+}
+
+export function agentRunning(node: LabNode): boolean {
+  return ownedPid(node.agentPid, node.socket);
+}
+
+export async function startAgent(rec: LabRecord, node: LabNode): Promise<number> {
+  if (agentRunning(node)) throw new LabError(`the agent of ${node.name} is already running (pid ${node.agentPid})`);
+  const pid = await startDaemon(node.agentArgv, { logFile: node.logFile });
+  rec.update(() => {
+    node.agentPid = pid;
+  });
+  return pid;
+}
+
+/** Stops a node's agent (SIGTERM: a clean stop; SIGKILL: a crash) and waits until it is gone. */
+export async function stopAgent(rec: LabRecord, node: LabNode, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  await stopOwned(node.agentPid, node.socket, signal);
+  rec.update(() => {
+    node.agentPid = null;
+  });
+}
+
+/** The agent's own report, or null when it does not answer. */
+export async function agentStatus(node: LabNode, timeoutMs = 1000): Promise<AgentStatus | null> {
+  try {
+    return await new AgentStore(node.socket, timeoutMs).agentStatus();
+  } catch {
+    return null;
+  }
+}
+
+/** Waits until the agent answers ready; fails early, with its log, if it died. */
+export async function waitAgentReady(node: LabNode, timeoutMs = 30_000): Promise<AgentStatus> {
+  let last: AgentStatus | null = null;
+  return waitUntil(
+    async () => {
+      if (!agentRunning(node)) throw new LabError(`the agent of ${node.name} exited:\n${logTail(node.logFile)}`);
+      last = await agentStatus(node);
+      return last?.ready ? last : null;
+    },
+    timeoutMs,
+    () => `agent of ${node.name} not ready (${last ? last.reason ?? 'unknown' : 'no answer on ' + node.socket}); log ${node.logFile}:\n${logTail(node.logFile)}`,
+  );
+}
+
+/** What a node's kernel should route: every other running node's block via its underlay. */
+export function expectedRoutes(self: LabNode, statuses: Map<string, AgentStatus>): NodeRoute[] {
+  const records = [...statuses.values()].filter((st) => st.block).map((st) => ({ name: st.node, underlayIp: st.underlayIp, block: st.block! }));
+  return desiredRoutes(self.name, records);
+}
+
+/** Waits until each node in `nodes` routes exactly to the blocks of the nodes in `statuses`. */
+export async function waitRoutesConverged(s: LabState, nodes: LabNode[], statuses: Map<string, AgentStatus>, timeoutMs = 10_000): Promise<void> {
+  const pending = new Map<string, string>();
+  await Promise.all(
+    nodes.map((node) => {
+      const want = JSON.stringify(sortRoutes(expectedRoutes(node, statuses)));
+      return waitUntil(
+        async () => {
+          const have = JSON.stringify(await nodeRoutes(s, node));
+          pending.set(node.name, have);
+          return have === want;
+        },
+        timeoutMs,
+        () => `routes of ${node.name} did not converge: want ${want}, have ${pending.get(node.name)}`,
+      );
+    }),
+  );
+}

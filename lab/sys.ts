@@ -1,0 +1,73 @@
+// Small system helpers of the lab: commands through the project's runner (argv only, no shell),
+// namespace paths, polling, and processes identified by PID *and* command line, so a recycled
+// PID is never signalled.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ProcessRunner, tail, type RunResult, type RunOptions } from '../executor/runner.ts';
+import { findTool } from '../executor/facts.ts';
+import { stopPid } from './etcd.ts';
+
+export const NETNS_DIR = '/var/run/netns';
+export const runner = new ProcessRunner();
+
+export const tools = {
+  ip: findTool('ip'),
+  nsenter: findTool('nsenter'),
+  ping: findTool('ping'),
+  env: findTool('env'),
+};
+
+export class LabError extends Error {}
+
+export function netnsPath(name: string): string {
+  return join(NETNS_DIR, name);
+}
+
+/** argv run inside a named netns, without a new mount namespace (unlike `ip netns exec`). */
+export function inNetns(netns: string, argv: string[]): string[] {
+  return [tools.nsenter, `--net=${netnsPath(netns)}`, '--', ...argv];
+}
+
+/** Runs argv and throws with its stderr when it fails. */
+export async function must(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
+  const r = await runner.run(argv, opts);
+  if (r.exitCode !== 0) throw new LabError(`${argv.join(' ')} exited ${r.exitCode}: ${tail(r.stderr)}`);
+  return r;
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Polls `probe` until it returns a value other than null/false, or throws `what` at the deadline. */
+export async function waitUntil<T>(probe: () => Promise<T | null | false>, timeoutMs: number, what: () => string, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== null && v !== false) return v;
+    if (Date.now() > deadline) throw new LabError(`timed out after ${timeoutMs} ms: ${what()}`);
+    await sleep(everyMs);
+  }
+}
+
+/** True when `pid` is alive and its command line mentions `marker` (a path inside the lab dir). */
+export function ownedPid(pid: number | null, marker: string): pid is number {
+  if (!pid) return false;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((a) => a.includes(marker));
+  } catch {
+    return false;
+  }
+}
+
+/** Stops a lab process if it is still the one we started; SIGKILL after the grace period. */
+export async function stopOwned(pid: number | null, marker: string, signal: NodeJS.Signals = 'SIGTERM', graceMs = 3000): Promise<void> {
+  if (ownedPid(pid, marker)) await stopPid(pid, graceMs, signal);
+}
+
+/** The last lines of a log file, for error messages. */
+export function logTail(path: string, lines = 8): string {
+  try {
+    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}

@@ -10,6 +10,16 @@ import type { IpRecord } from './datastore/keys.ts';
 
 export class PoolExhausted extends Error {}
 
+/** Requests that wait while a transaction is in flight are committed together, at most this
+ *  many at a time (two compares and two puts each; etcd allows 128 operations per txn). */
+export const MAX_BATCH = 32;
+
+interface Waiting {
+  key: AttachmentKey;
+  resolve(lease: Lease): void;
+  reject(err: unknown): void;
+}
+
 export function poolOfBlock(block: string): Pool {
   const c = parseCidr(block)!;
   return { first: c.base + 1, last: lastIp(c) - 1, gateway: c.base + 1, prefix: c.prefix };
@@ -19,6 +29,8 @@ export class IpamService {
   readonly pool: Pool;
   private used = new Map<string, IpRecord | 'pending'>();
   private cursor: number | null = null;
+  private queue: Waiting[] = [];
+  private pumping = false;
 
   constructor(
     private readonly store: EtcdStore,
@@ -41,7 +53,81 @@ export class IpamService {
     return { used: this.used.size, free: capacity(this.pool) - this.used.size };
   }
 
-  async allocate(key: AttachmentKey): Promise<Lease> {
+  /**
+   * Group commit: a request that arrives while a transaction is in flight waits for it, then
+   * goes with every other waiting request in one transaction. Under a burst of ADDs this turns
+   * N etcd round trips into a few; alone, a request goes straight through.
+   */
+  allocate(key: AttachmentKey): Promise<Lease> {
+    return new Promise<Lease>((resolve, reject) => {
+      this.queue.push({ key, resolve, reject });
+      void this.pump();
+    });
+  }
+
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.queue.length > 0) {
+        // One request per attachment in a batch: a txn may not name a key twice.
+        const batch: Waiting[] = [];
+        const later: Waiting[] = [];
+        const seen = new Set<string>();
+        for (const w of this.queue) {
+          const id = `${w.key.containerId}/${w.key.ifName}`;
+          if (batch.length < MAX_BATCH && !seen.has(id)) {
+            seen.add(id);
+            batch.push(w);
+          } else later.push(w);
+        }
+        this.queue = later;
+        await this.allocateBatch(batch);
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private async allocateBatch(batch: Waiting[]): Promise<void> {
+    if (batch.length > 1) {
+      const picks: number[] = [];
+      for (const n of candidates(this.pool, this.cursor)) {
+        if (picks.length === batch.length) break;
+        if (!this.used.has(formatIp(n))) picks.push(n);
+      }
+      if (picks.length === batch.length) {
+        const items = batch.map((w, i) => ({ ip: formatIp(picks[i]!), rec: { containerId: w.key.containerId, ifName: w.key.ifName, node: this.node } }));
+        for (const it of items) this.used.set(it.ip, 'pending');
+        let ok = false;
+        try {
+          ok = await this.store.reserveMany(items);
+        } catch (e) {
+          for (const it of items) this.used.delete(it.ip);
+          for (const w of batch) w.reject(e);
+          return;
+        }
+        if (ok) {
+          items.forEach((it) => this.used.set(it.ip, it.rec));
+          this.cursor = picks[picks.length - 1]!;
+          batch.forEach((w, i) => w.resolve(leaseFor(this.pool, picks[i]!)));
+          return;
+        }
+        for (const it of items) this.used.delete(it.ip);
+      }
+      // A conflict (a stale cache, a retried ADD) or too few free addresses in the cache:
+      // settle each request on its own, exactly.
+    }
+    for (const w of batch) {
+      try {
+        w.resolve(await this.allocateOne(w.key));
+      } catch (e) {
+        w.reject(e);
+      }
+    }
+  }
+
+  private async allocateOne(key: AttachmentKey): Promise<Lease> {
     const rec: IpRecord = { containerId: key.containerId, ifName: key.ifName, node: this.node };
     // One pass over the block at most: bounded, whatever the cache says.
     for (const n of candidates(this.pool, this.cursor)) {

@@ -180,6 +180,23 @@ export class EtcdStore {
     return kvs.length > 0 ? { existing: kvs[0]!.value.toString() } : 'taken';
   }
 
+  /**
+   * Several reservations in one transaction (group commit): all are created, or none when any
+   * address or handle exists already. The caller then falls back to reserve() one by one.
+   */
+  async reserveMany(items: { ip: string; rec: IpRecord }[]): Promise<boolean> {
+    const [first, ...rest] = items;
+    if (!first) return true;
+    let txn = this.client.if(this.keys.ip(first.ip), 'Create', '==', 0).and(this.keys.handle(first.rec), 'Create', '==', 0);
+    for (const it of rest) txn = txn.and(this.keys.ip(it.ip), 'Create', '==', 0).and(this.keys.handle(it.rec), 'Create', '==', 0);
+    const puts = items.flatMap((it) => [
+      this.client.put(this.keys.ip(it.ip)).value(JSON.stringify(it.rec)),
+      this.client.put(this.keys.handle(it.rec)).value(it.ip),
+    ]);
+    const r = await this.t(txn.then(...puts).commit(), 'reserve addresses');
+    return r.succeeded;
+  }
+
   async handleOf(k: AttachmentKey): Promise<string | null> {
     return this.t(this.client.get(this.keys.handle(k)).string(), 'read handle');
   }

@@ -10,6 +10,7 @@ import { IpamService, PoolExhausted } from './ipam-service.ts';
 import { AgentMetrics } from './metrics.ts';
 import { apiServer, listenUnix, metricsServer, ApiFailure, type AgentHandlers } from './api.ts';
 import { RouteReconciler } from './reconcile.ts';
+import { Membership } from './membership.ts';
 import { writeCniConfig } from './cni-config.ts';
 import type { NodeRecord } from '../planner/node.ts';
 import type { AgentStatus } from '../ipam/agent-protocol.ts';
@@ -31,9 +32,8 @@ export class Agent implements AgentHandlers {
   readonly metrics = new AgentMetrics();
   private readonly store: EtcdStore;
   private ipam: IpamService | null = null;
-  private nodes = new Map<string, NodeRecord>();
-  /** etcd revision of the newest registry state in `nodes` */
-  private nodesRevision = 0;
+  private readonly members: Membership;
+  private expiryTimer: NodeJS.Timeout | null = null;
   private registered: string | null = null;
   private etcdUp = false;
   private lastCheck: string | null = null;
@@ -50,9 +50,10 @@ export class Agent implements AgentHandlers {
     private readonly log: Logger,
   ) {
     this.store = new EtcdStore(cfg.etcd);
+    this.members = new Membership(cfg.routeGraceSeconds * 1000);
     this.reconciler = new RouteReconciler({
       self: cfg.nodeName,
-      nodes: () => [...this.nodes.values()],
+      nodes: () => this.members.routable(),
       runner: new ProcessRunner(),
       facts: { tools: defaultTools(), hostPid: process.pid, uplinkMtu: null },
       journals: new JournalStore(cfg.stateDir),
@@ -67,13 +68,15 @@ export class Agent implements AgentHandlers {
   }
 
   isReady(): boolean {
-    return this.registered !== null && this.ipam !== null && this.etcdUp && !this.leaseLost;
+    // A lapsed registration does not stop allocations (it only matters to other nodes' routes,
+    // which keep them for the grace period): ready once registered, while etcd answers.
+    return this.registered !== null && this.ipam !== null && this.etcdUp;
   }
 
   private notReadyReason(): string {
     if (!this.etcdUp) return `etcd unreachable (${this.cfg.etcd.endpoints.join(',')})`;
     if (!this.ipam) return 'no block claimed yet';
-    if (this.leaseLost || !this.registered) return 'node registration pending';
+    if (!this.registered) return 'node registration pending';
     return '';
   }
 
@@ -119,12 +122,7 @@ export class Agent implements AgentHandlers {
         this.applyListing(listing);
         this.watcher = await this.store.watchNodes(
           (e) => {
-            if (e.revision <= this.nodesRevision) return; // already in a newer listing
-            if (e.type === 'put') this.nodes.set(e.node.name, e.node);
-            else this.nodes.delete(e.name);
-            this.nodesRevision = e.revision;
-            this.metrics.knownNodes.set(this.nodes.size);
-            this.reconciler.schedule();
+            if (this.members.apply(e)) this.membershipChanged();
           },
           (connected) => this.log.info(connected ? 'registry watch connected' : 'registry watch disconnected'),
           listing.revision + 1,
@@ -145,9 +143,11 @@ export class Agent implements AgentHandlers {
     await this.store.register(this.self(), this.cfg.leaseTtlSeconds, (err) => {
       this.leaseLost = true;
       this.log.warn('node registration lease lost', { error: err.message });
+      void this.healthCheck(); // register again now, not at the next tick
     });
     this.leaseLost = false;
     this.registered = new Date().toISOString();
+    this.metrics.ready.set(this.isReady() ? 1 : 0);
   }
 
   private setEtcd(up: boolean): void {
@@ -158,7 +158,11 @@ export class Agent implements AgentHandlers {
     this.metrics.ready.set(this.isReady() ? 1 : 0);
   }
 
+  private checking = false;
+
   private async healthCheck(): Promise<void> {
+    if (this.checking) return;
+    this.checking = true;
     try {
       await this.store.ping();
       this.setEtcd(true);
@@ -169,6 +173,8 @@ export class Agent implements AgentHandlers {
       }
     } catch {
       this.setEtcd(false);
+    } finally {
+      this.checking = false;
     }
     this.metrics.ready.set(this.isReady() ? 1 : 0);
     this.maybeWriteCniConfig();
@@ -176,10 +182,16 @@ export class Agent implements AgentHandlers {
 
   /** Takes a registry listing, unless the watch has already brought a newer state. */
   private applyListing(listing: { nodes: NodeRecord[]; revision: number }): void {
-    if (listing.revision < this.nodesRevision) return;
-    this.nodes = new Map(listing.nodes.map((n) => [n.name, n]));
-    this.nodesRevision = listing.revision;
-    this.metrics.knownNodes.set(this.nodes.size);
+    if (this.members.applyListing(listing)) this.membershipChanged();
+  }
+
+  /** Reconciles now, and again when the grace of a departed node ends. */
+  private membershipChanged(): void {
+    this.metrics.knownNodes.set(this.members.registered().length);
+    this.reconciler.schedule();
+    const wait = this.members.nextExpiry();
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = wait === null ? null : setTimeout(() => this.membershipChanged(), wait + 10);
   }
 
   /** Re-lists the registry (a watch can miss events across reconnects) and reconciles. */
@@ -265,10 +277,12 @@ export class Agent implements AgentHandlers {
       gateway: this.ipam ? formatIp(this.ipam.pool.gateway) : null,
       etcd: { endpoints: this.cfg.etcd.endpoints, reachable: this.etcdUp, lastCheck: this.lastCheck },
       ipam: this.ipam?.stats() ?? null,
-      nodes: [...this.nodes.values()].sort((a, b) => a.name.localeCompare(b.name)).map((n) => ({ name: n.name, underlayIp: n.underlayIp, block: n.block })),
+      nodes: this.members.registered().sort((a, b) => a.name.localeCompare(b.name)).map((n) => ({ name: n.name, underlayIp: n.underlayIp, block: n.block })),
+      leaving: this.members.leavingNames(),
       routes: this.reconciler.observed,
       lastReconcile: this.reconciler.last,
       registeredAt: this.registered,
+      registrationLapsed: this.leaseLost,
       version: AGENT_VERSION,
     };
   }
@@ -278,6 +292,7 @@ export class Agent implements AgentHandlers {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.reconciler.stop();
     await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
     removeIfExists(this.cfg.socket);

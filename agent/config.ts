@@ -32,6 +32,8 @@ export interface AgentConfig {
   metricsAddress: string | null;
   leaseTtlSeconds: number;
   resyncSeconds: number;
+  /** how long routes to a node outlive its registration (0: remove at once) */
+  routeGraceSeconds: number;
   routeProtocol: number;
   /** where to write the CNI config once ready (null: do not write one) */
   cniConfDir: string | null;
@@ -83,6 +85,8 @@ Options override the config file (YAML or JSON, same names in camelCase).
   --cni-conf-dir DIR       write the CNI conflist there once ready
   --lease-ttl SECONDS      node registration TTL (default ${AGENT_DEFAULTS.leaseTtlSeconds})
   --resync SECONDS         full reconcile period (default ${AGENT_DEFAULTS.resyncSeconds})
+  --route-grace SECONDS    keep routes to a node this long after its registration lapses
+                           (default: the lease TTL; 0 removes them at once)
   --route-protocol N       kernel route protocol number of our routes (default ${AGENT_DEFAULTS.routeProtocol})
   --bird-config PATH --bird-socket PATH --bpffs-dir DIR   paths for the BGP and eBPF modes
   --log-level LEVEL        debug, info, warn, error
@@ -98,9 +102,17 @@ function str(v: unknown): string | undefined {
 
 export class AgentConfigError extends Error {}
 
+/** The route grace: a whole number of seconds, 0 allowed; by default one lease TTL. */
+function routeGrace(v: unknown, leaseTtl: number): number {
+  if (v === undefined) return leaseTtl;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new AgentConfigError(`routeGraceSeconds must be a whole number of seconds, got ${JSON.stringify(v)}`);
+  return n;
+}
+
 const FLAGS = ['config', 'node-name', 'underlay-interface', 'underlay-ip', 'etcd-endpoints', 'etcd-ca', 'etcd-cert', 'etcd-key', 'etcd-prefix',
   'cluster-subnet', 'block-size', 'mode', 'network', 'state-dir', 'socket', 'metrics-address', 'cni-conf-dir', 'lease-ttl',
-  'resync', 'route-protocol', 'bird-config', 'bird-socket', 'bpffs-dir', 'log-level'] as const;
+  'resync', 'route-grace', 'route-protocol', 'bird-config', 'bird-socket', 'bpffs-dir', 'log-level'] as const;
 
 function parseFlags(argv: string[]) {
   try {
@@ -171,6 +183,7 @@ export function loadAgentConfig(argv: string[], hostname: string): AgentConfig {
     metricsAddress: metrics === 'off' ? null : metrics,
     leaseTtlSeconds: num(values['lease-ttl'], 'leaseTtlSeconds', AGENT_DEFAULTS.leaseTtlSeconds),
     resyncSeconds: num(values.resync, 'resyncSeconds', AGENT_DEFAULTS.resyncSeconds),
+    routeGraceSeconds: routeGrace(values['route-grace'] ?? file.routeGraceSeconds, num(values['lease-ttl'], 'leaseTtlSeconds', AGENT_DEFAULTS.leaseTtlSeconds)),
     routeProtocol: num(values['route-protocol'], 'routeProtocol', AGENT_DEFAULTS.routeProtocol),
     cniConfDir: pick(values['cni-conf-dir'], 'cniConfDir') ?? null,
     cniConfName: str(file.cniConfName) ?? AGENT_DEFAULTS.cniConfName,

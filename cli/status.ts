@@ -54,7 +54,7 @@ export function renderStatus(s: StatusReport, config: NetworkConfig): string {
   } else if (s.agent) {
     const a = s.agent;
     lines.push(`agent     ${a.ready ? 'ready' : `NOT READY: ${a.reason ?? ''}`} (${config.ipam.agentSocket}, version ${a.version})`);
-    lines.push(`node      ${a.node}  underlay ${a.underlayIp}  registered ${a.registeredAt ?? 'no'}`);
+    lines.push(`node      ${a.node}  underlay ${a.underlayIp}  registered ${a.registeredAt ?? 'no'}${a.registrationLapsed ? ' (lease lapsed: registering again)' : ''}`);
     lines.push(`block     ${a.block ?? '(none claimed)'}  gateway ${a.gateway ?? '-'}`);
     lines.push(`leases    ${a.ipam ? `${a.ipam.used} addresses used, ${a.ipam.free} free` : 'unknown'}`);
     lines.push(`etcd      ${a.etcd.reachable ? 'reachable' : 'UNREACHABLE'} (${a.etcd.endpoints.join(', ')}; checked ${a.etcd.lastCheck ?? 'never'})`);
@@ -64,6 +64,7 @@ export function renderStatus(s: StatusReport, config: NetworkConfig): string {
     const via = new Map(a.routes.map((r) => [r.dst, r.via]));
     const peers = a.nodes.map((n) => [n.name, n.underlayIp, n.block,
       n.name === a.node ? '(this node)' : via.get(n.block) === n.underlayIp ? `route via ${n.underlayIp}` : 'NO ROUTE']);
+    for (const name of a.leaving ?? []) peers.push([name, '', '', 'left: routes kept for the grace period']);
     lines.push(...table(['NODE', 'UNDERLAY', 'BLOCK', 'ROUTE'], peers).map((l) => `  ${l}`));
   }
   lines.push(`state     ${config.stateDir}`, '', 'ATTACHMENTS');

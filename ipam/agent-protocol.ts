@@ -28,9 +28,13 @@ export interface AgentStatus {
   etcd: { endpoints: string[]; reachable: boolean; lastCheck: string | null };
   ipam: { used: number; free: number } | null;
   nodes: { name: string; underlayIp: string; block: string }[];
+  /** nodes whose registration is gone but whose routes are kept for the grace period */
+  leaving: string[];
   routes: { dst: string; via: string }[];
   lastReconcile: { at: string; ok: boolean; changes: number; error?: string } | null;
   registeredAt: string | null;
+  /** the registration's lease lapsed and the agent is registering again */
+  registrationLapsed: boolean;
   version: string;
 }
 

@@ -52,7 +52,11 @@ export async function waitUntil<T>(probe: () => Promise<T | null | false>, timeo
 export function ownedPid(pid: number | null, marker: string): pid is number {
   if (!pid) return false;
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some((a) => a.includes(marker));
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    // Empty while the process is between exec's (nsenter becoming node) or a zombie: only a
+    // live process in the middle of an exec counts as ours then.
+    if (cmdline === '') return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    return cmdline.split('\0').some((a) => a.includes(marker));
   } catch {
     return false;
   }

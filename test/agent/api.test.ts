@@ -17,7 +17,7 @@ import type { AttachmentKey } from '../../ipam/store.ts';
 const STATUS: AgentStatus = {
   ready: true, node: 'n1', underlayIp: '198.18.0.11', block: '10.244.0.0/24', gateway: '10.244.0.1',
   etcd: { endpoints: ['http://198.18.0.1:2379'], reachable: true, lastCheck: null },
-  ipam: { used: 3, free: 250 }, nodes: [], routes: [], lastReconcile: null, registeredAt: null, version: 'test',
+  ipam: { used: 3, free: 250 }, nodes: [], leaving: [], routes: [], lastReconcile: null, registeredAt: null, registrationLapsed: false, version: 'test',
 };
 
 /** Fake handlers: an in-memory allocator whose behaviour a test can switch. */

@@ -128,7 +128,7 @@ async function cmdGc(args: string[]): Promise<number> {
   const journals = new JournalStore(config.stateDir);
   // Valid: every journalled attachment whose pod netns still exists.
   const valid = journals.list(config.name).filter((a) => {
-    const j = journals.read(a);
+    const j = journals.readOrNull(a);
     return j !== null && j.netns !== '' && existsSync(j.netns);
   });
   const log = new Logger('warn');

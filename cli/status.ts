@@ -20,7 +20,7 @@ export async function gatherStatus(config: NetworkConfig): Promise<StatusReport>
   const r = await readiness(config);
   const journals = new JournalStore(config.stateDir);
   const attachments = journals.list(config.name).map((a) => {
-    const j = journals.read(a);
+    const j = journals.readOrNull(a);
     return { containerId: a.containerId, ifName: a.ifName, state: j?.state ?? 'unreadable', ip: j?.lease?.address ?? '', netns: j?.netns ?? '', netnsExists: j ? existsSync(j.netns) : false };
   });
   let agent: StatusReport['agent'] = null;

@@ -37,6 +37,9 @@ export interface Journal {
 }
 
 /** What one appended line changes. */
+/** A journal that exists but cannot be parsed (e.g. a file left empty by a power cut). */
+export class JournalCorrupt extends Error {}
+
 export interface JournalDelta {
   steps?: Record<string, StepRecord>;
   state?: JournalState;
@@ -97,7 +100,21 @@ export class JournalStore {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw e;
     }
-    return parseJournal(text);
+    try {
+      return parseJournal(text);
+    } catch (e) {
+      throw new JournalCorrupt(`journal ${this.path(a)} is unreadable: ${(e as Error).message}`);
+    }
+  }
+
+  /** Like read(), but an unreadable journal counts as none (for listings and clean-up). */
+  readOrNull(a: Attachment): Journal | null {
+    try {
+      return this.read(a);
+    } catch (e) {
+      if (e instanceof JournalCorrupt) return null;
+      throw e;
+    }
   }
 
   /** Replaces the whole journal with `j` (one line). `durable` adds an fsync. */

@@ -5,7 +5,7 @@ import { CniError, Code } from '../errors.ts';
 import { serialiseResult } from '../result.ts';
 import { compile, requireMode } from '../../planner/compile.ts';
 import { Executor } from '../../executor/executor.ts';
-import { JournalStore } from '../../executor/journal.ts';
+import { JournalStore, JournalCorrupt } from '../../executor/journal.ts';
 import { gatherFacts } from '../../executor/facts.ts';
 import { openIpam } from '../../ipam/open.ts';
 import { attachmentOf, withAttachmentLock, type VerbContext } from './context.ts';
@@ -35,7 +35,13 @@ export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>>
   const journals = new JournalStore(config.stateDir);
   return withAttachmentLock(ctx, journals, async () => {
     const a = attachmentOf(ctx);
-    const existing = journals.read(a);
+    let existing;
+    try {
+      existing = journals.read(a);
+    } catch (e) {
+      if (e instanceof JournalCorrupt) throw new CniError(Code.AlreadyAttached, `an unreadable journal exists for ${env.ifName} on network ${config.name}`, `${e.message}; DEL it first`);
+      throw e;
+    }
     if (existing && existing.state !== 'rolled-back') {
       throw new CniError(Code.AlreadyAttached, `container already has ${env.ifName} on network ${config.name}`,
         `journal ${journals.path(a)} is in state ${existing.state}; DEL it first`);

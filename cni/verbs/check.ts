@@ -3,7 +3,7 @@
 import { CniError, Code } from '../errors.ts';
 import { parsePrevResult } from '../result.ts';
 import { Executor } from '../../executor/executor.ts';
-import { JournalStore } from '../../executor/journal.ts';
+import { JournalStore, JournalCorrupt } from '../../executor/journal.ts';
 import { gatherFacts } from '../../executor/facts.ts';
 import { attachmentOf, withAttachmentLock, type VerbContext } from './context.ts';
 import { requireVerbVersion } from '../version.ts';
@@ -15,7 +15,13 @@ export async function cmdCheck(ctx: VerbContext): Promise<void> {
   if (!prev) throw new CniError(Code.InvalidConfig, 'CHECK needs prevResult', 'the runtime must pass the cached ADD result as prevResult');
   const journals = new JournalStore(config.stateDir);
   await withAttachmentLock(ctx, journals, async () => {
-    const j = journals.read(attachmentOf(ctx));
+    let j;
+    try {
+      j = journals.read(attachmentOf(ctx));
+    } catch (e) {
+      if (e instanceof JournalCorrupt) throw new CniError(Code.CheckFailed, 'attachment journal unreadable', e.message);
+      throw e;
+    }
     if (!j || j.state !== 'applied') {
       throw new CniError(Code.UnknownContainer, `no ${env.ifName} attachment for this container`, j ? `journal state ${j.state}` : 'no journal');
     }

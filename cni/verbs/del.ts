@@ -5,7 +5,7 @@ import { parsePrevResult } from '../result.ts';
 import { compile, teardownSteps } from '../../planner/compile.ts';
 import { plannerFor } from '../../planner/registry.ts';
 import { Executor } from '../../executor/executor.ts';
-import { JournalStore, undoCandidates, type Attachment } from '../../executor/journal.ts';
+import { JournalStore, JournalCorrupt, undoCandidates, type Attachment, type Journal } from '../../executor/journal.ts';
 import { gatherFacts } from '../../executor/facts.ts';
 import { openIpam } from '../../ipam/open.ts';
 import type { Step } from '../../planner/types.ts';
@@ -31,7 +31,14 @@ export async function removeAttachment(input: TeardownInput): Promise<{ released
   const { config, attachment: a, journals } = input;
   const ipam = openIpam(config);
   const key = { containerId: a.containerId, ifName: a.ifName };
-  const journal = journals.read(a);
+  let journal: Journal | null = null;
+  try {
+    journal = journals.read(a);
+  } catch (e) {
+    // Unreadable: undo by derived names instead, and replace it once that has worked.
+    if (!(e instanceof JournalCorrupt)) throw e;
+    input.log.warn('journal unreadable, tearing down by derived names', { error: e.message });
+  }
   const facts = await gatherFacts({ uplink: config.uplink, mtuConfigured: true }, input.runner);
   let steps: Step[];
   let ip: string | null;

@@ -22,7 +22,7 @@ export async function runGc(ctx: Omit<VerbContext, 'env'>, graceMs = 0): Promise
   const report: GcReport = { removed: [], released: [], failed: [] };
   for (const a of journals.list(ctx.config.name)) {
     if (keep.has(keyString(a))) continue;
-    const j = journals.read(a);
+    const j = journals.readOrNull(a);
     try {
       const { released } = await removeAttachment({
         config: ctx.config, attachment: a, netns: j?.netns ?? '', prevResult: null, runner: ctx.runner, log: ctx.log, journals, sys: ctx.sys,

@@ -1,0 +1,63 @@
+// The verbs end to end through handleCni, on a fake node: nothing on the machine is touched.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { handleCni } from '../../cni/main.ts';
+import { Logger } from '../../cni/log.ts';
+import { hostVethName } from '../../planner/names.ts';
+import { FakeRunner, FakeSystem } from '../helpers/fake-node.ts';
+
+function setup(t: { after: (fn: () => void) => void }) {
+  const dir = mkdtempSync(join(tmpdir(), 'tcx-verbs-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const netns = join(dir, 'netns'); // a stand-in path: ADD checks the type of a real netns, DEL does not
+  writeFileSync(netns, '');
+  const config = { cniVersion: '1.1.0', name: 'net', type: 'testcni', subnet: '10.244.0.0/16', stateDir: join(dir, 'state'), ipam: { dataDir: join(dir, 'ipam') } };
+  const call = (command: string, sys: FakeSystem, runner: FakeRunner, extra: Record<string, string> = {}) =>
+    handleCni({ CNI_COMMAND: command, CNI_CONTAINERID: 'c1', CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH: '/opt/cni/bin', ...extra },
+      () => JSON.stringify(config), { log: new Logger('error'), runner, sys });
+  return { dir, netns, config, call };
+}
+
+const quietStderr = (t: { after: (fn: () => void) => void }) => {
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = (() => true) as typeof process.stderr.write;
+  t.after(() => { process.stderr.write = write; });
+};
+
+test('DEL with an unreadable journal tears down by derived names, then removes it', async (t) => {
+  quietStderr(t);
+  const { dir, call } = setup(t);
+  const host = hostVethName('c1', 'eth0');
+  const journalDir = join(dir, 'state', 'journal', 'net');
+  mkdirSync(journalDir, { recursive: true });
+  writeFileSync(join(journalDir, 'c1@eth0.jsonl'), ''); // what a power cut can leave
+  mkdirSync(join(dir, 'ipam', 'net'), { recursive: true });
+  writeFileSync(join(dir, 'ipam', 'net', '10.244.0.9'), 'c1\r\neth0');
+  const runner = new FakeRunner();
+  const out = await call('DEL', new FakeSystem(['lo', 'testcni0', host]), runner);
+  assert.equal(out.exitCode, 0, JSON.stringify(out.doc));
+  assert.equal(out.doc, undefined, 'DEL prints nothing');
+  assert.ok(runner.batchLines().includes(`link del ${host}`), 'the derived host veth is deleted');
+  assert.deepEqual(readdirSync(journalDir), [], 'the unreadable journal is gone');
+  assert.equal(existsSync(join(dir, 'ipam', 'net', '10.244.0.9')), false, 'the address is released');
+});
+
+test('ADD refuses an attachment whose journal is unreadable (code 103), and CHECK reports it (105)', async (t) => {
+  quietStderr(t);
+  const { dir, call, config } = setup(t);
+  const journalDir = join(dir, 'state', 'journal', 'net');
+  mkdirSync(journalDir, { recursive: true });
+  writeFileSync(join(journalDir, 'c1@eth0.jsonl'), '{"half');
+  const runner = new FakeRunner();
+  // ADD needs a real netns path; its type check comes first, so point at one that exists.
+  const add = await call('ADD', new FakeSystem(), runner, { CNI_NETNS: '/proc/self/ns/net' });
+  assert.equal(add.exitCode, 1);
+  assert.equal((add.doc as { code: number }).code, 103);
+  assert.equal(runner.calls.length, 0);
+  const check = await handleCni({ CNI_COMMAND: 'CHECK', CNI_CONTAINERID: 'c1', CNI_NETNS: '/proc/self/ns/net', CNI_IFNAME: 'eth0', CNI_PATH: '/x' },
+    () => JSON.stringify({ ...config, prevResult: { cniVersion: '1.1.0', interfaces: [], ips: [] } }), { log: new Logger('error'), runner, sys: new FakeSystem() });
+  assert.equal((check.doc as { code: number }).code, 105);
+});

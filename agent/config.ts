@@ -7,21 +7,14 @@ import { parse as parseYaml } from 'yaml';
 import { parseCidr, formatCidr } from '../lib/ipv4.ts';
 import { defaultRouteDevice } from '../executor/facts.ts';
 import type { Mode } from '../cni/config.ts';
+import type { EtcdSettings } from './datastore/etcd-store.ts';
 
 export interface AgentConfig {
   nodeName: string;
   /** underlay interface and address; found from the default route when not given */
   underlayInterface: string | null;
   underlayIp: string;
-  etcd: {
-    endpoints: string[];
-    caFile: string | null;
-    certFile: string | null;
-    keyFile: string | null;
-    prefix: string;
-    dialTimeoutMs: number;
-    requestTimeoutMs: number;
-  };
+  etcd: EtcdSettings;
   network: string;
   clusterSubnet: string;
   blockSize: number;

@@ -78,7 +78,7 @@ export function routeSteps(desired: NodeRoute[], observed: NodeRoute[], facts: N
     if (want.has(r.dst)) continue;
     steps.push({
       id: `route.del:host:${r.dst}`,
-      kind: 'route.add',
+      kind: 'route.del',
       scope: 'node',
       ns: HOST,
       argv: [ip, 'route', 'del', r.dst, 'via', r.via, 'proto', String(proto)],

@@ -8,6 +8,7 @@ export type StepKind =
   | 'link.set'
   | 'addr.add'
   | 'route.add'
+  | 'route.del'
   | 'neigh.add'
   | 'sysctl.set'
   | 'iptables.rule'

@@ -48,7 +48,9 @@ export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>>
     }
     const facts = await gatherFacts({ uplink: config.uplink, mtuConfigured: config.mtu !== null }, ctx.runner);
     const key = { containerId: env.containerId, ifName: env.ifName };
+    const leaseStarted = process.hrtime.bigint();
     const lease = await ipam.allocate(key);
+    ctx.log.debug('lease', { ip: lease.address, ipam: config.ipam.type, ms: Number((process.hrtime.bigint() - leaseStarted) / 1000n) / 1000 });
     const ip = lease.address.split('/')[0]!;
     const plan = compile({ command: 'ADD', config, containerId: env.containerId, ifName: env.ifName, netns: env.netns, lease, facts });
     try {

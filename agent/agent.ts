@@ -187,6 +187,7 @@ export class Agent implements AgentHandlers {
 
   /** Reconciles now, and again when the grace of a departed node ends. */
   private membershipChanged(): void {
+    if (this.stopped) return; // a watch event while stopping must not arm a new timer
     this.metrics.knownNodes.set(this.members.registered().length);
     this.reconciler.schedule();
     const wait = this.members.nextExpiry();

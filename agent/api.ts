@@ -7,6 +7,7 @@ import { API, type AgentStatus, type ApiError } from '../ipam/agent-protocol.ts'
 import type { AttachmentKey } from '../ipam/store.ts';
 import type { Lease } from '../planner/types.ts';
 import { removeIfExists } from '../lib/atomic-file.ts';
+import { CONTAINER_ID } from '../cni/env.ts';
 import type { AgentMetrics } from './metrics.ts';
 
 export interface AgentHandlers {
@@ -51,13 +52,11 @@ function readBody(req: IncomingMessage): Promise<unknown> {
 
 const KNOWN_PATHS = new Set<string>(Object.values(API));
 
-const KEY_PART = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-
 function attachment(v: unknown): AttachmentKey {
   const o = v as Record<string, unknown> | null;
   const containerId = o?.containerId;
   const ifName = o?.ifName;
-  if (typeof containerId !== 'string' || !KEY_PART.test(containerId) || typeof ifName !== 'string' || ifName === '' || ifName.includes('/')) {
+  if (typeof containerId !== 'string' || !CONTAINER_ID.test(containerId) || typeof ifName !== 'string' || ifName === '' || ifName.includes('/')) {
     throw new ApiFailure(400, { code: 7, msg: 'containerId and ifName are required' });
   }
   return { containerId, ifName };

@@ -152,6 +152,7 @@ export function loadAgentConfig(argv: string[], hostname: string): AgentConfig {
   if (mode !== 'host-gw') throw new AgentConfigError(`mode ${mode} is not available in this build (host-gw is)`);
   const metrics = pick(values['metrics-address'], 'metricsAddress') ?? AGENT_DEFAULTS.metricsAddress;
   const level = pick(values['log-level'], 'logLevel') ?? 'info';
+  const leaseTtlSeconds = num(values['lease-ttl'], 'leaseTtlSeconds', AGENT_DEFAULTS.leaseTtlSeconds);
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new AgentConfigError(`logLevel ${level} is not debug, info, warn or error`);
 
   return {
@@ -174,9 +175,9 @@ export function loadAgentConfig(argv: string[], hostname: string): AgentConfig {
     stateDir: pick(values['state-dir'], 'stateDir') ?? AGENT_DEFAULTS.stateDir,
     socket: pick(values.socket, 'socket') ?? AGENT_DEFAULTS.socket,
     metricsAddress: metrics === 'off' ? null : metrics,
-    leaseTtlSeconds: num(values['lease-ttl'], 'leaseTtlSeconds', AGENT_DEFAULTS.leaseTtlSeconds),
+    leaseTtlSeconds,
     resyncSeconds: num(values.resync, 'resyncSeconds', AGENT_DEFAULTS.resyncSeconds),
-    routeGraceSeconds: routeGrace(values['route-grace'] ?? file.routeGraceSeconds, num(values['lease-ttl'], 'leaseTtlSeconds', AGENT_DEFAULTS.leaseTtlSeconds)),
+    routeGraceSeconds: routeGrace(values['route-grace'] ?? file.routeGraceSeconds, leaseTtlSeconds),
     routeProtocol: num(values['route-protocol'], 'routeProtocol', AGENT_DEFAULTS.routeProtocol),
     cniConfDir: pick(values['cni-conf-dir'], 'cniConfDir') ?? null,
     cniConfName: str(file.cniConfName) ?? AGENT_DEFAULTS.cniConfName,

@@ -3,7 +3,7 @@
 // only costs a retry, never a duplicate.
 import { parseCidr, formatIp, parseIp, contains, lastIp } from '../lib/ipv4.ts';
 import { candidates, capacity, leaseFor, type Pool } from '../ipam/pool.ts';
-import type { AttachmentKey } from '../ipam/store.ts';
+import { keyString, type AttachmentKey } from '../ipam/store.ts';
 import type { Lease } from '../planner/types.ts';
 import type { EtcdStore } from './datastore/etcd-store.ts';
 import type { IpRecord } from './datastore/keys.ts';
@@ -75,7 +75,7 @@ export class IpamService {
         const later: Waiting[] = [];
         const seen = new Set<string>();
         for (const w of this.queue) {
-          const id = `${w.key.containerId}/${w.key.ifName}`;
+          const id = keyString(w.key);
           if (batch.length < MAX_BATCH && !seen.has(id)) {
             seen.add(id);
             batch.push(w);
@@ -171,11 +171,11 @@ export class IpamService {
 
   /** Releases every reservation of this node whose attachment is not in `valid`. */
   async gc(valid: AttachmentKey[]): Promise<string[]> {
-    const keep = new Set(valid.map((k) => `${k.containerId}/${k.ifName}`));
+    const keep = new Set(valid.map(keyString));
     await this.load();
     const released: string[] = [];
     for (const [ip, rec] of this.used) {
-      if (rec === 'pending' || rec.node !== this.node || keep.has(`${rec.containerId}/${rec.ifName}`)) continue;
+      if (rec === 'pending' || rec.node !== this.node || keep.has(keyString(rec))) continue;
       if (await this.store.unreserve(rec, ip)) {
         this.used.delete(ip);
         released.push(ip);

@@ -21,6 +21,7 @@ export class RouteReconciler {
   private running: Promise<void> | null = null;
   private again = false;
   private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
   last: ReconcileOutcome | null = null;
   observed: NodeRoute[] = [];
 
@@ -39,7 +40,7 @@ export class RouteReconciler {
 
   /** Asks for a run soon; changes arriving together share one run. */
   schedule(delayMs = 10): void {
-    if (this.timer) return;
+    if (this.timer || this.stopped) return;
     this.timer = setTimeout(() => {
       this.timer = null;
       void this.runNow();
@@ -47,6 +48,7 @@ export class RouteReconciler {
   }
 
   async runNow(): Promise<void> {
+    if (this.stopped) return;
     if (this.running) {
       this.again = true;
       return this.running;
@@ -81,7 +83,7 @@ export class RouteReconciler {
         if (report.errors.length > 0) error = report.errors.map((e) => `${e.step}: ${e.stderr}`).join('; ');
         log.info('routes reconciled', { changes: report.undone, errors: report.errors.length });
       }
-      this.observed = await this.readRoutes();
+      this.observed = steps.length > 0 ? await this.readRoutes() : observed;
       this.last = { at, ok: !error, changes: steps.length, ...(error ? { error } : {}) };
       metrics.reconcileRuns.inc({ result: error ? 'error' : 'ok' });
       if (error) log.warn('route reconcile incomplete', { error });
@@ -94,7 +96,9 @@ export class RouteReconciler {
     }
   }
 
+  /** No run starts after this, also none asked for by a run still in progress. */
   stop(): void {
+    this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
   }

@@ -17,7 +17,7 @@ const TABLE: Record<Verb, Record<Var, Need>> = {
   VERSION: { CNI_CONTAINERID: '-', CNI_NETNS: '-', CNI_IFNAME: '-', CNI_PATH: '-', CNI_ARGS: '-' },
 };
 
-const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+export const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
 export interface CniEnv {
   command: Verb;

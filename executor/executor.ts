@@ -107,10 +107,12 @@ export class Executor {
     let unit: Unit | null = null;
     // Steps whose status changed since the journal last heard of them.
     const dirty = new Set<string>();
-    const record = () => {
-      this.ctx.journals.append(j, { steps: Object.fromEntries([...dirty].map((id) => [id, j.steps[id]!])) });
+    const changed = () => {
+      const steps = Object.fromEntries([...dirty].map((id) => [id, j.steps[id]!]));
       dirty.clear();
+      return steps;
     };
+    const record = () => this.ctx.journals.append(j, { steps: changed() });
     const flush = async () => {
       let pending = unit;
       unit = null;
@@ -161,9 +163,10 @@ export class Executor {
     }
     await flush();
     j.state = 'applied';
-    // No fsync: after a crash "applying" and "applied" lead DEL to the same undo, and after a
-    // power cut the pod's namespace, links and rules are gone whatever the journal says.
-    this.ctx.journals.append(j, { state: 'applied' });
+    // With the state go the steps skipped after the last unit ran. No fsync: after a crash
+    // "applying" and "applied" lead DEL to the same undo, and after a power cut the pod's
+    // namespace, links and rules are gone whatever the journal says.
+    this.ctx.journals.append(j, { ...(dirty.size > 0 ? { steps: changed() } : {}), state: 'applied' });
     return j;
   }
 

@@ -36,10 +36,10 @@ export interface Journal {
   error?: string;
 }
 
-/** What one appended line changes. */
 /** A journal that exists but cannot be parsed (e.g. a file left empty by a power cut). */
 export class JournalCorrupt extends Error {}
 
+/** What one appended line changes. */
 export interface JournalDelta {
   steps?: Record<string, StepRecord>;
   state?: JournalState;

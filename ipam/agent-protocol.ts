@@ -1,7 +1,4 @@
 // The node agent's HTTP/JSON API on its unix socket, shared by the agent and the plugin.
-import type { Lease } from '../planner/types.ts';
-import type { AttachmentKey } from './store.ts';
-
 export const API = {
   allocate: '/v1/allocate', // POST AttachmentKey -> Lease
   release: '/v1/release', // POST AttachmentKey -> { released: string[] }
@@ -37,5 +34,3 @@ export interface AgentStatus {
   registrationLapsed: boolean;
   version: string;
 }
-
-export type { AttachmentKey, Lease };

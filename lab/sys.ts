@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ProcessRunner, tail, type RunResult, type RunOptions } from '../executor/runner.ts';
 import { findTool } from '../executor/facts.ts';
-import { stopPid } from './etcd.ts';
+import { stopPid, pidAlive } from './etcd.ts';
 
 export const NETNS_DIR = '/var/run/netns';
 export const runner = new ProcessRunner();
@@ -55,7 +55,7 @@ export function ownedPid(pid: number | null, marker: string): pid is number {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
     // Empty while the process is between exec's (nsenter becoming node) or a zombie: only a
     // live process in the middle of an exec counts as ours then.
-    if (cmdline === '') return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    if (cmdline === '') return pidAlive(pid);
     return cmdline.split('\0').some((a) => a.includes(marker));
   } catch {
     return false;

@@ -1,6 +1,5 @@
 // Small file primitives with crash-safe semantics: atomic replace, exclusive create.
 import { openSync, writeSync, fsyncSync, closeSync, renameSync, mkdirSync, unlinkSync } from 'node:fs';
-import { dirname } from 'node:path';
 
 /** Replaces `path` with `text` so a reader sees the old or the new file, never a mix. */
 export function writeFileAtomic(path: string, text: string, opts: { mode?: number; fsync?: boolean } = {}): void {
@@ -50,5 +49,3 @@ export function removeIfExists(path: string): boolean {
     throw e;
   }
 }
-
-export { dirname };

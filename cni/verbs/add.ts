@@ -33,8 +33,8 @@ export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>>
   requireMode(config.mode); // before any IPAM
   const ipam = openIpam(config);
   const journals = new JournalStore(config.stateDir);
-  return withAttachmentLock(ctx, journals, async () => {
-    const a = attachmentOf(ctx);
+  const a = attachmentOf(ctx);
+  return withAttachmentLock(journals, a, async () => {
     let existing;
     try {
       existing = journals.read(a);

@@ -14,10 +14,11 @@ export async function cmdCheck(ctx: VerbContext): Promise<void> {
   const prev = parsePrevResult(ctx.extras.prevResult);
   if (!prev) throw new CniError(Code.InvalidConfig, 'CHECK needs prevResult', 'the runtime must pass the cached ADD result as prevResult');
   const journals = new JournalStore(config.stateDir);
-  await withAttachmentLock(ctx, journals, async () => {
+  const a = attachmentOf(ctx);
+  await withAttachmentLock(journals, a, async () => {
     let j;
     try {
-      j = journals.read(attachmentOf(ctx));
+      j = journals.read(a);
     } catch (e) {
       if (e instanceof JournalCorrupt) throw new CniError(Code.CheckFailed, 'attachment journal unreadable', e.message);
       throw e;

@@ -25,9 +25,8 @@ export function attachmentOf(ctx: VerbContext): Attachment {
   return { network: ctx.config.name, containerId: ctx.env.containerId, ifName: ctx.env.ifName };
 }
 
-/** Serialises operations on one attachment across plugin processes. */
-export async function withAttachmentLock<T>(ctx: VerbContext, journals: JournalStore, fn: () => Promise<T>): Promise<T> {
-  const a = attachmentOf(ctx);
+/** Serialises operations on one attachment (ADD, DEL, CHECK, GC) across plugin processes. */
+export async function withAttachmentLock<T>(journals: JournalStore, a: Attachment, fn: () => Promise<T>): Promise<T> {
   mkdirSync(journals.lockDir(), { recursive: true, mode: 0o700 });
   try {
     return await withPidLock(journals.lockPath(a), LOCK_TIMEOUT_MS, fn);

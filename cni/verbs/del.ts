@@ -80,9 +80,10 @@ export async function removeAttachment(input: TeardownInput): Promise<{ released
 
 export async function cmdDel(ctx: VerbContext): Promise<void> {
   const journals = new JournalStore(ctx.config.stateDir);
-  await withAttachmentLock(ctx, journals, async () => {
+  const attachment = attachmentOf(ctx);
+  await withAttachmentLock(journals, attachment, async () => {
     const { released } = await removeAttachment({
-      config: ctx.config, attachment: attachmentOf(ctx), netns: ctx.env.netns, prevResult: ctx.extras.prevResult,
+      config: ctx.config, attachment, netns: ctx.env.netns, prevResult: ctx.extras.prevResult,
       runner: ctx.runner, log: ctx.log, journals, sys: ctx.sys,
     });
     ctx.log.info('DEL done', { released });

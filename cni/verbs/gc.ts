@@ -5,7 +5,7 @@ import { JournalStore } from '../../executor/journal.ts';
 import { openIpam } from '../../ipam/open.ts';
 import { keyString } from '../../ipam/store.ts';
 import { removeAttachment } from './del.ts';
-import type { VerbContext } from './context.ts';
+import { withAttachmentLock, type VerbContext } from './context.ts';
 import { requireVerbVersion } from '../version.ts';
 
 export interface GcReport {
@@ -22,11 +22,12 @@ export async function runGc(ctx: Omit<VerbContext, 'env'>, graceMs = 0): Promise
   const report: GcReport = { removed: [], released: [], failed: [] };
   for (const a of journals.list(ctx.config.name)) {
     if (keep.has(keyString(a))) continue;
-    const j = journals.readOrNull(a);
     try {
-      const { released } = await removeAttachment({
-        config: ctx.config, attachment: a, netns: j?.netns ?? '', prevResult: null, runner: ctx.runner, log: ctx.log, journals, sys: ctx.sys,
-      });
+      // The same lock as DEL: an operator's GC may run while the runtime deletes this pod. No
+      // netns: a readable journal has the plan, and without one the pod netns is unknown.
+      const { released } = await withAttachmentLock(journals, a, () => removeAttachment({
+        config: ctx.config, attachment: a, netns: '', prevResult: null, runner: ctx.runner, log: ctx.log, journals, sys: ctx.sys,
+      }));
       report.removed.push(keyString(a));
       report.released.push(...released);
     } catch (e) {

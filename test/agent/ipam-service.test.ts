@@ -119,7 +119,6 @@ test('exhaustion on a /29 block: PoolExhausted after at most one pass over the b
   const cold = new IpamService(s2, 'n1', block);
   await assert.rejects(cold.allocate(key('c9')), PoolExhausted);
   assert.equal(s2.reserves, 5);
-  // A release frees exactly one address, which the next allocation gets.
   // A release frees exactly that address, and the next allocation gets it.
   const c3 = await a.find(key('c3'));
   assert.ok(c3 === null || ok.includes(c3));

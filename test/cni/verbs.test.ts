@@ -7,6 +7,8 @@ import { tmpdir } from 'node:os';
 import { handleCni } from '../../cni/main.ts';
 import { Logger } from '../../cni/log.ts';
 import { hostVethName } from '../../planner/names.ts';
+import { JournalStore } from '../../executor/journal.ts';
+import { withAttachmentLock } from '../../cni/verbs/context.ts';
 import { FakeRunner, FakeSystem } from '../helpers/fake-node.ts';
 
 function setup(t: { after: (fn: () => void) => void }) {
@@ -60,4 +62,24 @@ test('ADD refuses an attachment whose journal is unreadable (code 103), and CHEC
   const check = await handleCni({ CNI_COMMAND: 'CHECK', CNI_CONTAINERID: 'c1', CNI_NETNS: '/proc/self/ns/net', CNI_IFNAME: 'eth0', CNI_PATH: '/x' },
     () => JSON.stringify({ ...config, prevResult: { cniVersion: '1.1.0', interfaces: [], ips: [] } }), { log: new Logger('error'), runner, sys: new FakeSystem() });
   assert.equal((check.doc as { code: number }).code, 105);
+});
+
+test('GC takes the attachment lock: it waits for a DEL in progress on that attachment', async (t) => {
+  quietStderr(t);
+  const { dir, config } = setup(t);
+  const journal = join(dir, 'state', 'journal', 'net', 'c1@eth0.jsonl');
+  mkdirSync(join(dir, 'state', 'journal', 'net'), { recursive: true });
+  writeFileSync(journal, ''); // a stale attachment: not in the valid list
+  let journalWhileHeld: boolean | null = null;
+  // A DEL of c1/eth0 holds the lock while GC starts.
+  const del = withAttachmentLock(new JournalStore(join(dir, 'state')), { network: 'net', containerId: 'c1', ifName: 'eth0' }, async () => {
+    await new Promise((r) => setTimeout(r, 200));
+    journalWhileHeld = existsSync(journal);
+  });
+  const gc = handleCni({ CNI_COMMAND: 'GC', CNI_PATH: '/opt/cni/bin' }, () => JSON.stringify({ ...config, 'cni.dev/valid-attachments': [] }),
+    { log: new Logger('error'), runner: new FakeRunner(), sys: new FakeSystem() });
+  const [, out] = await Promise.all([del, gc]);
+  assert.equal(out.exitCode, 0, JSON.stringify(out.doc));
+  assert.equal(journalWhileHeld, true, 'GC left the attachment alone while the lock was held');
+  assert.equal(existsSync(journal), false, 'then removed it');
 });

@@ -70,6 +70,20 @@ test('a node step whose probe holds is skipped and runs nothing', async (t) => {
   assert.equal(runner.calls.length, 3, 'the probe itself started no process');
 });
 
+test('a skipped node step at the end of the plan is journalled as skipped', async (t) => {
+  const plan = undoablePlan(2);
+  plan.steps.shift(); // one pod step on the node: the unit before the probe runs before it
+  plan.steps.push({
+    id: 'link.bridge:host:br9', kind: 'link.add', scope: 'node', ns: HOST, argv: ['/usr/sbin/ip', 'link', 'add', 'br9', 'type', 'bridge'],
+    idempotent: false, undo: null, probe: { ns: HOST, argv: ['/usr/sbin/ip', '-j', 'link', 'show'], expect: { $some: { ifname: 'br9' } } }, describe: 'bridge br9',
+  });
+  const journals = tempJournals(t);
+  await new Executor({ runner: new FakeRunner(), facts: FAKE_FACTS, journals, sys: new FakeSystem(['lo', 'br9'], new Set([POD])) }).apply(plan, null);
+  const onDisk = journals.read(plan)!;
+  assert.equal(onDisk.state, 'applied');
+  assert.deepEqual(onDisk.steps, { 'link.add:2': { status: 'applied', ms: 0 }, 'link.bridge:host:br9': { status: 'skipped' } });
+});
+
 for (let k = 1; k <= 5; k++) {
   test(`failure at step ${k} of 5 undoes steps 1..${k - 1} in reverse and journals it`, async (t) => {
     const plan = undoablePlan(5);

@@ -52,12 +52,20 @@ export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>>
     const lease = await ipam.allocate(key);
     ctx.log.debug('lease', { ip: lease.address, ipam: config.ipam.type, ms: Number((process.hrtime.bigint() - leaseStarted) / 1000n) / 1000 });
     const ip = lease.address.split('/')[0]!;
-    const plan = compile({ command: 'ADD', config, containerId: env.containerId, ifName: env.ifName, netns: env.netns, lease, facts });
+    let plan;
     try {
+      plan = compile({ command: 'ADD', config, containerId: env.containerId, ifName: env.ifName, netns: env.netns, lease, facts });
       await new Executor({ runner: ctx.runner, facts, journals, log: ctx.log, sys: ctx.sys }).apply(plan, lease);
     } catch (e) {
       // A rollback that left pod state behind keeps the address: DEL releases it after cleaning up.
-      if (!(e instanceof CniError && e.code === Code.RollbackIncomplete)) await ipam.release(key, ip);
+      if (!(e instanceof CniError && e.code === Code.RollbackIncomplete)) {
+        try {
+          await ipam.release(key, ip);
+        } catch (releaseError) {
+          // The ADD's own failure is what the runtime must see; DEL or GC frees the address.
+          ctx.log.warn('address not released after a failed ADD', { ip, error: (releaseError as Error).message });
+        }
+      }
       throw e;
     }
     ctx.log.info('ADD done', { ip: lease.address, steps: plan.steps.length });

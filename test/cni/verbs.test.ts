@@ -83,3 +83,22 @@ test('GC takes the attachment lock: it waits for a DEL in progress on that attac
   assert.equal(journalWhileHeld, true, 'GC left the attachment alone while the lock was held');
   assert.equal(existsSync(journal), false, 'then removed it');
 });
+
+test('a failed ADD reports its own error even when releasing the address fails too', async (t) => {
+  quietStderr(t);
+  const { dir, call } = setup(t);
+  const ipamDir = join(dir, 'ipam', 'net');
+  // The pod batch fails; by then the reservation has become something unlink cannot remove.
+  const runner = new FakeRunner().on((c) => {
+    if (c.input.includes('link add eth0')) {
+      const ip = readdirSync(ipamDir).find((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f))!;
+      rmSync(join(ipamDir, ip));
+      mkdirSync(join(ipamDir, ip));
+      return { exitCode: 1, stderr: 'RTNETLINK answers: File exists\nCommand failed -:1\n' };
+    }
+    return undefined;
+  });
+  const out = await call('ADD', new FakeSystem(['lo'], new Set(['/proc/self/ns/net'])), runner, { CNI_NETNS: '/proc/self/ns/net' });
+  assert.equal(out.exitCode, 1);
+  assert.equal((out.doc as { code: number }).code, 101, JSON.stringify(out.doc));
+});

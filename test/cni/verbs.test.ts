@@ -10,6 +10,8 @@ import { hostVethName } from '../../planner/names.ts';
 import { JournalStore } from '../../executor/journal.ts';
 import { withAttachmentLock } from '../../cni/verbs/context.ts';
 import { FakeRunner, FakeSystem } from '../helpers/fake-node.ts';
+import { apiServer, listenUnix, ApiFailure, type AgentHandlers } from '../../agent/api.ts';
+import { AgentMetrics } from '../../agent/metrics.ts';
 
 function setup(t: { after: (fn: () => void) => void }) {
   const dir = mkdtempSync(join(tmpdir(), 'tcx-verbs-'));
@@ -86,19 +88,22 @@ test('GC takes the attachment lock: it waits for a DEL in progress on that attac
 
 test('a failed ADD reports its own error even when releasing the address fails too', async (t) => {
   quietStderr(t);
-  const { dir, call } = setup(t);
-  const ipamDir = join(dir, 'ipam', 'net');
-  // The pod batch fails; by then the reservation has become something unlink cannot remove.
-  const runner = new FakeRunner().on((c) => {
-    if (c.input.includes('link add eth0')) {
-      const ip = readdirSync(ipamDir).find((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f))!;
-      rmSync(join(ipamDir, ip));
-      mkdirSync(join(ipamDir, ip));
-      return { exitCode: 1, stderr: 'RTNETLINK answers: File exists\nCommand failed -:1\n' };
-    }
-    return undefined;
-  });
-  const out = await call('ADD', new FakeSystem(['lo'], new Set(['/proc/self/ns/net'])), runner, { CNI_NETNS: '/proc/self/ns/net' });
+  const { dir, config } = setup(t);
+  // A node agent that leases an address, then goes unavailable before the release.
+  const socket = join(dir, 'agent.sock');
+  const agent: AgentHandlers = {
+    allocate: async () => ({ address: '10.244.0.7/24', gateway: '10.244.0.1' }),
+    release: async () => { throw new ApiFailure(503, { code: 11, msg: 'node agent not ready' }); },
+    find: async () => null,
+    gc: async () => [],
+    status: () => { throw new Error('not used'); },
+  };
+  const server = apiServer(agent, new AgentMetrics(), () => {});
+  await listenUnix(server, socket);
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  const runner = new FakeRunner().on((c) => (c.input.includes('link add eth0') ? { exitCode: 1, stderr: 'RTNETLINK answers: File exists\nCommand failed -:1\n' } : undefined));
+  const out = await handleCni({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'c1', CNI_NETNS: '/proc/self/ns/net', CNI_IFNAME: 'eth0', CNI_PATH: '/x' },
+    () => JSON.stringify({ ...config, ipam: { type: 'cluster', agentSocket: socket } }), { log: new Logger('error'), runner, sys: new FakeSystem(['lo'], new Set(['/proc/self/ns/net'])) });
   assert.equal(out.exitCode, 1);
   assert.equal((out.doc as { code: number }).code, 101, JSON.stringify(out.doc));
 });

@@ -6,6 +6,7 @@ import { readiness, type Readiness } from '../cni/verbs/status.ts';
 import { JournalStore } from '../executor/journal.ts';
 import { AgentStore } from '../ipam/agent-store.ts';
 import type { AgentStatus } from '../ipam/agent-protocol.ts';
+import { textTable } from '../lib/text-table.ts';
 
 export interface StatusReport extends Readiness {
   network: string;
@@ -35,12 +36,6 @@ export async function gatherStatus(config: NetworkConfig): Promise<StatusReport>
   return { ...r, network: config.name, mode: config.mode, ipamType: config.ipam.type, block, attachments, agent };
 }
 
-function table(header: string[], rows: string[][]): string[] {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
-  return [line(header), ...rows.map(line)];
-}
-
 export function renderStatus(s: StatusReport, config: NetworkConfig): string {
   const lines = [
     `network   ${s.network} (mode ${s.mode}, cniVersion ${config.cniVersion})`,
@@ -65,13 +60,13 @@ export function renderStatus(s: StatusReport, config: NetworkConfig): string {
     const peers = a.nodes.map((n) => [n.name, n.underlayIp, n.block,
       n.name === a.node ? '(this node)' : via.get(n.block) === n.underlayIp ? `route via ${n.underlayIp}` : 'NO ROUTE']);
     for (const name of a.leaving ?? []) peers.push([name, '', '', 'left: routes kept for the grace period']);
-    lines.push(...table(['NODE', 'UNDERLAY', 'BLOCK', 'ROUTE'], peers).map((l) => `  ${l}`));
+    lines.push(...textTable([['NODE', 'UNDERLAY', 'BLOCK', 'ROUTE'], ...peers]).map((l) => `  ${l}`));
   }
   lines.push(`state     ${config.stateDir}`, '', 'ATTACHMENTS');
   if (s.attachments.length === 0) lines.push('  (none)');
   else {
-    lines.push(...table(['CONTAINER', 'IF', 'ADDRESS', 'STATE', 'NETNS'],
-      s.attachments.map((a) => [a.containerId.slice(0, 24), a.ifName, a.ip, a.state, `${a.netns}${a.netnsExists ? '' : ' (gone)'}`])).map((l) => `  ${l}`));
+    lines.push(...textTable([['CONTAINER', 'IF', 'ADDRESS', 'STATE', 'NETNS'],
+      ...s.attachments.map((a) => [a.containerId.slice(0, 24), a.ifName, a.ip, a.state, `${a.netns}${a.netnsExists ? '' : ' (gone)'}`])]).map((l) => `  ${l}`));
   }
   return lines.join('\n') + '\n';
 }

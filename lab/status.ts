@@ -5,6 +5,7 @@ import type { NodeRoute } from '../planner/node.ts';
 import { agentRunning, agentStatus } from './agents.ts';
 import { nodeRoutes } from './topology.ts';
 import { ownedPid } from './sys.ts';
+import { textTable } from '../lib/text-table.ts';
 
 export interface LabStatusReport {
   name: string;
@@ -56,17 +57,12 @@ export async function labStatus(s: LabState): Promise<LabStatusReport> {
   };
 }
 
-function table(rows: string[][]): string[] {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((v, c) => (c === r.length - 1 ? v : v.padEnd(widths[c]!))).join('  ').trimEnd());
-}
-
 export function renderStatus(r: LabStatusReport): string {
   const lines = [
     `lab    ${r.name} (${r.mode}, ${r.phase})  dir ${r.dir}`,
     `etcd   ${r.etcd ? `${r.etcd.endpoint}  pid ${r.etcd.pid ?? '-'}  ${r.etcd.running ? 'running' : 'NOT RUNNING'}` : 'none'}`,
     '',
-    ...table([
+    ...textTable([
       ['NODE', 'UNDERLAY', 'BLOCK', 'AGENT', 'IPAM', 'ROUTES'],
       ...r.nodes.map((n) => [
         n.name,
@@ -80,6 +76,6 @@ export function renderStatus(r: LabStatusReport): string {
     '',
   ];
   if (r.pods.length === 0) lines.push('(no pods)');
-  else lines.push(...table([['POD', 'NODE', 'ADDRESS', 'STATE', 'NETNS'], ...r.pods.map((p) => [p.name, p.node, p.ip ?? '-', p.state, p.netns])]));
+  else lines.push(...textTable([['POD', 'NODE', 'ADDRESS', 'STATE', 'NETNS'], ...r.pods.map((p) => [p.name, p.node, p.ip ?? '-', p.state, p.netns])]));
   return lines.join('\n') + '\n';
 }

@@ -5,10 +5,10 @@ import { CniError, Code } from '../errors.ts';
 import { serialiseResult } from '../result.ts';
 import { compile, requireMode } from '../../planner/compile.ts';
 import { Executor } from '../../executor/executor.ts';
-import { JournalStore, JournalCorrupt } from '../../executor/journal.ts';
+import { JournalStore } from '../../executor/journal.ts';
 import { gatherFacts } from '../../executor/facts.ts';
 import { openIpam } from '../../ipam/open.ts';
-import { attachmentOf, withAttachmentLock, type VerbContext } from './context.ts';
+import { attachmentOf, readJournal, withAttachmentLock, type VerbContext } from './context.ts';
 
 // statfs f_type of a namespace file: nsfs, or proc on kernels before 3.19.
 const NSFS_MAGIC = 0x6e736673;
@@ -35,13 +35,8 @@ export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>>
   const journals = new JournalStore(config.stateDir);
   const a = attachmentOf(ctx);
   return withAttachmentLock(journals, a, async () => {
-    let existing;
-    try {
-      existing = journals.read(a);
-    } catch (e) {
-      if (e instanceof JournalCorrupt) throw new CniError(Code.AlreadyAttached, `an unreadable journal exists for ${env.ifName} on network ${config.name}`, `${e.message}; DEL it first`);
-      throw e;
-    }
+    const existing = readJournal(journals, a, (why) =>
+      new CniError(Code.AlreadyAttached, `an unreadable journal exists for ${env.ifName} on network ${config.name}`, `${why}; DEL it first`));
     if (existing && existing.state !== 'rolled-back') {
       throw new CniError(Code.AlreadyAttached, `container already has ${env.ifName} on network ${config.name}`,
         `journal ${journals.path(a)} is in state ${existing.state}; DEL it first`);

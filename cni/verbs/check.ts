@@ -3,9 +3,9 @@
 import { CniError, Code } from '../errors.ts';
 import { parsePrevResult } from '../result.ts';
 import { Executor } from '../../executor/executor.ts';
-import { JournalStore, JournalCorrupt } from '../../executor/journal.ts';
+import { JournalStore } from '../../executor/journal.ts';
 import { gatherFacts } from '../../executor/facts.ts';
-import { attachmentOf, withAttachmentLock, type VerbContext } from './context.ts';
+import { attachmentOf, readJournal, withAttachmentLock, type VerbContext } from './context.ts';
 import { requireVerbVersion } from '../version.ts';
 
 export async function cmdCheck(ctx: VerbContext): Promise<void> {
@@ -16,13 +16,7 @@ export async function cmdCheck(ctx: VerbContext): Promise<void> {
   const journals = new JournalStore(config.stateDir);
   const a = attachmentOf(ctx);
   await withAttachmentLock(journals, a, async () => {
-    let j;
-    try {
-      j = journals.read(a);
-    } catch (e) {
-      if (e instanceof JournalCorrupt) throw new CniError(Code.CheckFailed, 'attachment journal unreadable', e.message);
-      throw e;
-    }
+    const j = readJournal(journals, a, (why) => new CniError(Code.CheckFailed, 'attachment journal unreadable', why));
     if (!j || j.state !== 'applied') {
       throw new CniError(Code.UnknownContainer, `no ${env.ifName} attachment for this container`, j ? `journal state ${j.state}` : 'no journal');
     }

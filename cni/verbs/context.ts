@@ -5,7 +5,7 @@ import type { NetworkConfig, ConfigExtras } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { Runner } from '../../executor/runner.ts';
 import type { NodeSystem } from '../../executor/system.ts';
-import { JournalStore, type Attachment } from '../../executor/journal.ts';
+import { JournalStore, JournalCorrupt, type Attachment, type Journal } from '../../executor/journal.ts';
 import { withPidLock, LockTimeout } from '../../lib/pid-lock.ts';
 import { CniError, Code } from '../errors.ts';
 
@@ -36,3 +36,13 @@ export async function withAttachmentLock<T>(journals: JournalStore, a: Attachmen
   }
 }
 
+
+/** The attachment's journal; an unreadable one becomes the CNI error `unreadable` builds. */
+export function readJournal(journals: JournalStore, a: Attachment, unreadable: (why: string) => CniError): Journal | null {
+  try {
+    return journals.read(a);
+  } catch (e) {
+    if (e instanceof JournalCorrupt) throw unreadable(e.message);
+    throw e;
+  }
+}

@@ -1,5 +1,5 @@
 // The agent's API server: HTTP/JSON on a unix socket (0600) for the plugin, and optionally
-// /metrics and /healthz on a TCP address for Prometheus and probes.
+// /metrics, /healthz (ready) and /livez (alive) on a TCP address for Prometheus and probes.
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -122,6 +122,10 @@ export function metricsServer(metrics: AgentMetrics, ready: () => boolean): Serv
       res.end(text);
     } else if (path === '/healthz') {
       send(res, ready() ? 200 : 503, ready() ? 'ok\n' : 'not ready\n');
+    } else if (path === '/livez') {
+      // Liveness: the process answers. Not readiness: while etcd is away the agent is not ready,
+      // and a restart would not bring etcd back.
+      send(res, 200, 'alive\n');
     } else send(res, 404, 'not found\n');
   });
 }

@@ -13,6 +13,7 @@ import { etcd3ProtoDescriptor } from './etcd3-protos.mjs';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const started = performance.now();
 await import('./gen-validators.mjs');
+await import('./gen-templates.mjs');
 mkdirSync(join(root, 'dist'), { recursive: true });
 
 // cli/main.ts imports the operator commands and the agent lazily; in the bundle those imports

@@ -80,20 +80,20 @@ const kv = (o: Record<string, string>) => Object.entries(o).map(([key, value]) =
 
 function check(o: ManifestOptions): void {
   const label = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-  if (!label.test(o.namespace) || o.namespace.length > 63) throw new ManifestError(`namespace ${q(o.namespace)} is not a DNS label`);
-  if (!label.test(o.name) || o.name.length > 40) throw new ManifestError(`name ${q(o.name)} is not a DNS label of at most 40 characters`);
-  if (!o.image.trim() || /\s/.test(o.image)) throw new ManifestError(`image ${q(o.image)} is not an image reference`);
+  if (!label.test(o.namespace) || o.namespace.length > 63) throw new ManifestError(`namespace ${JSON.stringify(o.namespace)} is not a DNS label`);
+  if (!label.test(o.name) || o.name.length > 40) throw new ManifestError(`name ${JSON.stringify(o.name)} is not a DNS label of at most 40 characters`);
+  if (!o.image.trim() || /\s/.test(o.image)) throw new ManifestError(`image ${JSON.stringify(o.image)} is not an image reference`);
   if (o.etcdEndpoints.length === 0) throw new ManifestError('no etcd endpoints: give --etcd-endpoints URL[,URL…]');
   for (const e of o.etcdEndpoints) {
-    if (!/^https?:\/\/[^\s/]+(:\d+)?\/?$/.test(e)) throw new ManifestError(`etcd endpoint ${q(e)} is not http(s)://host:port`);
+    if (!/^https?:\/\/[^\s/]+(:\d+)?\/?$/.test(e)) throw new ManifestError(`etcd endpoint ${JSON.stringify(e)} is not http(s)://host:port`);
   }
   const https = o.etcdEndpoints.some((e) => e.startsWith('https:'));
   if (https && !o.etcdTls) throw new ManifestError('https etcd endpoints need --etcd-ca, --etcd-cert and --etcd-key');
-  for (const c of o.chain) if (!CHAINABLE[c]) throw new ManifestError(`cannot chain ${q(c)}: one of ${Object.keys(CHAINABLE).join(', ')}`);
+  for (const c of o.chain) if (!CHAINABLE[c]) throw new ManifestError(`cannot chain ${JSON.stringify(c)}: one of ${Object.keys(CHAINABLE).join(', ')}`);
   if (!Number.isInteger(o.agentMemoryMi) || o.agentMemoryMi < 128) throw new ManifestError(`agent memory ${o.agentMemoryMi} MiB: at least 128 (the agent settles at ~75 MB, ~140 MB under churn)`);
   if (!Number.isInteger(o.metricsPort) || o.metricsPort < 1 || o.metricsPort > 65535) throw new ManifestError(`metrics port ${o.metricsPort} is not a port`);
   const subnet = parseCidr(o.clusterSubnet);
-  if (!subnet) throw new ManifestError(`cluster subnet ${q(o.clusterSubnet)} is not an IPv4 CIDR`);
+  if (!subnet) throw new ManifestError(`cluster subnet ${JSON.stringify(o.clusterSubnet)} is not an IPv4 CIDR`);
   if (!Number.isInteger(o.blockSize) || o.blockSize < subnet.prefix || o.blockSize > 30) throw new ManifestError(`block size /${o.blockSize} does not fit in ${o.clusterSubnet}`);
   // The conflist as the plugin will read it on every node: refuse now what it would refuse there.
   try {

@@ -6,7 +6,7 @@ import { request, createServer, type Server } from 'node:http';
 import { mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { apiServer, listenUnix, ApiFailure, type AgentHandlers } from '../../agent/api.ts';
+import { apiServer, listenUnix, metricsServer, ApiFailure, type AgentHandlers } from '../../agent/api.ts';
 import { AgentMetrics } from '../../agent/metrics.ts';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { AgentStore, parseResponse } from '../../ipam/agent-store.ts';
@@ -318,4 +318,22 @@ test('AgentStore: an answer is complete without the server closing (keep-alive, 
   const started = performance.now();
   assert.equal(await new AgentStore(socket, 5000).find(att), '10.244.0.42');
   assert.ok(performance.now() - started < 2000, 'did not wait for the connection to close');
+});
+
+test('metrics server: /healthz follows readiness, /livez answers 200 either way (liveness is not readiness)', async (t) => {
+  let ready = false;
+  const server = metricsServer(new AgentMetrics(), () => ready);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
+  const port = (server.address() as { port: number }).port;
+  const get = (path: string) => new Promise<number>((resolve, reject) => {
+    request({ host: '127.0.0.1', port, path }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    }).on('error', reject).end();
+  });
+  assert.deepEqual([await get('/healthz'), await get('/livez')], [503, 200]);
+  ready = true;
+  assert.deepEqual([await get('/healthz'), await get('/livez')], [200, 200]);
+  assert.equal(await get('/nope'), 404);
 });

@@ -75,14 +75,17 @@ test('install waits for the agent, a pod works through what it installed, uninst
   assert.ok(existsSync(join(paths.bin, 'testcni')));
   assert.equal(existsSync(conflist), false);
 
-  // 2. install started first, the agent after it: install finishes once the agent is ready.
+  // 2. install started first, the agent once install is waiting for it: install finishes once
+  // the agent is ready.
+  let installErr = '';
   const installRun = new Promise<{ code: number | null; stderr: string }>((resolve) => {
     const argv = inNode([exe, ...installArgs, '--timeout', '60']);
     const child = spawn(argv[0]!, argv.slice(1), { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (b) => (stderr += b));
-    child.on('close', (code) => resolve({ code, stderr }));
+    child.stderr.on('data', (b) => (installErr += b));
+    child.on('close', (code) => resolve({ code, stderr: installErr }));
   });
+  await until('install to wait for the agent', 30_000, () => (installErr.includes('waiting for the node agent') ? true : null));
+  assert.equal(existsSync(conflist), false, 'no conflist while no agent answers');
   const etcdDir = join(dir, 'etcd');
   mkdirSync(etcdDir);
   const etcd = await startEtcd({ netns: nodeNs, host: '127.0.0.1', clientPort: 2379, peerPort: 2380, dir: etcdDir, onStart: (pid) => pids.push(pid) });
@@ -92,7 +95,6 @@ test('install waits for the agent, a pod works through what it installed, uninst
   pids.push(agentPid);
   const inst = await installRun;
   assert.equal(inst.code, 0, `install: ${inst.stderr}\nagent log: ${readFileSync(join(dir, 'agent.log'), 'utf8').slice(-1500)}`);
-  assert.match(inst.stderr, /waiting for the node agent/, 'it did wait');
   assert.match(inst.stderr, /node agent ready: node n1, block 10\.244\.\d+\.0\/24[\s\S]*wrote /);
   assert.equal(readFileSync(conflist, 'utf8'), readFileSync(conflistFile, 'utf8'));
   const status = await new AgentStore(paths.sock, 2000).agentStatus();
@@ -101,7 +103,7 @@ test('install waits for the agent, a pod works through what it installed, uninst
   // Another node registers: the agent routes to its block (proto 151), as on a real cluster.
   sh(inNode([toolPath('etcdctl')!, '--endpoints', etcd.endpoint, 'put', `${prefix}/nodes/n2`, JSON.stringify({ name: 'n2', underlayIp: '198.18.0.10', block: '10.244.200.0/24' })]));
   const agentRoutes = () => JSON.parse(inNetns(node.name, ['ip', '-j', 'route', 'show', 'proto', PROTO]).stdout || '[]') as { dst: string }[];
-  await until('the agent\'s route to n2', 5000, () => (agentRoutes().some((r) => r.dst === '10.244.200.0/24') ? true : null));
+  await until('the agent\'s route to n2', 15_000, () => (agentRoutes().some((r) => r.dst === '10.244.200.0/24') ? true : null));
 
   // 3. A pod through the installed binary and the installed conflist.
   const program = [join(paths.bin, 'testcni')];

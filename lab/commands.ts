@@ -4,12 +4,12 @@ import { realpathSync } from 'node:fs';
 import { DEFAULT_LAB_NAME, defaultLabDir, readLabState, type LabState } from './state.ts';
 import { etcdAvailable } from './etcd.ts';
 import { labUp, LAB_MODES, MAX_PODS_PER_NODE } from './up.ts';
+import { MODES } from '../planner/registry.ts';
 import { labDown } from './down.ts';
 import { labStatus, renderStatus } from './status.ts';
 import { pingAll, renderMatrix } from './check.ts';
 import { MAX_NODES } from './topology.ts';
 import { LabError } from './sys.ts';
-import type { Mode } from '../cni/config.ts';
 
 const COMMON = `  --name NAME   lab name, used in namespace names (default ${DEFAULT_LAB_NAME})
   --dir DIR     where the lab keeps its state, logs and sockets (default ${defaultLabDir('NAME')})
@@ -39,7 +39,7 @@ DIR/lab.json as it is made; if up fails or is interrupted, \`testcni lab down\` 
 
   --nodes N     nodes, 1..${MAX_NODES} (default 3)
   --pods P      pods per node, 0..${MAX_PODS_PER_NODE} (default 2)
-  --mode MODE   ${LAB_MODES.join(', ')} (default host-gw)
+  --mode MODE   ${LAB_MODES.join(', ')} (default ${MODES.defaultMode})
   --metrics     agents serve /metrics on <node underlay address>:9603 inside their node
 ${COMMON}`,
   check: `usage: testcni lab check [--name NAME] [--dir DIR]
@@ -124,7 +124,7 @@ export async function runLab(argv: string[]): Promise<number> {
           name, dir,
           nodes: count(v.nodes as string | undefined, 3, '--nodes'),
           pods: count(v.pods as string | undefined, 2, '--pods'),
-          mode: ((v.mode as string | undefined) ?? 'host-gw') as Mode,
+          mode: (v.mode as string | undefined) ?? MODES.defaultMode,
           binary: runningBinary(),
           tuning: { metrics: v.metrics === true },
           log: (line) => out(line + '\n'),

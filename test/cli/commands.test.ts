@@ -10,6 +10,7 @@ import { PLUGIN, rootSkipReason, uniquePrefix, addNetns, delNetns, NETNS_DIR } f
 import { JournalStore, newJournal } from '../../executor/journal.ts';
 import { compile } from '../../planner/compile.ts';
 import { loadConfig } from '../../cni/config.ts';
+import { MODES } from '../../planner/registry.ts';
 import { FAKE_FACTS } from '../helpers/fake-node.ts';
 
 const ORIGINAL = { cniVersion: '0.3.0', name: 'testcni', type: 'testcni', bridge: 'testcni0', subnet: '10.244.0.0/16' };
@@ -120,7 +121,7 @@ test('gc removes attachments whose netns is gone and keeps live ones', { skip: r
   // Two recorded attachments: one whose pod netns exists, one whose netns is gone.
   for (const [cid, netns, ip] of [['alive', join(NETNS_DIR, live), '10.244.0.2'], ['gone', join(NETNS_DIR, `${prefix}x`), '10.244.0.3']] as const) {
     const lease = { address: `${ip}/24`, gateway: '10.244.0.1' };
-    const plan = compile({ command: 'ADD', config, containerId: cid, ifName: 'eth0', netns, lease, facts: FAKE_FACTS });
+    const plan = compile({ command: 'ADD', config, containerId: cid, ifName: 'eth0', netns, lease, facts: FAKE_FACTS }, MODES.require(config.mode));
     const j = newJournal(plan, lease);
     j.state = 'applied';
     for (const id of Object.keys(j.steps)) j.steps[id] = { status: 'applied' };

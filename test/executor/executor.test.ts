@@ -7,8 +7,10 @@ import { Executor } from '../../executor/executor.ts';
 import { JournalStore } from '../../executor/journal.ts';
 import { compile, teardownSteps } from '../../planner/compile.ts';
 import { loadConfig } from '../../cni/config.ts';
-import { CniError } from '../../cni/errors.ts';
-import { HOST, type Plan, type Step } from '../../planner/types.ts';
+import { CniError } from '../../model/errors.ts';
+import { HOST, type Plan, type Step } from '../../model/plan.ts';
+import { MODES } from '../../planner/registry.ts';
+import { argvOf } from '../../model/plan.ts';
 import { FakeRunner, FakeSystem, FAKE_FACTS, batchFailure } from '../helpers/fake-node.ts';
 
 const POD = '/var/run/netns/fake-pod';
@@ -24,7 +26,7 @@ function hostGwPlan(extra: Record<string, unknown> = {}): Plan {
   return compile({
     command: 'ADD', config, containerId: 'c1', ifName: 'eth0', netns: POD,
     lease: { address: '10.244.0.5/24', gateway: '10.244.0.1' }, facts: FAKE_FACTS,
-  });
+  }, MODES.require(config.mode));
 }
 
 /** A synthetic plan of n undoable pod steps alternating between the pod netns and the node. */
@@ -33,9 +35,9 @@ function undoablePlan(n: number): Plan {
     const ns = i % 2 === 0 ? POD : HOST;
     return {
       id: `link.add:${i + 1}`, kind: 'link.add', scope: 'pod', ns,
-      argv: ['/usr/sbin/ip', 'link', 'add', `x${i + 1}`, 'type', 'veth'], idempotent: false,
-      undo: { ns, argv: ['/usr/sbin/ip', 'link', 'del', `x${i + 1}`] },
-      probe: { ns, argv: ['/usr/sbin/ip', '-j', 'link', 'show'], expect: { $some: { ifname: `x${i + 1}` } } },
+      mech: 'ip', argv: ['/usr/sbin/ip', 'link', 'add', `x${i + 1}`, 'type', 'veth'], idempotent: false,
+      undo: { ns, mech: 'ip', argv: ['/usr/sbin/ip', 'link', 'del', `x${i + 1}`] },
+      probe: { ns, mech: 'links', argv: ['/usr/sbin/ip', '-j', 'link', 'show'], expect: { $some: { ifname: `x${i + 1}` } } },
       describe: `link x${i + 1}`,
     };
   });
@@ -74,8 +76,8 @@ test('a skipped node step at the end of the plan is journalled as skipped', asyn
   const plan = undoablePlan(2);
   plan.steps.shift(); // one pod step on the node: the unit before the probe runs before it
   plan.steps.push({
-    id: 'link.bridge:host:br9', kind: 'link.add', scope: 'node', ns: HOST, argv: ['/usr/sbin/ip', 'link', 'add', 'br9', 'type', 'bridge'],
-    idempotent: false, undo: null, probe: { ns: HOST, argv: ['/usr/sbin/ip', '-j', 'link', 'show'], expect: { $some: { ifname: 'br9' } } }, describe: 'bridge br9',
+    id: 'link.bridge:host:br9', kind: 'link.add', scope: 'node', ns: HOST, mech: 'ip', argv: ['/usr/sbin/ip', 'link', 'add', 'br9', 'type', 'bridge'],
+    idempotent: false, undo: null, probe: { ns: HOST, mech: 'links', argv: ['/usr/sbin/ip', '-j', 'link', 'show'], expect: { $some: { ifname: 'br9' } } }, describe: 'bridge br9',
   });
   const journals = tempJournals(t);
   await new Executor({ runner: new FakeRunner(), facts: FAKE_FACTS, journals, sys: new FakeSystem(['lo', 'br9'], new Set([POD])) }).apply(plan, null);
@@ -142,7 +144,7 @@ test('teardown: a failed undo whose effect is gone is done; one whose effect rem
   const plan = hostGwPlan({ ipMasq: true });
   const steps = teardownSteps(plan.steps);
   assert.deepEqual(steps.map((s) => s.id), ['undo:masq:host:10.244.0.5', 'undo:link.veth:pod:eth0']);
-  const host = steps[1]!.argv[3]!;
+  const host = argvOf(steps[1]!)[3]!;
   // iptables -D fails because the rule is gone (-C exits 1); link del fails but the link stays.
   const runner = new FakeRunner()
     .on((c) => (c.argv.includes('-D') ? { exitCode: 1, stderr: 'Bad rule' } : undefined))
@@ -159,7 +161,7 @@ test('teardown: a failed undo whose effect is gone is done; one whose effect rem
 
 test('CHECK reports exactly the steps whose probes no longer hold', async (t) => {
   const plan = hostGwPlan();
-  const host = plan.steps.find((s) => s.id.startsWith('link.veth'))!.undo!.argv[3]!;
+  const host = argvOf(plan.steps.find((s) => s.id.startsWith('link.veth'))!)[12]!;
   const runner = new FakeRunner()
     .on((c) => (c.argv.includes('route') ? { stdout: '[]' } : undefined)) // the default route is gone
     .on((c) => (c.argv.includes('addr') && c.argv.includes('eth0') ? { stdout: JSON.stringify([{ addr_info: [{ local: '10.244.0.5', prefixlen: 24 }] }]) } : undefined))

@@ -13,6 +13,8 @@ export const tools = {
   ip: findTool('ip'),
   nsenter: findTool('nsenter'),
   ping: findTool('ping'),
+  fping: findTool('fping'),
+  sysctl: findTool('sysctl'),
   env: findTool('env'),
 };
 

@@ -6,7 +6,7 @@ import { conflistFor, conflistText, writeConflist } from '../install/conflist.ts
 import type { AgentConfig } from './config.ts';
 
 export function cniConfigFor(cfg: AgentConfig): Record<string, unknown> {
-  return conflistFor({ network: cfg.network, mode: cfg.mode, clusterSubnet: cfg.clusterSubnet, stateDir: cfg.stateDir, socket: cfg.socket });
+  return conflistFor({ network: cfg.network, entry: cfg.pluginEntry });
 }
 
 export function writeCniConfig(cfg: AgentConfig): void {

@@ -7,7 +7,7 @@ import { AgentStore } from '../ipam/agent-store.ts';
 import { ProcessRunner } from '../executor/runner.ts';
 import { findTool } from '../executor/facts.ts';
 import { AGENT_DEFAULTS } from '../agent/config.ts';
-import { DEFAULTS } from '../cni/config.ts';
+import { DEFAULTS } from '../schemas/network-config.ts';
 import { install, InstallError } from './install.ts';
 import { uninstall, UninstallRefused } from './uninstall.ts';
 import { checkConflist, CONFLIST_NAME } from './conflist.ts';

@@ -5,9 +5,9 @@
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { writeFileAtomic, ensureDir, removeIfExists } from '../lib/atomic-file.ts';
-import { loadConfig, parseJson, type NetworkConfig } from '../cni/config.ts';
-import { CniError, Code } from '../cni/errors.ts';
-import type { Mode } from '../cni/config.ts';
+import { loadConfig, parseJson } from '../cni/config.ts';
+import { CniError, Code } from '../model/errors.ts';
+import type { NetworkConfig } from '../model/config.ts';
 
 export const CONFLIST_NAME = '10-testcni.conflist';
 
@@ -19,17 +19,15 @@ export const CHAINABLE: Record<string, Record<string, boolean>> = {
 
 export interface ConflistSettings {
   network: string;
-  mode: Mode;
-  clusterSubnet: string;
-  stateDir: string;
-  socket: string;
+  /** the testcni plugin entry (the agent's `pluginEntry`: mode, subnet, cluster IPAM, …) */
+  entry: Record<string, unknown>;
   /** reference plugins after testcni, in order (keys of CHAINABLE) */
   chain?: string[];
   /** default 1.1.0; 1.0.0 when chained, for reference plugins that stop at 1.0.0 */
   cniVersion?: string;
 }
 
-/** The conflist for a node whose agent serves IPAM on `socket`. */
+/** The conflist: testcni's entry, then the chained plugins. */
 export function conflistFor(s: ConflistSettings): Record<string, unknown> {
   const chain = s.chain ?? [];
   for (const p of chain) if (!CHAINABLE[p]) throw new Error(`cannot chain ${JSON.stringify(p)}: one of ${Object.keys(CHAINABLE).join(', ')}`);
@@ -37,13 +35,7 @@ export function conflistFor(s: ConflistSettings): Record<string, unknown> {
     cniVersion: s.cniVersion ?? (chain.length > 0 ? '1.0.0' : '1.1.0'),
     name: s.network,
     plugins: [
-      {
-        type: 'testcni',
-        mode: s.mode,
-        subnet: s.clusterSubnet,
-        stateDir: s.stateDir,
-        ipam: { type: 'cluster', agentSocket: s.socket },
-      },
+      s.entry,
       ...chain.map((type) => ({ type, capabilities: CHAINABLE[type] })),
     ],
   };

@@ -2,7 +2,6 @@
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { renderManifests, ManifestError, MANIFEST_DEFAULTS, type ManifestOptions } from './manifests.ts';
-import type { Mode } from '../cni/config.ts';
 
 const D = MANIFEST_DEFAULTS;
 
@@ -74,7 +73,7 @@ export function manifestOptions(args: string[]): ManifestOptions | 'help' {
     etcdPrefix: values['etcd-prefix'] ?? D.etcdPrefix,
     etcdTls: tls.every(Boolean) ? { ca: pem(tls[0]!), cert: pem(tls[1]!), key: pem(tls[2]!) } : null,
     network: values.network ?? D.network,
-    mode: D.mode as Mode,
+    mode: D.mode,
     clusterSubnet: values['cluster-subnet'] ?? D.clusterSubnet,
     blockSize: int(values['block-size'], D.blockSize, '--block-size'),
     metricsPort: int(values['metrics-port'], D.metricsPort, '--metrics-port'),

@@ -9,7 +9,6 @@ import { parseAllDocuments, stringify as toYaml } from 'yaml';
 import { TEMPLATES } from '../templates/generated/templates.ts';
 import { conflistFor, conflistText, checkConflist, CONFLIST_NAME, CHAINABLE } from './conflist.ts';
 import { parseCidr } from '../lib/ipv4.ts';
-import type { Mode } from '../cni/config.ts';
 
 export const TESTCNI_VERSION = '0.1.0';
 
@@ -23,7 +22,7 @@ export interface ManifestOptions {
   /** PEM contents; all three or none */
   etcdTls: { ca: string; cert: string; key: string } | null;
   network: string;
-  mode: Mode;
+  mode: string;
   clusterSubnet: string;
   blockSize: number;
   metricsPort: number;
@@ -125,10 +124,9 @@ export function agentConfigFor(o: ManifestOptions): Record<string, unknown> {
 }
 
 export function conflistForCluster(o: ManifestOptions): string {
-  return conflistText(conflistFor({
-    network: o.network, mode: o.mode, clusterSubnet: o.clusterSubnet, stateDir: HOST.state, socket: SOCKET,
-    chain: o.chain, ...(o.cniVersion ? { cniVersion: o.cniVersion } : {}),
-  }));
+  // The entry the agent composes from agent.yaml (its pluginEntry): the test holds them equal.
+  const entry = { type: 'testcni', mode: o.mode, subnet: o.clusterSubnet, stateDir: HOST.state, ipam: { type: 'cluster', agentSocket: SOCKET } };
+  return conflistText(conflistFor({ network: o.network, entry, chain: o.chain, ...(o.cniVersion ? { cniVersion: o.cniVersion } : {}) }));
 }
 
 const indent = (text: string, n: number) => text.replace(/\n$/, '').split('\n').map((l) => (l ? ' '.repeat(n) + l : '')).join('\n');

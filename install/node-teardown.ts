@@ -2,10 +2,11 @@
 // `testcni uninstall` finds and removes it. One entry per mode: the mode registry can take these
 // entries over as they are (NODE_TEARDOWNS is the list to wire to it). Each entry observes the
 // node and returns removals only for what it can tell is testcni's; it changes nothing itself.
-import type { NetworkConfig, Mode } from '../cni/config.ts';
+import type { NetworkConfig } from '../model/config.ts';
 import type { Runner } from '../executor/runner.ts';
 import { bridgeMac } from '../planner/names.ts';
-import { parseRoutes } from '../planner/node.ts';
+import { parseRoutes } from '../planner/node-routes.ts';
+import type { HostGwConfig } from '../planner/modes/host-gw/config.ts';
 
 export interface TeardownContext {
   /** the network as installed (from the conflist) */
@@ -29,7 +30,8 @@ export interface TeardownFindings {
 }
 
 export interface NodeTeardown {
-  mode: Mode;
+  /** the mode's registry name */
+  mode: string;
   describe: string;
   find(ctx: TeardownContext): Promise<TeardownFindings>;
 }
@@ -53,7 +55,7 @@ export const hostGwTeardown: NodeTeardown = {
   describe: 'host-gw bridge and node routes',
   async find(ctx) {
     const out: TeardownFindings = { removals: [], kept: [] };
-    const bridge = ctx.network.bridge;
+    const bridge = (ctx.network.modeConfig as HostGwConfig).bridge;
     const links = (await json(ctx, [ctx.ip, '-j', '-d', 'addr', 'show', 'dev', bridge])) as AddrJson[] | null;
     const link = links?.[0];
     if (link) {
@@ -74,6 +76,6 @@ export const hostGwTeardown: NodeTeardown = {
 export const NODE_TEARDOWNS: readonly NodeTeardown[] = [hostGwTeardown];
 
 /** The teardowns that apply to a network: its own mode's (another mode's state is not there). */
-export function teardownsFor(mode: Mode, all: readonly NodeTeardown[] = NODE_TEARDOWNS): NodeTeardown[] {
+export function teardownsFor(mode: string, all: readonly NodeTeardown[] = NODE_TEARDOWNS): NodeTeardown[] {
   return all.filter((t) => t.mode === mode);
 }

@@ -9,7 +9,9 @@ import { join } from 'node:path';
 import type { AgentStatus } from '../ipam/agent-protocol.ts';
 import type { Runner } from '../executor/runner.ts';
 import { JournalStore, journalDir } from '../executor/journal.ts';
-import { loadConfig, DEFAULT_NETWORK, type NetworkConfig } from '../cni/config.ts';
+import { loadConfig } from '../cni/config.ts';
+import { DEFAULT_NETWORK } from '../schemas/network-config.ts';
+import type { NetworkConfig } from '../model/config.ts';
 import { removeIfExists } from '../lib/atomic-file.ts';
 import { checkConflist, isOurConflist, removeConflist } from './conflist.ts';
 import { readRecord, removeRecord, recordPath } from './record.ts';
@@ -88,7 +90,7 @@ export async function uninstall(req: UninstallRequest, deps: UninstallDeps): Pro
   // Paths as this process sees them (the record may have been written from inside a container).
   const conflistPath = join(req.confDir, req.confName);
   const { network, from } = installedNetwork(conflistPath, record?.conflist?.text ?? null, req.stateDir);
-  deps.say(`network ${network.name} (mode ${network.mode}, bridge ${network.bridge}) from ${from}`);
+  deps.say(`network ${network.name} (mode ${network.mode}) from ${from}`);
 
   // Refuse before touching anything: a running agent would put its routes back, and removing
   // the network under attached pods cuts them off.

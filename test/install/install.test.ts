@@ -19,7 +19,7 @@ function tempDir(t: { after: (fn: () => void) => void }): string {
 const status = (ready: boolean, reason?: string): AgentStatus => ({
   ready, ...(reason ? { reason } : {}), node: 'n1', underlayIp: '198.18.0.11', block: ready ? '10.244.1.0/24' : null, gateway: null,
   etcd: { endpoints: [], reachable: ready, lastCheck: null }, ipam: null, nodes: [], leaving: [], routes: [], lastReconcile: null,
-  registeredAt: null, registrationLapsed: false, version: 'test',
+  registeredAt: null, registrationLapsed: false, version: 'test', converged: ready, mode: 'host-gw',
 });
 
 /** A fake clock that moves only when the installer sleeps, and a scripted agent. */

@@ -90,6 +90,7 @@ test('the agent: memory limit with a heap to match, probes where it serves them,
     assert.deepEqual(cfg.etcd.endpoints, ['http://10.0.0.10:2379', 'http://10.0.0.11:2379']);
     assert.equal(cfg.cniConfDir, null, 'the agent does not write the conflist: the install sidecar does');
     const conf = checkConflist(cm.data['10-testcni.conflist'], 'ConfigMap');
+    assert.deepEqual(JSON.parse(cm.data['10-testcni.conflist']).plugins[0], cfg.pluginEntry, 'the plugin entry the agent itself would write');
     assert.equal(conf.ipam.type, 'cluster');
     assert.equal(conf.ipam.agentSocket, cfg.socket, 'the plugin asks the agent where it listens');
     assert.equal(conf.stateDir, cfg.stateDir);

@@ -19,6 +19,7 @@ const IP = '/sbin/ip';
 class FakeNode implements Runner {
   spawned = 0;
   ran: string[] = [];
+  queried: string[] = [];
   bridge: { ifname: string; address: string; kind: string; addrs: string[] } | null = null;
   routes: { dst: string; gateway: string; protocol: string }[] = [];
 
@@ -27,6 +28,7 @@ class FakeNode implements Runner {
     const cmd = argv.join(' ');
     let stdout = '';
     let exitCode = 0;
+    if (argv.includes('-j')) this.queried.push(cmd);
     if (cmd.startsWith(`${IP} -j -d addr show dev `)) {
       const b = this.bridge;
       if (!b || !cmd.endsWith(` ${b.ifname}`)) exitCode = 1;
@@ -177,7 +179,8 @@ test('without a conflist or record the network falls back to the defaults (bridg
   rmSync(f.conflist);
   f.node.bridge = null;
   const r = await uninstall(f.req, deps);
-  assert.ok(said.some((l) => l.includes('bridge testcni0') && l.includes('the defaults')), said.join('\n'));
+  assert.ok(said.some((l) => l.includes('network testcni (mode host-gw) from the defaults')), said.join('\n'));
+  assert.ok(f.node.queried.includes(`${IP} -j -d addr show dev testcni0`), 'the default bridge is the one looked at');
   assert.deepEqual(r.failed, []);
 });
 

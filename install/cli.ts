@@ -111,9 +111,13 @@ export async function cmdInstall(args: string[]): Promise<number> {
   if (values['keep-running']) {
     say('installed; staying until SIGTERM');
     await new Promise<void>((resolve) => {
-      process.once('SIGTERM', resolve);
-      process.once('SIGINT', resolve);
-      setInterval(() => {}, 1 << 30); // keeps the event loop alive
+      const alive = setInterval(() => {}, 1 << 30); // keeps the event loop alive
+      const stop = () => {
+        clearInterval(alive);
+        resolve();
+      };
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
     });
   }
   return 0;

@@ -6,6 +6,8 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync, statSync, existsSync,
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
+import { spawn, spawnSync } from 'node:child_process';
+import { PLUGIN } from '../helpers/netns.ts';
 import { copyExecutableAtomic, install, InstallError, type InstallDeps } from '../../install/install.ts';
 import { readRecord } from '../../install/record.ts';
 import type { AgentStatus } from '../../ipam/agent-protocol.ts';
@@ -129,4 +131,32 @@ test('install without a conflist installs the binary only and never asks the age
   await install({ source: join(dir, 'exe'), binDir: join(dir, 'bin'), binName: 'testcni', agentSocket: null, stateDir: join(dir, 's'), conflist: null, timeoutMs: 1000 }, f.deps);
   assert.equal(f.calls(), 0);
   assert.equal(readFileSync(join(dir, 'bin', 'testcni'), 'utf8'), 'EXE');
+});
+
+test('testcni install --keep-running stays after installing and exits 0 on SIGTERM (a sidecar)', { timeout: 30_000 }, async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'exe'), 'EXE');
+  const child = spawn(process.execPath, [PLUGIN, 'install', '--source', join(dir, 'exe'), '--bin-dir', join(dir, 'bin'), '--state-dir', join(dir, 's'), '--keep-running'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  t.after(() => child.kill('SIGKILL'));
+  let stderr = '';
+  child.stderr.on('data', (b) => (stderr += b));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 20_000;
+  while (!stderr.includes('staying until SIGTERM') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.match(stderr, /installed .*bin\/testcni[\s\S]*staying until SIGTERM/);
+  assert.equal(readFileSync(join(dir, 'bin', 'testcni'), 'utf8'), 'EXE');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(child.exitCode, null, 'still running');
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0);
+});
+
+test('testcni install refuses a conflist the plugin would refuse, before installing anything', (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'exe'), 'EXE');
+  writeFileSync(join(dir, 'bad.conflist'), JSON.stringify({ cniVersion: '1.1.0', name: 'n', plugins: [{ type: 'testcni', subnet: '10.244.0.0/33' }] }));
+  const r = spawnSync(process.execPath, [PLUGIN, 'install', '--source', join(dir, 'exe'), '--bin-dir', join(dir, 'bin'), '--conflist', join(dir, 'bad.conflist'), '--state-dir', join(dir, 's')], { encoding: 'utf8' });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /testcni install: .*subnet/);
+  assert.equal(existsSync(join(dir, 'bin')), false, 'nothing installed');
 });

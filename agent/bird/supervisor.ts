@@ -31,8 +31,13 @@ export interface BirdSupervisorOptions {
   log: Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
   /** run BIRD in this network namespace (a simulated node); default: the agent's own */
   netns?: string | null;
-  /** start with -R: kernel routes stay until the sessions are back (graceful restart recovery) */
-  recovery?: boolean;
+  /**
+   * Restart a BIRD that died with -R (graceful restart recovery): the routes it left in the
+   * kernel stay until its sessions are back (default true). Recovery holds back kernel updates
+   * until every session is up or the config's `graceful restart wait` passes, so a first start
+   * uses it only when asked (start({ recovery: true }): the kernel already holds BIRD's routes).
+   */
+  gracefulRestart?: boolean;
   backoff?: Partial<Backoff>;
   /** how long a started BIRD may take to answer on its socket */
   readyTimeoutMs?: number;
@@ -130,15 +135,18 @@ export class BirdSupervisor {
     return this.serial(() => this.applyNow(text, secrets));
   }
 
-  /** Starts BIRD on the applied configuration and waits until it answers on its socket. */
-  start(): Promise<void> {
+  /**
+   * Starts BIRD on the applied configuration and waits until it answers on its socket.
+   * `recovery`: after an agent restart, when the kernel still holds routes of the BIRD before.
+   */
+  start(opts: { recovery?: boolean } = {}): Promise<void> {
     return this.serial(async () => {
       this.wanted = true;
       if (this.child) return;
       if (this.readConfig() === null) throw new Error(`no BIRD configuration at ${this.o.paths.config}: apply one first`);
       await this.takeOverStale();
       try {
-        await this.spawn();
+        await this.spawn(opts.recovery === true);
       } catch (e) {
         this.wanted = false;
         throw e;
@@ -249,17 +257,17 @@ export class BirdSupervisor {
     await stopPid(pid, STOP_GRACE_MS);
   }
 
-  private argv(): string[] {
+  private argv(recovery: boolean): string[] {
     const { config, socket, pidFile } = this.o.paths;
-    const bird = [this.bird, '-f', '-c', config, '-s', socket, '-P', pidFile, ...(this.o.recovery ? ['-R'] : [])];
+    const bird = [this.bird, '-f', '-c', config, '-s', socket, '-P', pidFile, ...(recovery ? ['-R'] : [])];
     return this.o.netns ? [this.nsenter, `--net=${this.o.netns}`, '--', ...bird] : bird;
   }
 
-  private async spawn(): Promise<void> {
+  private async spawn(recovery: boolean): Promise<void> {
     let exitedResolve!: () => void;
     const exited = new Promise<void>((r) => (exitedResolve = r));
     let child: Child | null = null;
-    const pid = await startDaemon(this.argv(), {
+    const pid = await startDaemon(this.argv(recovery), {
       logFile: this.o.paths.logFile,
       onExit: (code, signal) => {
         exitedResolve();
@@ -326,7 +334,7 @@ export class BirdSupervisor {
       void this.serial(async () => {
         if (!this.wanted || this.child) return;
         try {
-          await this.spawn();
+          await this.spawn(this.o.gracefulRestart !== false);
           this._restarts++;
         } catch (e) {
           const wait = this.nextBackoffMs;

@@ -59,7 +59,7 @@ export interface GracefulRestart {
   enabled: boolean;
   /** seconds peers keep this node's routes while its BIRD restarts (1..4095) */
   restartTime: number;
-  /** seconds a restarted BIRD waits for its sessions before it prunes stale kernel routes */
+  /** seconds a BIRD started in recovery (-R) waits for its sessions before it updates and prunes kernel routes */
   waitTime: number;
 }
 
@@ -90,7 +90,7 @@ export const BGP_DEFAULTS = {
   asn: 64512,
   tunnelDevice: 'tunl0',
   timers: { holdTime: 90, keepaliveTime: 30, connectDelayTime: 2, connectRetryTime: 5, errorWaitTime: [5, 30] } as BgpTimers,
-  gracefulRestart: { enabled: true, restartTime: 120, waitTime: 120 } as GracefulRestart,
+  gracefulRestart: { enabled: true, restartTime: 120, waitTime: 30 } as GracefulRestart,
   kernel: { table: 254, metric: 32, scanTime: 10 } as KernelSettings,
   deviceScanTime: 10,
 };
@@ -333,7 +333,8 @@ export function birdView(input: BirdInput): BirdView {
       channel: r.channel,
     });
   };
-  const addrOf = (ip: number) => others.find((o) => o.ip === ip)?.node.underlayIp;
+  const known = (ip: number) => others.find((o) => o.ip === ip)?.node;
+  const reflector = (ip: number) => internalPeer('reflector', ip, formatIp(ip), known(ip) ? `reflector ${printable(known(ip)!.name)}` : 'reflector', false);
 
   if (rrCluster !== null) {
     // A reflector: a session with every node; reflectors are plain iBGP neighbours, the rest clients.
@@ -341,9 +342,9 @@ export function birdView(input: BirdInput): BirdView {
       const isReflector = reflectorIps.has(o.ip);
       internalPeer(isReflector ? 'reflector' : 'node', o.ip, o.node.underlayIp, `${isReflector ? 'reflector' : 'node'} ${printable(o.node.name)}`, !isReflector);
     }
-    for (const ip of reflectorIps) if (ip !== selfIp && addrOf(ip) === undefined) internalPeer('reflector', ip, formatIp(ip), 'reflector', false);
+    for (const ip of reflectorIps) if (ip !== selfIp && !known(ip)) reflector(ip);
   } else if (reflectorIps.size > 0) {
-    for (const ip of reflectorIps) if (ip !== selfIp) internalPeer('reflector', ip, formatIp(ip), 'reflector', false);
+    for (const ip of reflectorIps) if (ip !== selfIp) reflector(ip);
   } else {
     for (const o of others) internalPeer('node', o.ip, o.node.underlayIp, `node ${printable(o.node.name)}`, false);
   }

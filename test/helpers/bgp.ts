@@ -111,7 +111,7 @@ export class BgpLab {
   }
 
   /** A node with block 10.244.<index>.0/24, its blackhole route (the agent's), and a supervisor. */
-  addNode(index: number, opts: { recovery?: boolean } = {}): SimNode {
+  addNode(index: number): SimNode {
     const ip = `198.18.0.${10 + index}`;
     const { netns, netnsPath } = this.wire(`n${index}`, ip);
     const block = `10.244.${index}.0/24`;
@@ -124,7 +124,6 @@ export class BgpLab {
       runner: this.runner,
       log,
       netns: netnsPath,
-      recovery: opts.recovery ?? true,
       backoff: { initialMs: 100, maxMs: 1000 },
     });
     const node: SimNode = { index, name: `n${index}`, underlayIp: ip, blocks: [block], block, netns, netnsPath, sup, log, dir };

@@ -13,6 +13,7 @@ import { renderBirdConf } from '../../planner/bird/render.ts';
 import { ProcessRunner, startDaemon } from '../../executor/runner.ts';
 import { findTool } from '../../executor/facts.ts';
 import { stopPid, pidAlive } from '../../lib/process.ts';
+import { waitUntil } from '../../lab/sys.ts';
 
 export const UNDERLAY_SUBNET = '198.18.0.0/15';
 /** The agent's route protocol: the blackhole of a node's own block is the agent's, not BIRD's. */
@@ -67,15 +68,8 @@ export interface KernelRoute {
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls until `probe` gives something other than null/false; throws `what()` at the deadline. */
-export async function waitFor<T>(probe: () => Promise<T | null | false> | T | null | false, timeoutMs: number, what: () => string, everyMs = 25): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== null && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what()}`);
-    await sleep(everyMs);
-  }
-}
+export const waitFor = <T>(probe: () => Promise<T | null | false> | T | null | false, timeoutMs: number, what: () => string, everyMs = 25): Promise<T> =>
+  waitUntil(async () => probe(), timeoutMs, what, everyMs);
 
 export class BgpLab {
   readonly dir: string;

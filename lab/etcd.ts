@@ -2,11 +2,12 @@
 // (healthy in ~70 ms instead of ~1 s), optionally inside a network namespace.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ProcessRunner, startDaemon } from '../executor/runner.ts';
+import { startDaemon } from '../executor/runner.ts';
 import { findTool } from '../executor/facts.ts';
-import { stopPid } from '../lib/process.ts';
+import { inNetnsArgv } from '../lib/netns.ts';
+import { runner, stopPid } from './sys.ts';
 
-export { pidAlive, stopPid } from '../lib/process.ts';
+export { stopPid, pidAlive } from './sys.ts';
 
 export interface EtcdInstance {
   pid: number;
@@ -28,7 +29,7 @@ export interface EtcdOptions {
 }
 
 function inNetns(netns: string | undefined, argv: string[]): string[] {
-  return netns ? [findTool('nsenter'), `--net=${netns}`, '--', ...argv] : argv;
+  return netns ? inNetnsArgv(findTool('nsenter'), netns, argv) : argv;
 }
 
 export function etcdAvailable(): string | null {
@@ -59,7 +60,6 @@ export async function startEtcd(o: EtcdOptions): Promise<EtcdInstance> {
 
 /** Polls `etcdctl endpoint health` until etcd answers. */
 export async function waitHealthy(inst: EtcdInstance, netns: string | undefined, timeoutMs: number): Promise<void> {
-  const runner = new ProcessRunner();
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = await runner.run(inNetns(netns, [findTool('etcdctl'), '--endpoints', inst.endpoint, '--dial-timeout', '300ms', '--command-timeout', '500ms', 'endpoint', 'health']));

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # command -> Debian package that provides it
 declare -A NEED=(
   [ip]=iproute2 [nsenter]=util-linux [sysctl]=procps [iptables]=iptables
-  [iptables-save]=iptables [ping]=iputils-ping [/usr/lib/cni/bridge]=containernetworking-plugins
+  [iptables-save]=iptables [ping]=iputils-ping [fping]=fping [/usr/lib/cni/bridge]=containernetworking-plugins
   [etcd]=etcd-server [etcdctl]=etcd-client [bird]=bird2 [birdc]=bird2 [gobgpd]=gobgpd [gobgp]=gobgpd
 )
 missing=()

@@ -4,10 +4,11 @@
 // only when the text changed. A BIRD that dies is started again after a bounded backoff; stop()
 // ends it. BIRD's output goes to its log file, never to the agent's or the plugin's stdout.
 import { readFileSync, writeFileSync, renameSync, chmodSync, unlinkSync } from 'node:fs';
-import type { Logger } from '../../cni/log.ts';
+import type { Logger } from '../../lib/log.ts';
 import { startDaemon, tail, type Runner } from '../../executor/runner.ts';
 import { findTool } from '../../executor/facts.ts';
 import { pidAlive, stopPid } from '../../lib/process.ts';
+import { inNetnsArgv } from '../../lib/netns.ts';
 import { Birdc } from './birdc.ts';
 
 export interface BirdPaths {
@@ -260,7 +261,7 @@ export class BirdSupervisor {
   private argv(recovery: boolean): string[] {
     const { config, socket, pidFile } = this.o.paths;
     const bird = [this.bird, '-f', '-c', config, '-s', socket, '-P', pidFile, ...(recovery ? ['-R'] : [])];
-    return this.o.netns ? [this.nsenter, `--net=${this.o.netns}`, '--', ...bird] : bird;
+    return this.o.netns ? inNetnsArgv(this.nsenter, this.o.netns, bird) : bird;
   }
 
   private async spawn(recovery: boolean): Promise<void> {

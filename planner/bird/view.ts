@@ -12,7 +12,7 @@
 //     protocol "blocks" but never installs it (the kernel export takes BGP routes only).
 //   - everything else (underlay, default route): the host. BIRD learns those alien routes only
 //     to resolve next hops of sessions outside the underlay subnet, never re-exports them.
-import { CniError, Code } from '../../cni/errors.ts';
+import { CniError, Code } from '../../model/errors.ts';
 import { parseCidr, parseIp, formatCidr, formatIp, contains, type Cidr } from '../../lib/ipv4.ts';
 
 export type IpipMode = 'always' | 'crossSubnet' | 'never';

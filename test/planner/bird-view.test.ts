@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { birdView, peerName, birdNodeOf, BIRD_ROUTE_PROTOCOL, type BirdInput, type BgpSettings } from '../../planner/bird/view.ts';
-import { CniError, Code } from '../../cni/errors.ts';
+import { CniError, Code } from '../../model/errors.ts';
 
 const self = { name: 'n1', underlayIp: '198.18.0.11', underlaySubnet: '198.18.0.0/24', blocks: ['10.244.1.0/24'] };
 const node = (i: number, ip = `198.18.0.${10 + i}`) => ({ name: `n${i}`, underlayIp: ip, blocks: [`10.244.${i}.0/24`] });

@@ -14,6 +14,7 @@
 //     to resolve next hops of sessions outside the underlay subnet, never re-exports them.
 import { CniError, Code } from '../../model/errors.ts';
 import { parseCidr, parseIp, formatCidr, formatIp, contains, type Cidr } from '../../lib/ipv4.ts';
+import type { NodeRecord } from '../../model/node.ts';
 
 export type IpipMode = 'always' | 'crossSubnet' | 'never';
 export const IPIP_MODES: readonly IpipMode[] = ['always', 'crossSubnet', 'never'];
@@ -433,6 +434,6 @@ export function birdView(input: BirdInput): BirdView {
 }
 
 /** A registry record of the agent (one block) as a BIRD node. */
-export function birdNodeOf(r: { name: string; underlayIp: string; block: string }): BirdNode {
+export function birdNodeOf(r: NodeRecord): BirdNode {
   return { name: r.name, underlayIp: r.underlayIp, blocks: r.block ? [r.block] : [] };
 }

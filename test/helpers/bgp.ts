@@ -48,6 +48,7 @@ export function memoryLog(): Log {
 
 export interface SimNode extends BirdNode {
   index: number;
+  underlaySubnet: string;
   netns: string;
   netnsPath: string;
   block: string;
@@ -92,22 +93,24 @@ export class BgpLab {
     return addNetns(name);
   }
 
-  /** A namespace wired to the underlay bridge with 198.18.0.<10+index>/15 on its eth0. */
-  wire(tag: string, ip: string): { netns: string; netnsPath: string } {
+  /** A namespace wired to the underlay bridge with `ip/prefix` on its eth0 (and a default route via `gateway`). */
+  wire(tag: string, ip: string, prefix = 15, gateway?: string): { netns: string; netnsPath: string } {
     const netns = `${this.prefix}${tag}`;
     const netnsPath = this.addNs(netns);
     const port = `${this.prefix}${tag}`.slice(0, 13) + 'p';
     sh(['ip', 'link', 'add', 'eth0', 'netns', netns, 'type', 'veth', 'peer', 'name', port, 'netns', this.underlay]);
     inNetns(this.underlay, ['ip', 'link', 'set', port, 'master', 'br0', 'up']);
-    inNetns(netns, ['ip', 'addr', 'add', `${ip}/15`, 'dev', 'eth0']);
+    inNetns(netns, ['ip', 'addr', 'add', `${ip}/${prefix}`, 'dev', 'eth0']);
     inNetns(netns, ['ip', 'link', 'set', 'eth0', 'up']);
+    if (gateway) inNetns(netns, ['ip', 'route', 'add', 'default', 'via', gateway]);
     return { netns, netnsPath };
   }
 
   /** A node with block 10.244.<index>.0/24, its blackhole route (the agent's), and a supervisor. */
-  addNode(index: number): SimNode {
-    const ip = `198.18.0.${10 + index}`;
-    const { netns, netnsPath } = this.wire(`n${index}`, ip);
+  addNode(index: number, at: { ip?: string; subnet?: string; gateway?: string } = {}): SimNode {
+    const ip = at.ip ?? `198.18.0.${10 + index}`;
+    const underlaySubnet = at.subnet ?? UNDERLAY_SUBNET;
+    const { netns, netnsPath } = this.wire(`n${index}`, ip, Number(underlaySubnet.split('/')[1]), at.gateway);
     const block = `10.244.${index}.0/24`;
     inNetns(netns, ['ip', 'route', 'add', 'blackhole', block, 'proto', String(AGENT_PROTO)]);
     const dir = join(this.dir, `n${index}`);
@@ -120,7 +123,7 @@ export class BgpLab {
       netns: netnsPath,
       backoff: { initialMs: 100, maxMs: 1000 },
     });
-    const node: SimNode = { index, name: `n${index}`, underlayIp: ip, blocks: [block], block, netns, netnsPath, sup, log, dir };
+    const node: SimNode = { index, name: `n${index}`, underlayIp: ip, underlaySubnet, blocks: [block], block, netns, netnsPath, sup, log, dir };
     this.nodes.push(node);
     return node;
   }
@@ -128,7 +131,7 @@ export class BgpLab {
   /** Renders and applies the node's configuration for this registry. */
   async configure(node: SimNode, registry: BirdNode[], bgp: Partial<BgpSettings> = {}) {
     const view = birdView({
-      self: { name: node.name, underlayIp: node.underlayIp, underlaySubnet: UNDERLAY_SUBNET, blocks: node.blocks },
+      self: { name: node.name, underlayIp: node.underlayIp, underlaySubnet: node.underlaySubnet, blocks: node.blocks },
       nodes: registry.map((n) => ({ name: n.name, underlayIp: n.underlayIp, blocks: n.blocks })),
       bgp: { ipipMode: 'never', timers: FAST_TIMERS, ...bgp },
     });

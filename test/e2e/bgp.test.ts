@@ -57,7 +57,7 @@ describe('BGP between simulated nodes (real BIRD, ipipMode never)', { skip, time
       assert.deepEqual(have(node), want(node, n), `BIRD's routes in ${node.name}`);
       // The node's own block stays the agent's blackhole: BIRD announces it, never installs it.
       assert.deepEqual(lab.routes(node, AGENT_PROTO).map((r) => [r.dst, r.type]), [[node.block, 'blackhole']]);
-      const s = sessions.get(node.name)!;
+      const s = await node.sup.birdc.bgpSessions(); // read after the routes: counts as of now
       assert.equal(s.length, 2);
       for (const x of s) {
         assert.equal(x.state, 'Established');

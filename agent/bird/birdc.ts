@@ -36,6 +36,12 @@ export class Birdc {
     }
   }
 
+  /** Exports a protocol's routes again (e.g. the kernel's, once the tunnel device exists). */
+  async reloadOut(protocol: string): Promise<void> {
+    const r = await this.run(['reload', 'out', protocol], true);
+    if (r.exitCode !== 0) throw new BirdcError(`birdc reload out ${protocol} failed (exit ${r.exitCode}): ${tail(r.stdout + r.stderr)}`);
+  }
+
   /** Asks BIRD to shut down for graceful restart (peers keep its routes); true when it agreed. */
   async gracefulRestart(): Promise<boolean> {
     const r = await this.run(['graceful', 'restart'], true);

@@ -10,6 +10,7 @@ import { findTool } from '../../executor/facts.ts';
 import { pidAlive, stopPid } from '../../lib/process.ts';
 import { inNetnsArgv } from '../../lib/netns.ts';
 import { Birdc } from './birdc.ts';
+import { KERNEL_PROTOCOL } from '../../planner/bird/view.ts';
 
 export interface BirdPaths {
   config: string;
@@ -170,6 +171,17 @@ export class BirdSupervisor {
       if (!child) return;
       await this.kill(child, how);
       this.o.log.info('bird stopped', { pid: child.pid, how });
+    });
+  }
+
+  /**
+   * Installs BIRD's routes in the kernel again. BIRD drops a route whose filter names a tunnel
+   * device that does not exist yet ("Invalid iface name") and does not try it again when the
+   * device appears: call this after creating (or re-creating) the tunnel device.
+   */
+  refreshKernelRoutes(): Promise<void> {
+    return this.serial(async () => {
+      if (this.child) await this.birdc.reloadOut(KERNEL_PROTOCOL);
     });
   }
 

@@ -98,6 +98,8 @@ export const BGP_DEFAULTS = {
 
 /** BIRD 2 installs every kernel route with this protocol number (RTPROT_BIRD); not configurable. */
 export const BIRD_ROUTE_PROTOCOL = 12;
+/** The name of BIRD's kernel protocol in the generated config (`birdc reload out` takes it). */
+export const KERNEL_PROTOCOL = 'kernel4';
 
 export type PeerKind = 'reflector' | 'node' | 'external';
 
@@ -141,7 +143,7 @@ export interface BirdView {
   /** this node's blocks, announced from the static protocol "blocks" */
   ownBlocks: string[];
   filters: FilterView[];
-  kernel: { table: number; metric: number; scanTime: number; options: string[] };
+  kernel: { name: string; table: number; metric: number; scanTime: number; options: string[] };
   internal: { timers: string[]; options: string[]; importFilter: string; exportFilter: string };
   external: { timers: string[]; options: string[]; exportFilter: string };
   peers: PeerView[];
@@ -419,6 +421,7 @@ export function birdView(input: BirdInput): BirdView {
     ownBlocks: [...new Set(ownBlocks)],
     filters,
     kernel: {
+      name: KERNEL_PROTOCOL,
       table: k.table,
       metric: k.metric,
       scanTime: k.scanTime,

@@ -5,11 +5,15 @@
 // peer, and sessions beyond the subnet are multihop with next hops resolved through the kernel.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { inNetns, uniquePrefix } from '../helpers/netns.ts';
 import { BgpLab, bgpSkipReason, waitFor, type SimNode } from '../helpers/bgp.ts';
 import type { IpipMode } from '../../planner/bird/view.ts';
 
 const skip = bgpSkipReason();
+/** BIRD scans the kernel table every second: long enough waits below cover several scans. */
+const FAST_SCAN = { scanTime: 1 };
 
 describe('kernel routes BIRD installs per ipipMode (2 underlay subnets, a router)', { skip, timeout: 90_000 }, () => {
   let lab: BgpLab;
@@ -18,7 +22,7 @@ describe('kernel routes BIRD installs per ipipMode (2 underlay subnets, a router
 
   async function expectRoutes(mode: IpipMode, want: Record<string, string[]>): Promise<void> {
     const reg = n.map((x) => ({ name: x.name, underlayIp: x.underlayIp, blocks: x.blocks }));
-    for (const node of n) await lab.configure(node, reg, { ipipMode: mode });
+    for (const node of n) await lab.configure(node, reg, { ipipMode: mode, kernel: FAST_SCAN });
     await waitFor(
       () => n.every((node) => JSON.stringify(show(node)) === JSON.stringify(want[node.name])),
       20_000,
@@ -42,7 +46,7 @@ describe('kernel routes BIRD installs per ipipMode (2 underlay subnets, a router
     }
     const reg = n.map((x) => ({ name: x.name, underlayIp: x.underlayIp, blocks: x.blocks }));
     for (const node of n) {
-      await lab.configure(node, reg, { ipipMode: 'never' });
+      await lab.configure(node, reg, { ipipMode: 'never', kernel: FAST_SCAN });
       await node.sup.start();
     }
   });
@@ -65,6 +69,21 @@ describe('kernel routes BIRD installs per ipipMode (2 underlay subnets, a router
       n2: ['10.244.1.0/24 via 198.18.0.11 dev tunl0 onlink', '10.244.3.0/24 via 198.19.0.13 dev tunl0 onlink'],
       n3: ['10.244.1.0/24 via 198.18.0.11 dev tunl0 onlink', '10.244.2.0/24 via 198.18.0.12 dev tunl0 onlink'],
     });
+  });
+
+  it('a tunnel device that appears late: routes through it once the supervisor refreshes the kernel', async () => {
+    const node = n[0]!;
+    inNetns(node.netns, ['ip', 'link', 'del', 'tunl0']); // the kernel drops the routes through it
+    await node.sup.refreshKernelRoutes(); // BIRD exports again: its filter fails, nothing is installed
+    await waitFor(() => readFileSync(join(node.dir, 'bird.log'), 'utf8').includes('Invalid iface name'), 10_000, () => 'no filter error in bird.log');
+    inNetns(node.netns, ['ip', 'link', 'add', 'tunl0', 'type', 'veth', 'peer', 'name', 'tunl0p']);
+    for (const dev of ['tunl0', 'tunl0p']) inNetns(node.netns, ['ip', 'link', 'set', dev, 'up']);
+    // BIRD does not try a route its filter refused again, not even after several kernel scans.
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.deepEqual(show(node), []);
+    await node.sup.refreshKernelRoutes();
+    await waitFor(() => show(node).length === 2, 10_000, () => `after the refresh: ${JSON.stringify(show(node))}`);
+    assert.deepEqual(show(node), ['10.244.2.0/24 via 198.18.0.12 dev tunl0 onlink', '10.244.3.0/24 via 198.19.0.13 dev tunl0 onlink']);
   });
 
   it('never: plainly routed; beyond the subnet via the router that resolves the next hop', async () => {

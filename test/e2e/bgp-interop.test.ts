@@ -25,7 +25,7 @@ describe('interop: gobgpd as an external peer of a BIRD node', { skip, timeout: 
   };
 
   before(async () => {
-    lab = new BgpLab(uniquePrefix('bi'));
+    lab = new BgpLab(uniquePrefix('gi'));
     n1 = lab.addNode(1);
     n2 = lab.addNode(2);
     gobgp = await lab.startGobgp('g', GOBGP_IP, GOBGP_AS, [{ address: n1.underlayIp, asn: 64512, password: PASSWORD }]);

@@ -4,9 +4,12 @@
 // template already written as a one-line YAML scalar (by the yaml package), so no value can
 // break the YAML.
 import { createHash } from 'node:crypto';
-import Handlebars from 'handlebars';
+import HandlebarsRuntime from 'handlebars/runtime.js';
 import { parseAllDocuments, stringify as toYaml } from 'yaml';
-import { TEMPLATES } from '../templates/generated/templates.ts';
+import { serviceaccountYamlTemplate } from '../templates/generated/serviceaccount.yaml.js';
+import { configmapYamlTemplate } from '../templates/generated/configmap.yaml.js';
+import { secretYamlTemplate } from '../templates/generated/secret.yaml.js';
+import { daemonsetYamlTemplate } from '../templates/generated/daemonset.yaml.js';
 import { conflistFor, conflistText, checkConflist, CONFLIST_NAME, CHAINABLE } from './conflist.ts';
 import { parseCidr } from '../lib/ipv4.ts';
 
@@ -202,13 +205,22 @@ export function manifestView(o: ManifestOptions) {
   };
 }
 
-const ORDER = ['serviceaccount.yaml', 'configmap.yaml', 'secret.yaml', 'daemonset.yaml'] as const;
+type Render = (view: ReturnType<typeof manifestView>) => string;
+const runtime = HandlebarsRuntime as unknown as { template(spec: object): Render };
+
+/** In output order; the Secret only with etcd TLS. Precompiled by scripts/gen-templates.mjs. */
+const TEMPLATES: [string, object][] = [
+  ['serviceaccount.yaml', serviceaccountYamlTemplate],
+  ['configmap.yaml', configmapYamlTemplate],
+  ['secret.yaml', secretYamlTemplate],
+  ['daemonset.yaml', daemonsetYamlTemplate],
+];
 
 /** The manifests as one multi-document YAML stream, checked to parse. */
 export function renderManifests(o: ManifestOptions): string {
   const view = manifestView(o);
-  const docs = ORDER.filter((t) => t !== 'secret.yaml' || view.secretData.length > 0).map((t) => {
-    const text = Handlebars.compile(TEMPLATES[t], { noEscape: true, strict: true })(view);
+  const docs = TEMPLATES.filter(([t]) => t !== 'secret.yaml' || view.secretData.length > 0).map(([t, spec]) => {
+    const text = runtime.template(spec)(view);
     const parsed = parseAllDocuments(text);
     const problems = (Array.isArray(parsed) ? parsed : [parsed]).flatMap((d) => [...d.errors, ...d.warnings]);
     if (problems.length > 0) throw new Error(`templates/${t}.hbs rendered invalid YAML: ${problems[0]!.message}`);

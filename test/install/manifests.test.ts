@@ -4,7 +4,7 @@
 // sidecar, a ConfigMap the agent and the plugin both accept, the etcd TLS Secret.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { parseAllDocuments } from 'yaml';
@@ -16,7 +16,6 @@ import { renderManifests, MANIFEST_DEFAULTS, ManifestError, type ManifestOptions
 import { manifestOptions } from '../../install/manifests-cli.ts';
 import { loadAgentConfig } from '../../agent/config.ts';
 import { checkConflist } from '../../install/conflist.ts';
-import { PLUGIN, ROOT } from '../helpers/netns.ts';
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -178,12 +177,4 @@ test('bad options are refused with the reason', () => {
   assert.throws(() => manifestOptions(['--etcd-ca', 'x']), /all of --etcd-ca, --etcd-cert and --etcd-key/);
   assert.throws(() => manifestOptions(['--bogus']), /Unknown option '--bogus'/);
   assert.equal(MANIFEST_DEFAULTS.namespace, 'kube-system');
-});
-
-test('handlebars stays out of the CNI bundle: only the operator-command bundle carries it', () => {
-  // A message only handlebars' compiler has: present where handlebars is bundled, absent elsewhere.
-  const mark = 'You must pass a string or Handlebars AST to Handlebars.compile';
-  assert.ok(readFileSync(join(ROOT, 'dist', 'commands.cjs'), 'utf8').includes(mark), 'the check sees handlebars where it is');
-  assert.ok(!readFileSync(PLUGIN, 'utf8').includes(mark), 'dist/testcni.cjs has no handlebars');
-  assert.ok(!readFileSync(PLUGIN, 'utf8').includes('kubernetes-models'));
 });

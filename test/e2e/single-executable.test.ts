@@ -63,7 +63,7 @@ test('the single executable runs ADD and DEL with no node on PATH and leaves the
 });
 
 test('the single executable carries the operator commands and the agent', { skip, timeout: 30_000 }, (t) => {
-  const scope = new Scope(t, uniquePrefix('sc'));
+  const scope = new Scope(t, uniquePrefix('sa'));
   const { exe, env } = isolatedCopy(scope);
   const run = (args: string[], input = '') => spawnSync(exe, args, { env, input, encoding: 'utf8' });
 

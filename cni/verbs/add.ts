@@ -47,12 +47,18 @@ export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>>
     ctx.log.debug('lease', { ip: lease.address, ipam: config.ipam.type, ms: Number((process.hrtime.bigint() - leaseStarted) / 1000n) / 1000 });
     const ip = lease.address.split('/')[0]!;
     let plan;
+    let applying = false;
     try {
       plan = compile({ command: 'ADD', config, containerId: env.containerId, ifName: env.ifName, netns: env.netns, lease, facts }, ctx.mode);
+      applying = true;
       await new Executor({ runner: ctx.runner, facts, journals, log: ctx.log, sys: ctx.sys }).apply(plan, lease);
     } catch (e) {
-      // A rollback that left pod state behind keeps the address: DEL releases it after cleaning up.
-      if (!(e instanceof CniError && e.code === Code.RollbackIncomplete)) {
+      // The address goes back only when nothing can be using it: nothing was applied, or the
+      // executor rolled everything back (its CniErrors say which). A rollback that left pod
+      // state behind (102), or any other failure while applying, keeps the address: DEL
+      // releases it after cleaning up.
+      const nothingLeft = !applying || (e instanceof CniError && e.code !== Code.RollbackIncomplete);
+      if (nothingLeft) {
         try {
           await ipam.release(key, ip);
         } catch (releaseError) {

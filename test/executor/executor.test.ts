@@ -194,3 +194,51 @@ test('a shared node object created by a concurrent ADD between probe and command
   assert.match(last.input, /addr replace 10\.244\.0\.1\/24 dev testcni0/);
   assert.match(last.input, /master testcni0 up/);
 });
+
+/** A journal store on a disk that fills up: the n-th append (1-based) fails with ENOSPC. */
+class FillingJournals extends JournalStore {
+  appends = 0;
+  constructor(dir: string, private readonly failAt: number) {
+    super(dir);
+  }
+  override append(...args: Parameters<JournalStore['append']>): void {
+    if (++this.appends === this.failAt) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' });
+    super.append(...args);
+  }
+}
+
+test('a journal append that fails (disk full) rolls back whatever ran, at every append of the plan', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tcx-exec-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const plan = undoablePlan(4);
+  // A successful apply appends once per unit and once for the final state.
+  const ok = new FillingJournals(join(dir, 'ok'), Infinity);
+  await new Executor({ runner: new FakeRunner(), facts: FAKE_FACTS, journals: ok, sys: new FakeSystem(['lo'], new Set([POD])) }).apply(plan, null);
+  assert.ok(ok.appends >= 3, `${ok.appends} appends`);
+  for (let failAt = 1; failAt <= ok.appends; failAt++) {
+    const runner = new FakeRunner();
+    const journals = new FillingJournals(join(dir, String(failAt)), failAt);
+    const err = await new Executor({ runner, facts: FAKE_FACTS, journals, sys: new FakeSystem(['lo'], new Set([POD])) }).apply(plan, null)
+      .then(() => null, (e: unknown) => e);
+    assert.ok(err instanceof CniError, `append ${failAt}: a CniError, not ${err}`);
+    assert.equal(err.code, 5, `append ${failAt}: I/O failure, rolled back (${err.message}: ${err.details})`);
+    assert.match(err.details, /rollback complete/);
+    const ran = runner.batchLines().filter((l) => l.startsWith('link add')).length;
+    assert.ok(ran > 0, `append ${failAt}: something ran before the failure`);
+    assert.ok(runner.batchLines().some((l) => l.startsWith('link del')), `append ${failAt}: undo commands ran`);
+    const j = journals.read(plan);
+    assert.equal(j?.state, 'rolled-back', `append ${failAt}: the journal says rolled back`);
+    const left = Object.entries(j!.steps).filter(([, r]) => r.status === 'applied' || r.status === 'unknown');
+    assert.deepEqual(left, [], `append ${failAt}: no step is left applied`);
+    assert.equal(Object.values(j!.steps).filter((r) => r.status === 'undone').length, ran, `append ${failAt}: each step that ran is undone`);
+  }
+});
+
+test('the journal\'s first write failing (disk full) is code 5 and runs nothing', async (t) => {
+  const runner = new FakeRunner();
+  const journals = tempJournals(t);
+  journals.write = () => { throw Object.assign(new Error('ENOSPC: no space left on device, open'), { code: 'ENOSPC', syscall: 'open' }); };
+  const err = await new Executor({ runner, facts: FAKE_FACTS, journals, sys: new FakeSystem(['lo'], new Set([POD])) }).apply(undoablePlan(2), null).then(() => null, (e: unknown) => e);
+  assert.ok(err instanceof CniError && err.code === 5, String(err));
+  assert.equal(runner.calls.length, 0);
+});

@@ -65,7 +65,12 @@ export async function removeAttachment(input: TeardownInput): Promise<{ released
         const rec = journal.steps[id.replace(/^undo:/, '')];
         if (rec) rec.status = 'undone';
       }
-      journals.write(journal);
+      try {
+        journals.write(journal);
+      } catch (e) {
+        // The old record lists at least what is left: the retry undoes that again.
+        input.log.warn('journal not updated after a partial DEL', { error: (e as Error).message });
+      }
     }
     // The address stays reserved while something may still use it.
     throw new CniError(Code.StepFailed, 'DEL could not remove everything',
@@ -85,5 +90,5 @@ export async function cmdDel(ctx: VerbContext): Promise<void> {
       runner: ctx.runner, log: ctx.log, journals, sys: ctx.sys,
     });
     ctx.log.info('DEL done', { released });
-  });
+  }, (why) => ctx.log.warn('DEL without the attachment lock: it cannot be created', { error: why }));
 }

@@ -27,7 +27,7 @@ export async function runGc(ctx: Omit<VerbContext, 'env'>, graceMs = 0): Promise
       // netns: a readable journal has the plan, and without one the pod netns is unknown.
       const { released } = await withAttachmentLock(journals, a, () => removeAttachment({
         config: ctx.config, mode: ctx.mode, attachment: a, netns: '', prevResult: null, runner: ctx.runner, log: ctx.log, journals, sys: ctx.sys,
-      }));
+      }), (why) => ctx.log.warn('GC without the attachment lock: it cannot be created', { error: why }));
       report.removed.push(keyString(a));
       report.released.push(...released);
     } catch (e) {

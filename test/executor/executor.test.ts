@@ -56,7 +56,7 @@ test('host-gw ADD runs in three processes: pod sysctls, one pod batch, one node 
   assert.deepEqual(runner.calls[1]!.argv, ['/usr/bin/nsenter', `--net=${POD}`, '--', '/usr/sbin/ip', '-batch', '-']);
   assert.deepEqual(runner.calls[2]!.argv, ['/usr/sbin/ip', '-batch', '-']);
   const hostLines = runner.calls[2]!.input.trim().split('\n');
-  assert.ok(hostLines[0]!.startsWith('link add testcni0 '), 'the missing bridge is created');
+  assert.ok(hostLines[0]!.startsWith('link add name testcni0 '), 'the missing bridge is created');
   assert.equal(sys.sysctls.get('net.ipv4.ip_forward'), '1', 'node sysctl written in-process');
   assert.equal(j.state, 'applied');
   assert.ok(Object.values(j.steps).every((s) => s.status === 'applied'));
@@ -68,7 +68,7 @@ test('a node step whose probe holds is skipped and runs nothing', async (t) => {
   const sys = new FakeSystem(['lo', 'testcni0'], new Set([POD]));
   const j = await new Executor({ runner, facts: FAKE_FACTS, journals: tempJournals(t), sys }).apply(hostGwPlan(), null);
   assert.equal(j.steps['link.bridge:host:testcni0']!.status, 'skipped');
-  assert.ok(!runner.batchLines().some((l) => l.startsWith('link add testcni0')), 'no bridge creation attempted');
+  assert.ok(!runner.batchLines().some((l) => l.startsWith('link add name testcni0')), 'no bridge creation attempted');
   assert.equal(runner.calls.length, 3, 'the probe itself started no process');
 });
 
@@ -144,12 +144,12 @@ test('teardown: a failed undo whose effect is gone is done; one whose effect rem
   const plan = hostGwPlan({ ipMasq: true });
   const steps = teardownSteps(plan.steps);
   assert.deepEqual(steps.map((s) => s.id), ['undo:masq:host:10.244.0.5', 'undo:link.veth:pod:eth0']);
-  const host = argvOf(steps[1]!)[3]!;
+  const host = argvOf(steps[1]!)[4]!; // link del dev HOST
   // iptables -D fails because the rule is gone (-C exits 1); link del fails but the link stays.
   const runner = new FakeRunner()
     .on((c) => (c.argv.includes('-D') ? { exitCode: 1, stderr: 'Bad rule' } : undefined))
     .on((c) => (c.argv.includes('-C') ? { exitCode: 1 } : undefined))
-    .on((c) => (c.input.includes(`link del ${host}`) ? batchFailure(1, 'RTNETLINK answers: Operation not permitted') : undefined))
+    .on((c) => (c.input.includes(`link del dev ${host}`) ? batchFailure(1, 'RTNETLINK answers: Operation not permitted') : undefined))
     .on((c) => (c.argv.includes('-j') ? { stdout: JSON.stringify([{ ifname: host }]) } : undefined));
   const sys = new FakeSystem(['lo', 'testcni0', host], new Set([POD]));
   const report = await new Executor({ runner, facts: FAKE_FACTS, journals: tempJournals(t), sys }).teardown(steps);
@@ -161,7 +161,7 @@ test('teardown: a failed undo whose effect is gone is done; one whose effect rem
 
 test('CHECK reports exactly the steps whose probes no longer hold', async (t) => {
   const plan = hostGwPlan();
-  const host = argvOf(plan.steps.find((s) => s.id.startsWith('link.veth'))!)[12]!;
+  const host = argvOf(plan.steps.find((s) => s.id.startsWith('link.veth'))!)[13]!; // … peer name HOST
   const runner = new FakeRunner()
     .on((c) => (c.argv.includes('route') ? { stdout: '[]' } : undefined)) // the default route is gone
     .on((c) => (c.argv.includes('addr') && c.argv.includes('eth0') ? { stdout: JSON.stringify([{ addr_info: [{ local: '10.244.0.5', prefixlen: 24 }] }]) } : undefined))
@@ -180,7 +180,7 @@ test('a shared node object created by a concurrent ADD between probe and command
   const sys = new FakeSystem(['lo'], new Set([POD]));
   // The bridge appears (another ADD made it) just as ours tries to create it.
   const runner = new FakeRunner().on((c) => {
-    if (c.input.startsWith('link add testcni0')) {
+    if (c.input.startsWith('link add name testcni0')) {
       sys.links.push('testcni0');
       return batchFailure(1);
     }

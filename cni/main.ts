@@ -4,6 +4,7 @@ import { parseEnv, type Verb } from './env.ts';
 import { parseJson, loadConfig } from './config.ts';
 import { CniError, toCniError } from '../model/errors.ts';
 import { ioFailureOf, readAllStdin } from './io-error.ts';
+import { refuseNulBytes } from './nul-bytes.ts';
 import { isSupported, LATEST, SUPPORTED_VERSIONS } from './version.ts';
 import { Logger, type Level } from '../lib/log.ts';
 import { SyncProcessRunner, type Runner } from '../executor/runner.ts';
@@ -62,6 +63,7 @@ export async function handleCni(
     const raw = parseJson(readAllStdin(readStdin));
     const requested = (raw as { cniVersion?: unknown } | null)?.cniVersion;
     if (isSupported(requested)) version = requested;
+    refuseNulBytes(raw);
     const registry = deps.registry ?? MODES;
     const { config, extras } = loadConfig(raw, registry);
     // An operator's TESTCNI_LOG_LEVEL (e.g. debug while investigating) wins over the config.

@@ -1,6 +1,5 @@
 // ADD: lease an address, compile the plan, apply it; on failure the executor has rolled back
 // and the lease goes back to the pool.
-import { statfsSync } from 'node:fs';
 import { CniError, Code } from '../../model/errors.ts';
 import { serialiseResult } from '../result.ts';
 import { compile } from '../../planner/compile.ts';
@@ -8,24 +7,8 @@ import { Executor } from '../../executor/executor.ts';
 import { JournalStore } from '../../executor/journal.ts';
 import { gatherFacts } from '../../executor/facts.ts';
 import { openIpam } from '../../ipam/open.ts';
+import { requireNetns } from '../netns.ts';
 import { attachmentOf, factsWanted, readJournal, withAttachmentLock, type VerbContext } from './context.ts';
-
-// statfs f_type of a namespace file: nsfs, or proc on kernels before 3.19.
-const NSFS_MAGIC = 0x6e736673;
-const PROC_SUPER_MAGIC = 0x9fa0;
-
-/** Refuses a CNI_NETNS that is missing or not a namespace before anything is leased or journalled. */
-function requireNetns(path: string): void {
-  let type: number;
-  try {
-    type = statfsSync(path).type;
-  } catch {
-    throw new CniError(Code.InvalidEnv, 'CNI_NETNS does not exist', `no such netns: ${path}`);
-  }
-  if (type !== NSFS_MAGIC && type !== PROC_SUPER_MAGIC) {
-    throw new CniError(Code.InvalidEnv, 'CNI_NETNS is not a network namespace', `${path} is not a namespace file`);
-  }
-}
 
 export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>> {
   const { env, config } = ctx;

@@ -139,7 +139,7 @@ export class FileStore implements IpamStore, Reservations {
     const released: string[] = [];
     const young = (f: string) => graceMs > 0 && Date.now() - this.mtimeMs(f) < graceMs;
     for (const f of this.files()) {
-      if ((f.startsWith('.reserving-') || f.includes('.tmp-')) && !young(f)) removeIfExists(join(this.dir, f));
+      if ((f.startsWith('.reserving-') || f.includes('.tmp-') || f.startsWith('.write-probe-')) && !young(f)) removeIfExists(join(this.dir, f));
     }
     for (const r of this.list()) {
       if (!keep.has(keyString(r)) && !young(r.ip)) {

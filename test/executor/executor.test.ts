@@ -190,7 +190,7 @@ test('a shared node object created by a concurrent ADD between probe and command
   assert.equal(j.state, 'applied');
   assert.equal(j.steps['link.bridge:host:testcni0']!.status, 'skipped');
   const last = runner.calls[runner.calls.length - 1]!;
-  assert.ok(!last.input.includes('link add testcni0'), 'the rest of the node batch ran again without the bridge');
+  assert.ok(!last.input.includes('link add name testcni0'), 'the rest of the node batch ran again without the bridge');
   assert.match(last.input, /addr replace 10\.244\.0\.1\/24 dev testcni0/);
   assert.match(last.input, /master testcni0 up/);
 });

@@ -5,6 +5,7 @@ import { parseJson, loadConfig } from './config.ts';
 import { CniError, toCniError } from '../model/errors.ts';
 import { ioFailureOf, readAllStdin } from './io-error.ts';
 import { refuseNulBytes } from './nul-bytes.ts';
+import { requireSafeDirs } from './safe-dirs.ts';
 import { isSupported, LATEST, SUPPORTED_VERSIONS } from './version.ts';
 import { Logger, type Level } from '../lib/log.ts';
 import { SyncProcessRunner, type Runner } from '../executor/runner.ts';
@@ -69,6 +70,7 @@ export async function handleCni(
     // An operator's TESTCNI_LOG_LEVEL (e.g. debug while investigating) wins over the config.
     log.configure((processEnv.TESTCNI_LOG_LEVEL as Level | undefined) ?? config.logLevel, config.logFile);
     log.with({ network: config.name });
+    if (env.command !== 'STATUS') requireSafeDirs(config);
     const doc = await HANDLERS[env.command]({ env, config, mode: registry.require(config.mode), extras, log, runner, sys: deps.sys });
     log.debug('done', { ms: Number((process.hrtime.bigint() - started) / 1000n) / 1000, spawned: runner.spawned });
     return { exitCode: 0, doc };

@@ -6,6 +6,7 @@ import type { NetworkConfig } from '../../model/config.ts';
 import type { AnyMode } from '../../planner/mode.ts';
 import { resolveTools } from '../../executor/facts.ts';
 import { probeWritable } from '../../lib/atomic-file.ts';
+import { unsafeDirs } from '../safe-dirs.ts';
 import { openIpam } from '../../ipam/open.ts';
 import type { VerbContext } from './context.ts';
 import { requireVerbVersion } from '../version.ts';
@@ -32,6 +33,7 @@ export async function readiness(config: NetworkConfig, mode: AnyMode): Promise<R
   } catch (e) {
     problems.push(`state dir ${config.stateDir} is not writable: ${(e as Error).message}`);
   }
+  problems.push(...unsafeDirs(config));
   let ipam: Readiness['ipam'] = null;
   try {
     const s = await openIpam(config).status();

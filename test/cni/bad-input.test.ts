@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync, readdirSync, readFileSync } from 'node:fs';
+import { writeFileSync, readdirSync, readFileSync, mkdirSync, chmodSync } from 'node:fs';
 import {
   rootSkipReason, uniquePrefix, makeNode, addNetns, delNetns, runPlugin, nodeState, treeSnapshot, inNetns,
   pluginArgv, NETNS_DIR, type TestNode, type PluginCall,
@@ -24,6 +24,8 @@ interface Ctx {
   gone: string;
   /** a regular file, not a netns */
   notNetns: string;
+  /** a directory anybody can write to (mode 0777) */
+  worldWritable: string;
 }
 
 interface Row {
@@ -102,6 +104,11 @@ const ROWS: Row[] = [
     name: '200 000 unknown keys: linear, and a short error document', code: Code.UnsupportedField, mentions: /and 199980 more/,
     stdin: (c) => ({ ...c.node.config(), ...Object.fromEntries(Array.from({ length: 200_000 }, (_, i) => [`k${i}`, i])) }),
   },
+
+  // --- local attack surface (issue 7 §4): directories others can write to are refused ------
+  { name: 'ADD with a world-writable ipam.dataDir', stdin: (c) => c.node.config({ ipam: { dataDir: c.worldWritable } }), code: Code.IoFailure, mentions: /IPAM data dir .* writable by others/ },
+  { name: 'DEL with a state dir inside a world-writable directory', verb: 'DEL', stdin: (c) => c.node.config({ stateDir: join(c.worldWritable, 'state') }), code: Code.IoFailure, mentions: /state dir .* writable by others/ },
+  { name: 'STATUS with a world-writable state dir', verb: 'STATUS', stdin: (c) => c.node.config({ stateDir: c.worldWritable }), code: Code.NotReady, mentions: /writable by others/ },
 
   // --- stdin that is not a config object: code 6 ---------------------------------------
   { name: 'non-JSON stdin', stdin: () => 'cniVersion=1.1.0', code: Code.DecodeFailure },
@@ -222,7 +229,10 @@ test('bad CNI input is refused with one error document and no change', { skip: r
     pod: addNetns(podName),
     gone: join(NETNS_DIR, `${prefix}gone`),
     notNetns: join(node.dir, 'not-a-netns'),
+    worldWritable: join(node.dir, 'world'),
   };
+  mkdirSync(ctx.worldWritable);
+  chmodSync(ctx.worldWritable, 0o777);
   writeFileSync(ctx.notNetns, 'just a file\n');
   const residentPod = addNetns(residentPodName);
 

@@ -17,6 +17,7 @@ export function ifNameProblem(name: string): string | null {
   if (Buffer.byteLength(name) > 15) return 'is longer than 15 bytes';
   if (name === '.' || name === '..') return 'may not be "." or ".."';
   if (/[/:\s]/.test(name)) return 'may not contain "/", ":" or white space';
+  if (/[\x00-\x1f\x7f]/.test(name)) return 'may not contain control characters';
   // The name is passed to `ip -batch`, whose line parser treats these specially.
   if (/["'\\#;]/.test(name)) return 'may not contain quotes, "\\", "#" or ";"';
   return null;

@@ -144,6 +144,7 @@ async function cmdGc(args: string[]): Promise<number> {
   );
   out(`removed ${report.removed.length} attachment(s)${report.removed.length ? ': ' + report.removed.join(', ') : ''}\n`);
   out(`released ${report.released.length} address(es)${report.released.length ? ': ' + report.released.join(', ') : ''}\n`);
+  out(`removed ${report.leftovers.length} stale lock(s) and temp file(s)${report.leftovers.length ? ': ' + report.leftovers.join(', ') : ''}\n`);
   return 0;
 }
 

@@ -2,7 +2,7 @@
 // as a runtime runs it, and snapshots of node state. Everything carries a unique prefix and is
 // removed in teardown.
 import { spawnSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync, readdirSync, statSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readdirSync, lstatSync, readlinkSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -137,10 +137,13 @@ export function treeSnapshot(dir: string): Record<string, string> {
   const walk = (d: string) => {
     for (const name of readdirSync(d).sort()) {
       const p = join(d, name);
-      if (statSync(p).isDirectory()) {
+      const st = lstatSync(p);
+      if (st.isDirectory()) {
         out[`${p.slice(dir.length)}/`] = '';
         walk(p);
-      } else out[p.slice(dir.length)] = readFileSync(p, 'utf8');
+      } else if (st.isSymbolicLink()) out[p.slice(dir.length)] = readlinkSync(p); // a lock: its owner's PID
+      else if (st.isFile()) out[p.slice(dir.length)] = readFileSync(p, 'utf8');
+      else out[p.slice(dir.length)] = '(special file)';
     }
   };
   walk(dir);

@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { rootSkipReason, uniquePrefix, inNetns, treeSnapshot, type TestNode } from '../helpers/netns.ts';
 import { Scope, settledNodeState, reservations, readJournal, linkNames, BRIDGE } from '../helpers/e2e.ts';
 import { ConflistRunner, ChainError, makeBinDir, toConflist, REFERENCE_CNI_DIR, type Attachment } from '../helpers/conflist.ts';
-import { stopPid } from '../../lab/etcd.ts';
 import { hostVethName } from '../../planner/names.ts';
 
 const CHAINED = ['portmap', 'bandwidth', 'tuning'];
@@ -47,7 +46,11 @@ function snapshot(node: TestNode) {
 async function podServer(scope: Scope, podNetns: string, token: string): Promise<void> {
   const code = `require('node:net').createServer((s) => s.end(${JSON.stringify(token)})).listen(${CONTAINER_PORT}, '0.0.0.0', () => console.log('listening'))`;
   const child = spawn('nsenter', [`--net=${podNetns}`, '--', process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
-  scope.defer(() => void stopPid(child.pid!, 0, 'SIGKILL'));
+  scope.defer(() => {
+    try {
+      process.kill(child.pid!, 'SIGKILL'); // nsenter exec'd node: the pid is the server's
+    } catch { /* gone */ }
+  });
   await new Promise<void>((resolve, reject) => {
     child.stdout.once('data', () => resolve());
     child.once('exit', (c) => reject(new Error(`pod server exited ${c}`)));

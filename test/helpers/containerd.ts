@@ -16,7 +16,7 @@ import {
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { NETNS_DIR, PLUGIN, sh } from './netns.ts';
-import { pidAlive } from '../../lab/etcd.ts';
+import { pidAlive } from '../../lib/process.ts';
 import { CriClient, type SandboxSpec, type SandboxStatus } from './cri.ts';
 import { IMAGE_TOOLS, pauseImageSkipReason, type PauseImage } from './oci-image.ts';
 import { makeBinDir, PLUGIN_PATH, REFERENCE_CNI_DIR } from './conflist.ts';

@@ -10,6 +10,9 @@ declare -A NEED=(
   [iptables-save]=iptables [ping]=iputils-ping [fping]=fping [/usr/lib/cni/bridge]=containernetworking-plugins
   [etcd]=etcd-server [etcdctl]=etcd-client [bird]=bird2 [birdc]=bird2 [gobgpd]=gobgpd [gobgp]=gobgpd
   [strip]=binutils  # the build strips the single executable's copy of Node (~13 MB smaller)
+  # runtime tests: containerd CRI with runc, a pause image built static (gcc, libc.a), tc for bandwidth
+  [containerd]=containerd [ctr]=containerd [runc]=runc [gcc]=gcc
+  [/usr/lib/x86_64-linux-gnu/libc.a]=libc6-dev [tc]=iproute2
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -172,7 +172,7 @@ test('CHECK reports exactly the steps whose probes no longer hold', async (t) =>
     .on((c) => (c.argv.includes('route') ? { stdout: '[]' } : undefined)) // the default route is gone
     .on((c) => (c.argv.includes('addr') && c.argv.includes('eth0') ? { stdout: JSON.stringify([{ addr_info: [{ local: '10.244.0.5', prefixlen: 32 }] }]) } : undefined))
     .on((c) => (c.argv.includes('addr') ? { stdout: JSON.stringify([{ addr_info: [{ local: '10.244.0.1', prefixlen: 24 }] }]) } : undefined))
-    .on((c) => (c.argv.includes(host) ? { stdout: JSON.stringify([{ ifname: host, master: 'testcni0', flags: ['UP'], operstate: 'UP' }]) } : undefined))
+    .on((c) => (c.argv.includes(host) ? { stdout: JSON.stringify([{ ifname: host, master: 'testcni0', flags: ['UP'], operstate: 'UP', linkinfo: { info_slave_data: { hairpin: true } } }]) } : undefined))
     .on((c) => (c.argv.includes('link') ? { stdout: JSON.stringify([{ ifname: 'eth0', flags: ['UP'] }, { ifname: 'testcni0', flags: ['UP'] }]) } : undefined));
   const sys = new FakeSystem(['lo', 'testcni0', host], new Set([POD]));
   for (const key of ['net.ipv4.ip_forward', 'net.ipv4.conf.default.forwarding', 'net.ipv4.conf.eth0.forwarding', 'net.ipv4.conf.testcni0.forwarding']) sys.sysctls.set(key, '1\n');

@@ -80,6 +80,22 @@ export function planAdd(req: Req): Step[] {
       probe: { ns: HOST, mech: 'exec', argv: [facts.tools.ip, '-j', 'link', 'show', 'dev', host], expect: { $some: { master: bridge, flags: { $some: 'UP' } } } },
       describe: `attach ${host} to ${bridge} and bring it up`,
     },
+    {
+      // A pod's connection to a Service or hostPort that the node DNATs back to the same pod
+      // leaves through the port it came in by (the node bridges it back under br_netfilter):
+      // without hairpin the bridge drops it.
+      id: `link.hairpin:host:${host}`,
+      kind: 'link.set',
+      scope: 'pod',
+      ns: HOST,
+      mech: 'ip',
+      argv: [facts.tools.ip, 'link', 'set', 'dev', host, 'type', 'bridge_slave', 'hairpin', 'on'],
+      idempotent: true,
+      undo: null,
+      undoReason: GOES_WITH_VETH,
+      probe: { ns: HOST, mech: 'exec', argv: [facts.tools.ip, '-d', '-j', 'link', 'show', 'dev', host], expect: { $some: { linkinfo: { info_slave_data: { hairpin: true } } } } },
+      describe: `hairpin on ${host}, so the pod reaches itself through the node`,
+    },
     sysctlStep(facts, HOST, 'node', deviceSysctl(bridge, 'forwarding'), '1', `route pod traffic in from ${bridge}`),
     ...noRedirectSteps(facts, bridge),
     waitUpStep(facts, [host, bridge]),

@@ -8,9 +8,10 @@ import { CniError, Code, type CniCode } from '../model/errors.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Runner } from './runner.ts';
 import { JournalStore, newJournal, type Journal } from './journal.ts';
-import { runProbe, fastProbe, isFast } from './probe.ts';
+import { runProbe, fastProbe } from './probe.ts';
 import { realSystem, type NodeSystem } from './system.ts';
 import { canJoin, unitOf, type Unit } from './units.ts';
+import { ApplyRun } from './apply-run.ts';
 import { MECHANISMS, type StepOutcome } from './mechanisms/index.ts';
 
 export interface ExecContext {
@@ -96,74 +97,14 @@ export class Executor {
   }
 
   private async applySteps(plan: Plan, j: Journal, inFlight: Set<string>): Promise<Journal> {
-    let unit: Unit | null = null;
-    // Steps whose status changed since the journal last heard of them.
-    const dirty = new Set<string>();
-    const changed = () => {
-      const steps = Object.fromEntries([...dirty].map((id) => [id, j.steps[id]!]));
-      dirty.clear();
-      return steps;
-    };
-    const record = () => this.ctx.journals.append(j, { steps: changed() });
-    const flush = async () => {
-      let pending = unit;
-      unit = null;
-      while (pending) {
-        const done: Unit = pending;
-        pending = null;
-        for (const s of done.steps) inFlight.add(s.id);
-        const outcomes = await this.runUnit(done, false);
-        for (const [id, o] of outcomes) {
-          const { argv: _argv, ...rec } = o;
-          j.steps[id] = rec;
-        }
-        inFlight.clear();
-        const failures = [...outcomes.entries()].filter(([, o]) => o.status === 'failed' || o.status === 'unknown');
-        for (const id of outcomes.keys()) dirty.add(id);
-        if (failures.length === 0) {
-          record();
-          break;
-        }
-        // A concurrent ADD may have created a shared node object between our probe and our
-        // command: that is the state we wanted, so carry on with the rest of the unit.
-        const [failedId, failed] = failures[0]!;
-        const step = done.steps.find((s) => s.id === failedId)!;
-        if (failures.length === 1 && failed.status === 'failed' && step.scope === 'node' && step.probe && (await this.probe(step.probe))) {
-          j.steps[failedId] = { status: 'skipped' };
-          record();
-          const rest = done.steps.slice(done.steps.indexOf(step) + 1);
-          if (rest.length > 0) pending = { ...done, steps: rest };
-          continue;
-        }
-        record();
-        await this.rollback(j, failures.map(([id, o]) => ({ step: id, argv: o.argv ?? [], exitCode: o.exitCode ?? -1, stderr: o.stderr ?? '' })));
-      }
-    };
-    for (const step of plan.steps) {
-      // Shared node objects may exist already; pod objects existing is an error (CNI ADD
-      // semantics). A node step is only run when its probe says it is not in effect: always
-      // for one that is not harmless to repeat, and for any whose probe costs no process (a
-      // node sysctl is then written only when it is wrong, never by every ADD at once).
-      if (step.scope === 'node' && step.probe && (!step.idempotent || isFast(step.probe))) {
-        if (unit && (unit as Unit).ns === step.probe.ns) await flush();
-        if (await this.probe(step.probe)) {
-          j.steps[step.id] = { status: 'skipped' };
-          dirty.add(step.id);
-          continue;
-        }
-      }
-      if (unit && canJoin(unit, step)) (unit as Unit).steps.push(step);
-      else {
-        await flush();
-        unit = unitOf(step);
-      }
-    }
-    await flush();
-    j.state = 'applied';
-    // With the state go the steps skipped after the last unit ran. No fsync: after a crash
-    // "applying" and "applied" lead DEL to the same undo, and after a power cut the pod's
-    // namespace, links and rules are gone whatever the journal says.
-    this.ctx.journals.append(j, { ...(dirty.size > 0 ? { steps: changed() } : {}), state: 'applied' });
+    const run = new ApplyRun(j, this.ctx.journals, inFlight, {
+      runUnit: (unit) => this.runUnit(unit, false),
+      probe: (p) => this.probe(p),
+      rollback: (failures) => this.rollback(j, failures),
+    });
+    for (const step of plan.steps) await run.add(step);
+    await run.flush();
+    run.finish();
     return j;
   }
 

@@ -103,7 +103,7 @@ function qemuArgv(image: VmImage, initrd: string, opts: VmRunOptions): string[] 
     '-nodefaults', '-no-user-config', '-nic', 'none',
     '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot',
     '-kernel', image.kernel, '-initrd', initrd,
-    '-append', 'console=ttyS0 quiet loglevel=1 panic=-1 nokaslr mitigations=off',
+    '-append', 'console=ttyS0 quiet loglevel=1 panic=-1 nokaslr mitigations=off norandmaps',
   ];
 }
 

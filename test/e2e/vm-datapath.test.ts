@@ -36,6 +36,14 @@ report pod_eth0 "$(at cni-1234 ip -j addr show dev eth0)"
 const ipipPod = (cid: string, pod: string, veth: string, address: string) =>
   ipipPodPlan({ containerId: cid, netns: `/var/run/netns/${pod}`, hostVeth: veth, address, mtu: 1480 });
 
+/** Node i's plan (block 10.244.i.0/24) and the plan of its pod `pod<i>` (10.244.i.10). */
+function ipipNode(i: number): Record<string, string> {
+  return {
+    [`node${i}.sh`]: ipipNodePlan({ name: `node${i}`, block: `10.244.${i}.0/24`, tunnelAddress: `10.244.${i}.1`, tunnelMtu: 1480 }),
+    [`pod${i}.sh`]: ipipPod(`c${i}`, `pod${i}`, `tcpod${i}`, `10.244.${i}.10`),
+  };
+}
+
 const ipipAlways = job('ipip-always', `
 # Nodes have a default route, as real ones do: proxy ARP answers for 169.254.1.1 only then.
 segment sw0
@@ -61,11 +69,9 @@ report pod1_eth0 "$(at pod1 ip -j link show dev eth0)"
 report node1_tunl0 "$(at node1 ip -j -d link show dev tunl0)"
 report node1_routes "$(at node1 ip -j route show)"
 `, {
-  'node1.sh': ipipNodePlan({ name: 'node1', block: '10.244.1.0/24', tunnelAddress: '10.244.1.1', tunnelMtu: 1480 }),
-  'node2.sh': ipipNodePlan({ name: 'node2', block: '10.244.2.0/24', tunnelAddress: '10.244.2.1', tunnelMtu: 1480 }),
-  'pod1.sh': ipipPod('c1', 'pod1', 'tc5f1e0a2b3c4d', '10.244.1.10'),
-  'pod1b.sh': ipipPod('c1b', 'pod1b', 'tc6a7b8c9d0e1f', '10.244.1.11'),
-  'pod2.sh': ipipPod('c2', 'pod2', 'tc0d1c2b3a4f5e', '10.244.2.10'),
+  ...ipipNode(1),
+  ...ipipNode(2),
+  'pod1b.sh': ipipPod('c1b', 'pod1b', 'tcpod1b', '10.244.1.11'),
   'bird1.sh': birdKernelRoutes('node1', [{ block: '10.244.2.0/24', via: '198.18.0.2', encapsulate: true }]),
   'bird2.sh': birdKernelRoutes('node2', [{ block: '10.244.1.0/24', via: '198.18.0.1', encapsulate: true }]),
 });
@@ -97,12 +103,9 @@ report tunl0_1_c "$(at node1 ip -j -s link show dev tunl0)"
 report rtr_routes "$(at rtr ip -j route show)"
 report node1_routes "$(at node1 ip -j route show)"
 `, {
-  'node1.sh': ipipNodePlan({ name: 'node1', block: '10.244.1.0/24', tunnelAddress: '10.244.1.1', tunnelMtu: 1480 }),
-  'node2.sh': ipipNodePlan({ name: 'node2', block: '10.244.2.0/24', tunnelAddress: '10.244.2.1', tunnelMtu: 1480 }),
-  'node3.sh': ipipNodePlan({ name: 'node3', block: '10.244.3.0/24', tunnelAddress: '10.244.3.1', tunnelMtu: 1480 }),
-  'pod1.sh': ipipPod('c1', 'pod1', 'tc5f1e0a2b3c4d', '10.244.1.10'),
-  'pod2.sh': ipipPod('c2', 'pod2', 'tc0d1c2b3a4f5e', '10.244.2.10'),
-  'pod3.sh': ipipPod('c3', 'pod3', 'tc9e8d7c6b5a4f', '10.244.3.10'),
+  ...ipipNode(1),
+  ...ipipNode(2),
+  ...ipipNode(3),
   'bird1.sh': birdKernelRoutes('node1', [
     { block: '10.244.2.0/24', via: '198.18.1.2', encapsulate: false },
     { block: '10.244.3.0/24', via: '198.18.2.3', encapsulate: true },

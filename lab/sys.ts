@@ -2,30 +2,28 @@
 // namespace paths, polling, and processes identified by PID *and* command line, so a recycled
 // PID is never signalled.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { ProcessRunner, tail, type RunResult, type RunOptions } from '../executor/runner.ts';
 import { findTool } from '../executor/facts.ts';
-import { stopPid, pidAlive } from './etcd.ts';
+import { inNetnsArgv, netnsPath, NETNS_DIR } from '../lib/netns.ts';
+import { pidAlive, stopPid } from '../lib/process.ts';
 
-export const NETNS_DIR = '/var/run/netns';
+export { netnsPath, NETNS_DIR, pidAlive, stopPid };
 export const runner = new ProcessRunner();
 
 export const tools = {
   ip: findTool('ip'),
   nsenter: findTool('nsenter'),
   ping: findTool('ping'),
+  fping: findTool('fping'),
+  sysctl: findTool('sysctl'),
   env: findTool('env'),
 };
 
 export class LabError extends Error {}
 
-export function netnsPath(name: string): string {
-  return join(NETNS_DIR, name);
-}
-
-/** argv run inside a named netns, without a new mount namespace (unlike `ip netns exec`). */
+/** argv run inside a named netns. */
 export function inNetns(netns: string, argv: string[]): string[] {
-  return [tools.nsenter, `--net=${netnsPath(netns)}`, '--', ...argv];
+  return inNetnsArgv(tools.nsenter, netnsPath(netns), argv);
 }
 
 /** Runs argv and throws with its stderr when it fails. */

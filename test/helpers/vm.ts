@@ -8,9 +8,9 @@ import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { VM_MODULES, packCpio, vmImage, vmImageSkipReason, type VmImage } from './vm-image.ts';
+import { VM_MODULES, packCpio, vmImage, vmImageSkipReason, vmToolSkipReason, type VmImage } from './vm-image.ts';
 
-export { VM_MODULES, vmImage, type VmImage };
+export { VM_MODULES, vmImage, vmToolSkipReason, type VmImage };
 
 export interface VmJob {
   /** [A-Za-z0-9_-]+, unique within one boot */

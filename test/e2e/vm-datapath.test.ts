@@ -238,6 +238,31 @@ ip link del eth0
 report p1_after_master_gone "$(ip -n p1 -j link show)"
 `);
 
+// The usual way round "a pod cannot reach its own node": an ipvlan child of the same master in
+// the node netns, with an address of its own and the pods routed through it. It also shows the
+// node the master's mode (ip -d -j link), which the pod children in other netns do not.
+const ipvlanNodePath = job('ipvlan-node-path', `
+segment sw0
+node node1 198.18.0.1/24 sw0
+for mode in l2 l3; do
+  pod p$mode
+  at node1 ip link add link eth0 name tcipvl type ipvlan mode $mode
+  at node1 ip link add link eth0 name tmp netns $NETNS/p$mode type ipvlan mode $mode
+  at p$mode ip link set tmp name eth0
+  at p$mode ip addr add 198.18.0.11/24 dev eth0
+  at p$mode ip link set eth0 up
+  result pod_node_without_$mode at p$mode ${NO_PING} 198.18.0.1
+  at node1 ip addr add 198.18.0.100/32 dev tcipvl
+  at node1 ip link set tcipvl up
+  at node1 ip route add 198.18.0.11/32 dev tcipvl src 198.18.0.100
+  report node_child_$mode "$(at node1 ip -j -d link show dev tcipvl)"
+  result node_pod_$mode at node1 ${PING} 198.18.0.11
+  result pod_node_$mode at p$mode ${PING} 198.18.0.100
+  at node1 ip link del tcipvl
+  ip netns del p$mode
+done
+`);
+
 const ipipFacts = job('ipip-facts', `
 report tunl0_fresh_netns "$(ip -j -d link show dev tunl0)"
 attempt add_tunl0 ip link add tunl0 type ipip
@@ -294,7 +319,7 @@ report tunl0 "$(ip -j link show dev tunl0)"
 
 const JOBS = [
   renderedHostGw, ipipAlways, ipipCrossSubnet, ...(birdSkip ? [] : [ipipBird]),
-  ipvlanL2, ipvlanL3, ipvlanFacts, ipipFacts, proxyArpFacts, ipipAutoload,
+  ipvlanL2, ipvlanL3, ipvlanFacts, ipvlanNodePath, ipipFacts, proxyArpFacts, ipipAutoload,
 ];
 
 // --- reading results -------------------------------------------------------------------------
@@ -446,6 +471,16 @@ describe('datapaths in an emulated VM (qemu TCG, Debian kernel)', { skip }, () =
     assert.equal(json(r, 'master').promiscuity, 0);
     const left = (JSON.parse(get(r, 'p1_after_master_gone')) as { ifname: string }[]).map((l) => l.ifname);
     assert.ok(!left.includes('tcv1'), `deleting the master deletes its children in the pods${log}`);
+  });
+
+  it('ipvlan: a node-side child with its own address gives node <-> pod, and shows the master\'s mode', (t) => {
+    const { r, log } = scenario('ipvlan-node-path', t);
+    for (const mode of ['l2', 'l3']) {
+      assert.notEqual(get(r, `pod_node_without_${mode}`), '0', `${mode}: no path to the node's own address${log}`);
+      assert.equal(json(r, `node_child_${mode}`).linkinfo.info_data.mode, mode);
+      assert.equal(get(r, `node_pod_${mode}`), '0', `${mode}: node -> pod through its child${log}`);
+      assert.equal(get(r, `pod_node_${mode}`), '0', `${mode}: pod -> the node child's address${log}`);
+    }
   });
 
   it('ipip facts: tunl0 is in every netns; it cannot be created or deleted; routes need onlink', (t) => {

@@ -1,9 +1,9 @@
 // The boot files of the emulated test VM: Debian's kernel (unpacked to an ELF vmlinux when it
 // supports PVH, which saves the BIOS and an in-guest xz decompression, ~5 s under TCG) and an
-// initramfs with busybox-static, dash as /bin/sh, iproute2's ip/tc/bridge, util-linux nsenter, procps sysctl,
-// iputils ping (and BIRD's bird and birdc when the host has them), their shared libraries, and
-// the kernel modules the ipip and ipvlan tests need.
-// Built once and cached under the temp dir, keyed by every input file's path, size and mtime.
+// initramfs with busybox-static, dash as /bin/sh, iproute2's ip/tc/bridge, util-linux nsenter,
+// procps sysctl, iputils ping (and BIRD's bird and birdc when the host has them), their shared
+// libraries, and the kernel modules the ipip and ipvlan tests need. Built once and cached under
+// the temp dir, keyed by every input file's path, size and mtime (this file's included).
 import { spawnSync } from 'node:child_process';
 import {
   accessSync, constants, chmodSync, copyFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync,
@@ -12,6 +12,7 @@ import {
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ROOT } from './netns.ts';
 
 /** Modules packed into the image (with their dependencies from modules.dep). */
@@ -29,8 +30,8 @@ const TOOLS: Record<string, string> = {
 const OPTIONAL_TOOLS: Record<string, string> = { bird: 'bird2', birdc: 'bird2' };
 const BUSYBOX = '/bin/busybox';
 const INIT_SCRIPT = join(ROOT, 'scripts', 'vm-init.sh');
-/** Bump when the layout below changes, so old caches are not reused. */
-const LAYOUT_VERSION = 4;
+/** This builder is an input too: a change to the layout below makes a new image. */
+const BUILDER = fileURLToPath(import.meta.url);
 const BIN_DIRS = ['/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
 export interface VmImage {
@@ -154,10 +155,10 @@ function gatherInputs(): Inputs {
 
 function cacheKey(inp: Inputs): string {
   const files = [
-    inp.kernel.image, join(inp.kernel.modulesDir, 'modules.dep'), BUSYBOX, INIT_SCRIPT,
+    BUILDER, inp.kernel.image, join(inp.kernel.modulesDir, 'modules.dep'), BUSYBOX, INIT_SCRIPT,
     ...inp.modules.map((m) => join(inp.kernel.modulesDir, m)), ...inp.tools.values(), ...inp.libraries,
   ];
-  const h = createHash('sha256').update(JSON.stringify({ v: LAYOUT_VERSION, modules: VM_MODULES }));
+  const h = createHash('sha256').update(JSON.stringify({ modules: VM_MODULES, tools: [...inp.tools.keys()] }));
   for (const f of files) {
     const s = statSync(f);
     h.update(`${f}\0${s.size}\0${s.mtimeMs}\n`);

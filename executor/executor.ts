@@ -4,7 +4,7 @@ import { HOST, type Plan, type Step, type NodeFacts } from '../model/plan.ts';
 import type { Lease } from '../model/lease.ts';
 import { teardownSteps } from '../planner/compile.ts';
 import { holds } from '../planner/predicate.ts';
-import { CniError, Code } from '../model/errors.ts';
+import { CniError, Code, type CniCode } from '../model/errors.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Runner } from './runner.ts';
 import { JournalStore, newJournal, type Journal } from './journal.ts';
@@ -66,10 +66,36 @@ export class Executor {
     return MECHANISMS[unit.mech].run(unit.steps, unit.ns, { runner: this.ctx.runner, facts: this.ctx.facts, sys: this.sys, log: this.ctx.log }, { force });
   }
 
-  /** Applies an ADD plan. On failure it rolls back and throws; the journal says what happened. */
+  /** Applies an ADD plan. On failure it rolls back and throws a CniError; the journal says what
+   *  happened. Whatever fails (a step, a journal write on a full disk, a mechanism), the caller
+   *  gets a CniError, and 102 (RollbackIncomplete) unless everything applied was undone: only
+   *  then may the caller hand the address back. */
   async apply(plan: Plan, lease: Lease | null): Promise<Journal> {
     const j = newJournal(plan, lease);
-    this.ctx.journals.write(j);
+    try {
+      this.ctx.journals.write(j);
+    } catch (e) {
+      throw new CniError(Code.IoFailure, 'the journal could not be written', `${(e as Error).message}; nothing was applied`);
+    }
+    const inFlight = new Set<string>();
+    try {
+      return await this.applySteps(plan, j, inFlight);
+    } catch (e) {
+      if (e instanceof CniError) throw e; // a step failed: rolled back already
+      // [hardening] Not a step: the journal (ENOSPC, a short write) or the executor itself.
+      // Steps of the unit that was running may have taken effect: undo them too.
+      for (const id of inFlight) if (j.steps[id]?.status === 'pending') j.steps[id] = { status: 'unknown' };
+      const cause = { step: 'journal', argv: ['append', this.ctx.journals.path(j)], exitCode: -1, stderr: (e as Error)?.message ?? String(e) };
+      try {
+        return await this.rollback(j, [cause], (e as NodeJS.ErrnoException)?.syscall ? Code.IoFailure : Code.Internal);
+      } catch (r) {
+        if (r instanceof CniError) throw r;
+        throw new CniError(Code.RollbackIncomplete, 'rollback could not run', `${cause.stderr}; then: ${(r as Error)?.message ?? r}`);
+      }
+    }
+  }
+
+  private async applySteps(plan: Plan, j: Journal, inFlight: Set<string>): Promise<Journal> {
     let unit: Unit | null = null;
     // Steps whose status changed since the journal last heard of them.
     const dirty = new Set<string>();
@@ -85,11 +111,13 @@ export class Executor {
       while (pending) {
         const done: Unit = pending;
         pending = null;
+        for (const s of done.steps) inFlight.add(s.id);
         const outcomes = await this.runUnit(done, false);
         for (const [id, o] of outcomes) {
           const { argv: _argv, ...rec } = o;
           j.steps[id] = rec;
         }
+        inFlight.clear();
         const failures = [...outcomes.entries()].filter(([, o]) => o.status === 'failed' || o.status === 'unknown');
         for (const id of outcomes.keys()) dirty.add(id);
         if (failures.length === 0) {
@@ -139,24 +167,43 @@ export class Executor {
     return j;
   }
 
-  private async rollback(j: Journal, failures: StepFailure[]): Promise<never> {
+  private async rollback(j: Journal, failures: StepFailure[], code: CniCode = Code.StepFailed): Promise<never> {
     const applied = new Set(Object.entries(j.steps).filter(([, r]) => r.status === 'applied' || r.status === 'unknown').map(([id]) => id));
     const report = await this.teardown(teardownSteps(j.plan.steps, applied));
     for (const id of report.undone) {
       const fwd = id.replace(/^undo:/, '');
       if (j.steps[fwd]) j.steps[fwd]!.status = 'undone';
     }
-    j.state = report.errors.length === 0 ? 'rolled-back' : 'rollback-incomplete';
+    const complete = report.errors.length === 0;
+    j.state = complete ? 'rolled-back' : 'rollback-incomplete';
     j.error = describeFailures(failures);
-    this.ctx.journals.write(j);
-    const rollback = report.errors.length === 0
+    const kept = this.recordRollback(j, complete);
+    const rollback = complete
       ? `rollback complete (${report.undone.length} undone)`
       : `rollback incomplete: ${describeFailures(report.errors)}`;
     throw new CniError(
-      report.errors.length === 0 ? Code.StepFailed : Code.RollbackIncomplete,
-      `step ${failures[0]!.step} failed`,
-      `${describeFailures(failures)}; ${rollback}`,
+      complete ? code : Code.RollbackIncomplete,
+      failures[0]!.step === 'journal' ? 'the journal could not be written' : `step ${failures[0]!.step} failed`,
+      `${describeFailures(failures)}; ${rollback}${kept}`,
     );
+  }
+
+  /** [hardening] Writes the rolled-back journal; on a full disk a complete rollback removes it
+   *  instead (no journal means the same: nothing applied), an incomplete one leaves the last
+   *  record, whose undo list covers at least what is left. Returns a note for the error. */
+  private recordRollback(j: Journal, complete: boolean): string {
+    try {
+      this.ctx.journals.write(j);
+      return '';
+    } catch (e) {
+      if (!complete) return `; journal not updated (${(e as Error).message})`;
+      try {
+        this.ctx.journals.remove(j);
+        return '';
+      } catch {
+        return `; journal not updated (${(e as Error).message})`;
+      }
+    }
   }
 
   /** Runs undo steps best effort: every one is tried, and "already gone" counts as done. */

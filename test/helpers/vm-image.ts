@@ -99,7 +99,11 @@ export function vmImageSkipReason(): string | null {
 /** Shared libraries (and the ELF interpreter) a dynamic program loads, as ldd resolves them. */
 function sharedLibraries(path: string): string[] {
   const r = spawnSync('ldd', [path], { encoding: 'utf8' });
-  if (r.status !== 0) return [];
+  if (r.status !== 0) {
+    // A static program has none; any other failure must not yield an image without libraries.
+    if (/not a dynamic executable/.test(`${r.stdout}${r.stderr}`)) return [];
+    throw new Error(`ldd ${path} failed: ${r.error?.message ?? r.stderr}`);
+  }
   const libs: string[] = [];
   for (const line of r.stdout.split('\n')) {
     const m = /=>\s*(\/\S+)/.exec(line) ?? /^\s*(\/\S+)\s+\(/.exec(line);

@@ -116,6 +116,9 @@ export interface NodeFacts {
   hostPid: number;
   /** the interface of the node's default route (or the configured uplink), when there is one */
   uplink: string | null;
-  /** MTU of the uplink, when it was read */
+  /** MTU of the uplink, when it was read (null also when the device does not exist) */
   uplinkMtu: number | null;
+  /** answers to the mode's own pre-planning queries (ModeDefinition.observe), by name: parsed
+   *  JSON or text, null when the query failed; absent when the mode asked none */
+  observed?: Record<string, unknown>;
 }

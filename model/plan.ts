@@ -76,6 +76,9 @@ export type Step = {
   idempotent: boolean;
   undo: Command | null;
   undoReason?: string;
+  /** the id of an earlier step whose undo this one's makes unnecessary once it is applied for
+   *  certain (a rename: the old name no longer exists, deleting the new one is all DEL needs) */
+  supersedes?: string;
   /** "is this step already in effect?" */
   probe: Probe | null;
   describe: string;

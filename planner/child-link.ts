@@ -156,6 +156,7 @@ export function childPlan(req: PlanRequest<ChildLinkConfig>, spec: ChildSpec): S
   const mtu = String(podMtu(req));
   const pod: StepPlace = { ns: netns, scope: 'pod', undoReason: GOES_WITH_CHILD };
   const probe = childProbe(facts, netns, ifName, spec.kind, { mode: spec.mode });
+  const createId = `link.${spec.kind}:pod:${ifName}`;
   const steps: Step[] = [
     // "all" and "default" must be set before the interface exists for new links to inherit them.
     sysctlStep(facts, netns, 'pod', 'net.ipv6.conf.all.accept_dad', '0', 'no duplicate address detection in the pod'),
@@ -163,7 +164,7 @@ export function childPlan(req: PlanRequest<ChildLinkConfig>, spec: ChildSpec): S
     sysctlStep(facts, netns, 'pod', 'net.ipv4.conf.default.arp_notify', '1', 'announce the address when the link comes up: neighbours drop a stale MAC for it'),
     ...(spec.nodeSteps ?? []),
     {
-      id: `link.${spec.kind}:pod:${ifName}`,
+      id: createId,
       kind: 'link.add',
       scope: 'pod',
       ns: HOST,
@@ -184,6 +185,7 @@ export function childPlan(req: PlanRequest<ChildLinkConfig>, spec: ChildSpec): S
       argv: [facts.tools.ip, 'link', 'set', 'dev', tmp, 'name', ifName],
       idempotent: false,
       undo: { ns: netns, mech: 'ip', argv: [facts.tools.ip, 'link', 'del', ifName] },
+      supersedes: createId,
       probe,
       describe: `rename ${tmp} to ${ifName}`,
     },

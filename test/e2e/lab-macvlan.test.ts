@@ -13,6 +13,7 @@ import { pingAll, pingFrom, renderMatrix } from '../../lab/check.ts';
 import { addPods } from '../../lab/pods.ts';
 import { labStatus } from '../../lab/status.ts';
 import { UNDERLAY_POD_RANGE } from '../../lab/topology.ts';
+import { validateUp } from '../../lab/up.ts';
 import { parseIp } from '../../lib/ipv4.ts';
 
 const skip = labSkipReason();
@@ -92,5 +93,16 @@ describe('multi-node macvlan lab: 3 nodes x 3 pods on the underlay', { skip, tim
     assert.deepEqual(left, []);
     assert.deepEqual(pids.filter(alive), [], 'agents and etcd stopped');
     assert.equal(existsSync(lab.dir), false);
+  });
+});
+
+describe('lab up refuses what the lab cannot carry', () => {
+  const base = { name: 'tcvalid', dir: '/nonexistent/tcvalid', nodes: 3, pods: 3, binary: PLUGIN };
+  it('ipvlan, naming why (no ipvlan device in this kernel)', () => {
+    assert.throws(() => validateUp({ ...base, mode: 'ipvlan' }), /mode ipvlan cannot run in the lab here: needs a kernel with ipvlan/);
+  });
+  it('more macvlan pods than the underlay\'s pod range holds', () => {
+    assert.throws(() => validateUp({ ...base, mode: 'macvlan', nodes: 3, pods: 43 }), /3 x 43 pods do not fit in mode macvlan's range 198\.18\.0\.128-198\.18\.0\.254/);
+    assert.throws(() => validateUp({ ...base, mode: 'macvlan', nodes: 118, pods: 1 }), /--nodes must be 1\.\.117 in mode macvlan/);
   });
 });

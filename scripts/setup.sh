@@ -9,10 +9,13 @@ declare -A NEED=(
   [ip]=iproute2 [nsenter]=util-linux [sysctl]=procps [iptables]=iptables
   [iptables-save]=iptables [ping]=iputils-ping [/usr/lib/cni/bridge]=containernetworking-plugins
   [etcd]=etcd-server [etcdctl]=etcd-client
+  # the emulated VM of the ipip/ipvlan datapath tests (test/helpers/vm.ts)
+  [qemu-system-x86_64]=qemu-system-x86 [/boot/vmlinuz-*]=linux-image-amd64 [/bin/busybox]=busybox-static
+  [cpio]=cpio [xz]=xz-utils [tc]=iproute2 [dash]=dash
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
-  if [[ $cmd == /* ]]; then [[ -e $cmd ]] || missing+=("${NEED[$cmd]}")
+  if [[ $cmd == /* ]]; then compgen -G "$cmd" >/dev/null || missing+=("${NEED[$cmd]}")
   else command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}"); fi
 done
 if ((${#missing[@]})); then

@@ -8,7 +8,7 @@ import { CniError, Code } from '../model/errors.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Runner } from './runner.ts';
 import { JournalStore, newJournal, type Journal } from './journal.ts';
-import { runProbe, fastProbe } from './probe.ts';
+import { runProbe, fastProbe, isFast } from './probe.ts';
 import { realSystem, type NodeSystem } from './system.ts';
 import { canJoin, unitOf, type Unit } from './units.ts';
 import { MECHANISMS, type StepOutcome } from './mechanisms/index.ts';
@@ -41,7 +41,9 @@ export interface Drift {
 
 /** What a step runs, for error reports. */
 function commandOf(step: Step): string[] {
-  return step.mech === 'file' ? ['write', step.path] : step.argv;
+  if (step.mech === 'file') return ['write', step.path];
+  if (step.mech === 'wait') return ['wait', ...step.links];
+  return step.argv;
 }
 
 function describeFailures(fs: StepFailure[]): string {
@@ -110,8 +112,11 @@ export class Executor {
       }
     };
     for (const step of plan.steps) {
-      // Shared node objects may exist already; pod objects existing is an error (CNI ADD semantics).
-      if (step.scope === 'node' && !step.idempotent && step.probe) {
+      // Shared node objects may exist already; pod objects existing is an error (CNI ADD
+      // semantics). A node step is only run when its probe says it is not in effect: always
+      // for one that is not harmless to repeat, and for any whose probe costs no process (a
+      // node sysctl is then written only when it is wrong, never by every ADD at once).
+      if (step.scope === 'node' && step.probe && (!step.idempotent || isFast(step.probe))) {
         if (unit && (unit as Unit).ns === step.probe.ns) await flush();
         if (await this.probe(step.probe)) {
           j.steps[step.id] = { status: 'skipped' };

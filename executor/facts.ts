@@ -1,10 +1,10 @@
 // Node facts for the planner, gathered cheaply: tool paths and the uplink MTU come from the
 // file system; a process is started only when /sys cannot be trusted for this namespace.
-import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { NodeFacts, Probe, Tools } from '../model/plan.ts';
 import type { Runner } from './runner.ts';
 import { queryOutput } from './probe.ts';
-import { realSystem, type NodeSystem } from './system.ts';
+import { realSystem, sysfsIsOurs, type NodeSystem } from './system.ts';
 
 const SEARCH = ['/usr/sbin', '/usr/bin', '/sbin', '/bin', '/usr/local/sbin', '/usr/local/bin'];
 
@@ -37,14 +37,6 @@ export function defaultRouteDevice(): string | null {
   return null;
 }
 
-/** /sys/class/net shows the netns of whoever mounted /sys: trust it only in the init netns. */
-function sysfsIsOurs(): boolean {
-  try {
-    return readlinkSync('/proc/self/ns/net') === readlinkSync('/proc/1/ns/net');
-  } catch {
-    return false;
-  }
-}
 
 export async function uplinkMtu(dev: string | null, runner: Runner, ip: string): Promise<number | null> {
   if (!dev) return null;

@@ -23,6 +23,11 @@ export function fastProbe(probe: Probe, sys: NodeSystem): ProbeOutput | null {
   }
 }
 
+/** Whether the probe is answered in-process (no process started). */
+export function isFast(probe: Probe): boolean {
+  return probe.ns === HOST && probe.mech !== 'exec';
+}
+
 /** The query's output: in-process where possible, else from its command (JSON parsed). */
 export async function queryOutput(probe: Probe, facts: NodeFacts, runner: Runner, sys: NodeSystem): Promise<ProbeOutput> {
   if (!sys.nsExists(probe.ns)) return { exitCode: 1, stdout: '' };

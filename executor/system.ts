@@ -1,6 +1,6 @@
 // The executor's in-process view of the node: what it reads and writes without starting a
 // process. One seam, so tests can run the executor without touching the machine.
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { HOST, type Ns } from '../model/plan.ts';
 import { writeFileAtomic } from '../lib/atomic-file.ts';
 
@@ -14,11 +14,16 @@ export interface NodeSystem {
   readFile(path: string): string | null;
   /** replaces a file atomically (temp file, fsync, rename) */
   writeFile(path: string, content: string, mode: number): void;
+  /** a link's operational state ("up", "down", …) of the calling process's netns, or null when
+   *  it cannot be read without a process (sysfs belongs to another namespace) */
+  operState(link: string): string | null;
   nsExists(ns: Ns): boolean;
 }
 
+/** The /proc/sys file of a dotted key. As in sysctl(8), a "/" inside a component stands for a
+ *  dot in a name (net.ipv4.conf.eth0/100.forwarding is eth0.100's). */
 export function sysctlPath(key: string): string {
-  return `/proc/sys/${key.replace(/\./g, '/')}`;
+  return `/proc/sys/${key.split('.').map((c) => c.replace(/\//g, '.')).join('/')}`;
 }
 
 function readOrNull(path: string): string | null {
@@ -29,8 +34,24 @@ function readOrNull(path: string): string | null {
   }
 }
 
-// /proc/self/net and /proc/sys/net are per network namespace; /sys/class/net is not (it shows
-// the namespace of whoever mounted /sys), so it is not used here.
+/**
+ * /sys/class/net shows the network namespace of whoever mounted /sys, which need not be ours (a
+ * simulated node shares the machine's /sys). It is ours when it lists exactly the links of our
+ * namespace (from /proc/self/net/dev, which is always ours): a link just created here, with its
+ * unique name, cannot be listed by another namespace's sysfs.
+ */
+export function sysfsIsOurs(): boolean {
+  try {
+    const sys = readdirSync('/sys/class/net').sort();
+    const own = realSystem.linkNames().sort();
+    return sys.length === own.length && sys.every((n, i) => n === own[i]);
+  } catch {
+    return false;
+  }
+}
+
+// /proc/self/net and /proc/sys/net are per network namespace; /sys/class/net is only where
+// sysfsIsOurs says so (a node, not a simulated one).
 export const realSystem: NodeSystem = {
   linkNames() {
     return readFileSync('/proc/self/net/dev', 'utf8')
@@ -44,6 +65,10 @@ export const realSystem: NodeSystem = {
     writeFileSync(sysctlPath(key), value);
   },
   readFile: readOrNull,
+  operState(link) {
+    if (!sysfsIsOurs()) return null;
+    return readOrNull(`/sys/class/net/${link}/operstate`)?.trim() ?? 'absent';
+  },
   writeFile(path, content, mode) {
     writeFileAtomic(path, content, { mode });
   },

@@ -10,7 +10,7 @@ export interface Unit {
 }
 
 function program(step: Step): string {
-  return step.mech === 'file' ? '' : step.argv[0]!;
+  return step.mech === 'file' || step.mech === 'wait' ? '' : step.argv[0]!;
 }
 
 export function unitOf(step: Step): Unit {

@@ -7,6 +7,7 @@
 export type StepKind =
   | 'link.add'
   | 'link.set'
+  | 'link.wait'
   | 'addr.add'
   | 'route.add'
   | 'route.del'
@@ -26,7 +27,9 @@ export const HOST: Ns = 'host';
  * What the executor runs, by mechanism. `argv` is always the whole command a person could run
  * (absolute program first). For `ip`, `tc` and `bpftool` it carries no global options, so
  * consecutive steps of one namespace share one batch process. A `file` operation writes
- * `content` atomically in the node's namespace (no process).
+ * `content` atomically in the node's namespace (no process). A `wait` holds the plan until the
+ * links' operational state is up: the kernel turns carrier and queues on asynchronously, and a
+ * packet sent before that is dropped.
  */
 export type Operation =
   | { mech: 'ip'; argv: string[] }
@@ -34,7 +37,8 @@ export type Operation =
   | { mech: 'bpftool'; argv: string[] }
   | { mech: 'sysctl'; key: string; value: string; argv: string[] }
   | { mech: 'exec'; argv: string[] }
-  | { mech: 'file'; path: string; content: string; mode: number };
+  | { mech: 'file'; path: string; content: string; mode: number }
+  | { mech: 'wait'; links: string[]; timeoutMs: number };
 
 export type Mechanism = Operation['mech'];
 
@@ -87,6 +91,7 @@ export type Step = {
 /** The command a step (or an undo) runs; a file write runs none. */
 export function argvOf(op: Operation): string[] {
   if (op.mech === 'file') throw new Error(`a file write of ${op.path} runs no command`);
+  if (op.mech === 'wait') throw new Error(`a wait for ${op.links.join(', ')} runs no command`);
   return op.argv;
 }
 

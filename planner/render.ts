@@ -14,6 +14,7 @@ export function shellQuote(arg: string): string {
 /** One line for a person: the command, or what a file write does. */
 export function operationText(op: Operation): string {
   if (op.mech === 'file') return `write ${shellQuote(op.path)} (mode ${op.mode.toString(8).padStart(4, '0')}, ${op.content.length} bytes)`;
+  if (op.mech === 'wait') return `wait until ${op.links.join(' and ')} ${op.links.length === 1 ? 'is' : 'are'} up (at most ${op.timeoutMs} ms)`;
   return op.argv.map(shellQuote).join(' ');
 }
 
@@ -69,8 +70,18 @@ function fileWriteLines(op: Extract<Operation, { mech: 'file' }>): string {
   return `cat > ${shellQuote(op.path)} <<'${marker}'\n${body}${marker}\nchmod ${op.mode.toString(8).padStart(4, '0')} ${shellQuote(op.path)}`;
 }
 
+/** A wait as a script does it: poll each link's state, give up after the timeout. */
+function waitLines(op: Extract<Operation, { mech: 'wait' }>, facts: Pick<NodeFacts, 'tools' | 'hostPid'> | null): string {
+  const ip = facts?.tools.ip ?? 'ip';
+  const tries = Math.max(1, Math.ceil(op.timeoutMs / 100));
+  return op.links.map((l) =>
+    `i=0; until ${shellQuote(ip)} -o link show dev ${shellQuote(l)} | grep -q 'state UP'; do i=$((i+1)); [ "$i" -lt ${tries} ] || { echo ${shellQuote(`${l} is not up`)} >&2; exit 1; }; sleep 0.1; done`,
+  ).join('\n');
+}
+
 function commandLine(plan: Plan, s: Step, facts: Pick<NodeFacts, 'tools' | 'hostPid'> | null): string {
   if (s.mech === 'file') return fileWriteLines(s);
+  if (s.mech === 'wait') return waitLines(s, facts);
   const argv = s.ns === HOST ? s.argv : inNetnsArgv(facts?.tools.nsenter ?? 'nsenter', s.ns, s.argv);
   // "netns <pid>" names the node's namespace through a live process: in a script, the shell itself.
   const cmd = argv.map((a, i) => (argv[i - 1] === 'netns' && facts && a === String(facts.hostPid) ? '"$$"' : shellQuote(a))).join(' ');

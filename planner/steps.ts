@@ -17,6 +17,39 @@ function ipStep(facts: NodeFacts, s: Omit<Step, 'mech' | 'argv'> & { args: strin
   return { ...rest, mech: 'ip', argv: [facts.tools.ip, ...args] } as Step;
 }
 
+/** A per-device IPv4 sysctl key (a dot in the device name is written "/", as sysctl(8) does). */
+export function deviceSysctl(dev: string, name: string): string {
+  return `net.ipv4.conf.${dev.replace(/\./g, '/')}.${name}`;
+}
+
+/**
+ * Forwarding as the datapath needs it: the kernel decides per input device, so the devices
+ * traffic is routed in through (and `default`, which new devices copy) must forward. A write to
+ * `ip_forward` alone can be undone or skipped by the kernel when several processes write it at
+ * once, leaving devices at 0: each device is probed and repaired on its own, and written only when
+ * its probe says it is off.
+ */
+export function forwardingSteps(facts: NodeFacts, devices: (string | null)[]): Step[] {
+  const why = 'route pod traffic';
+  return [
+    sysctlStep(facts, HOST, 'node', 'net.ipv4.ip_forward', '1', why),
+    sysctlStep(facts, HOST, 'node', deviceSysctl('default', 'forwarding'), '1', 'devices created later copy it'),
+    ...devices.filter((d): d is string => d !== null).map((d) => sysctlStep(facts, HOST, 'node', deviceSysctl(d, 'forwarding'), '1', `${why} in from ${d}`)),
+  ];
+}
+
+/**
+ * No ICMP redirects out of `dev` (the kernel sends one when a packet leaves through the device it
+ * came in on; whether it does is "all" OR the device's flag, so both are cleared).
+ */
+export function noRedirectSteps(facts: NodeFacts, dev: string): Step[] {
+  const why = `no redirects to pods on ${dev}: their traffic goes through the gateway on purpose`;
+  return [
+    sysctlStep(facts, HOST, 'node', deviceSysctl('all', 'send_redirects'), '0', why),
+    sysctlStep(facts, HOST, 'node', deviceSysctl(dev, 'send_redirects'), '0', why),
+  ];
+}
+
 export function sysctlStep(facts: NodeFacts, ns: Ns, scope: Scope, key: string, value: string, why: string): Step {
   return {
     id: `sysctl:${ns === HOST ? 'host' : 'pod'}:${key}`,
@@ -177,6 +210,43 @@ export function masqueradeStep(req: PlanRequest): Step {
     undo: { ns: HOST, mech: 'exec', argv: ipt('-D') },
     probe: { ns: HOST, mech: 'exec', argv: ipt('-C'), expect: { $exit: 0 } },
     describe: `masquerade ${podIp} towards destinations outside ${req.config.subnet}`,
+  };
+}
+
+/**
+ * Duplicate address detection off in the pod, for IPv6 attachments only: with DAD on, a new
+ * IPv6 address stays tentative for a second. Both "all" and "default" must be 0 before the
+ * interface exists. An IPv4 attachment needs neither (and saves the process they cost).
+ */
+export function podIpv6Steps(req: PlanRequest): Step[] {
+  if (!req.lease.address.includes(':')) return [];
+  const why = 'no duplicate address detection in the pod';
+  return [
+    sysctlStep(req.facts, req.netns, 'pod', 'net.ipv6.conf.all.accept_dad', '0', why),
+    sysctlStep(req.facts, req.netns, 'pod', 'net.ipv6.conf.default.accept_dad', '0', why),
+  ];
+}
+
+/** How long ADD waits for the links it made to be operationally up (a bridge's first port can
+ *  take a second: the kernel's linkwatch delays non-urgent carrier events). */
+export const LINK_UP_TIMEOUT_MS = 3000;
+
+/** Holds the plan until `links` (in the node's namespace) are up, so ADD returns only when the
+ *  pod is reachable; CHECK re-reads the first link's state. */
+export function waitUpStep(facts: NodeFacts, links: string[]): Step {
+  return {
+    id: `link.wait:host:${links.join('+')}`,
+    kind: 'link.wait',
+    scope: 'pod',
+    ns: HOST,
+    mech: 'wait',
+    links,
+    timeoutMs: LINK_UP_TIMEOUT_MS,
+    idempotent: true,
+    undo: null,
+    undoReason: 'a wait changes nothing',
+    probe: { ns: HOST, mech: 'exec', argv: [facts.tools.ip, '-j', 'link', 'show', 'dev', links[0]!], expect: { $some: { operstate: 'UP' } } },
+    describe: `wait until ${links.join(' and ')} ${links.length === 1 ? 'is' : 'are'} up`,
   };
 }
 

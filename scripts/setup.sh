@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 # command -> Debian package that provides it
 declare -A NEED=(
   [ip]=iproute2 [nsenter]=util-linux [sysctl]=procps [iptables]=iptables
-  [iptables-save]=iptables [ping]=iputils-ping [/usr/lib/cni/bridge]=containernetworking-plugins
-  [etcd]=etcd-server [etcdctl]=etcd-client
+  [iptables-save]=iptables [ping]=iputils-ping [fping]=fping [/usr/lib/cni/bridge]=containernetworking-plugins
+  [etcd]=etcd-server [etcdctl]=etcd-client [bird]=bird2 [birdc]=bird2 [gobgpd]=gobgpd [gobgp]=gobgpd
   # the emulated VM of the ipip/ipvlan datapath tests (test/helpers/vm.ts)
   [qemu-system-x86_64]=qemu-system-x86 [/boot/vmlinuz-*]=linux-image-amd64 [/bin/busybox]=busybox-static
   [cpio]=cpio [xz]=xz-utils [tc]=iproute2 [dash]=dash

@@ -24,7 +24,8 @@ export async function cmdCheck(ctx: VerbContext): Promise<void> {
     const ifc = prev.interfaces.findIndex((i) => i.name === env.ifName && i.sandbox !== undefined);
     if (ifc < 0) problems.push(`prevResult has no interface ${env.ifName} with a sandbox`);
     else if (prev.interfaces[ifc]!.sandbox !== env.netns) problems.push(`prevResult puts ${env.ifName} in ${prev.interfaces[ifc]!.sandbox}, not ${env.netns}`);
-    const ours = j.lease?.address;
+    // The address ADD reported (a mode may report it with another prefix than its pool's).
+    const ours = j.plan.result?.ips[0]?.address ?? j.lease?.address;
     if (ours && !prev.ips.some((ip) => ip.address === ours)) problems.push(`prevResult does not list ${ours}`);
     const facts = await gatherFacts(factsWanted(config, ctx.mode, { add: false }), ctx.runner);
     const drift = await new Executor({ runner: ctx.runner, facts, journals, log: ctx.log, sys: ctx.sys }).check(j.plan);

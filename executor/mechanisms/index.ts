@@ -6,6 +6,7 @@ import { bpftoolMechanism } from './bpftool.ts';
 import { sysctlMechanism } from './sysctl.ts';
 import { execMechanism } from './exec.ts';
 import { fileMechanism } from './file.ts';
+import { waitMechanism } from './wait.ts';
 
 export const MECHANISMS: Record<MechName, Mechanism> = {
   ip: ipMechanism,
@@ -14,6 +15,7 @@ export const MECHANISMS: Record<MechName, Mechanism> = {
   sysctl: sysctlMechanism,
   exec: execMechanism,
   file: fileMechanism,
+  wait: waitMechanism,
 };
 
 export type { Mechanism, MechanismContext, StepOutcome } from './types.ts';

@@ -2,7 +2,7 @@
 // batch maps back to its step.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { HOST, type Step } from '../../model/plan.ts';
+import { HOST, argvOf, type Step } from '../../model/plan.ts';
 import { MECHANISMS } from '../../executor/mechanisms/index.ts';
 import { failedBatchLines } from '../../executor/mechanisms/iproute.ts';
 import { fastProbe, runProbe } from '../../executor/probe.ts';
@@ -30,7 +30,7 @@ test('tc: one `tc -batch -` per unit; a failed line fails its step, the lines af
   assert.deepEqual(runner.calls[0]!.argv, ['/usr/sbin/tc', '-batch', '-']);
   assert.equal(runner.calls[0]!.input, 'qdisc add dev a clsact\nfilter add dev a ingress bpf da pinned /p\nqdisc add dev b clsact\n');
   assert.deepEqual([...out.entries()].map(([id, o]) => [id, o.status]), [['s1', 'applied'], ['s2', 'failed']]);
-  assert.deepEqual(out.get('s2')!.argv, unit[1]!.mech === 'file' ? [] : unit[1]!.argv);
+  assert.deepEqual(out.get('s2')!.argv, argvOf(unit[1]!));
 });
 
 test('tc forced: every line runs (-force) and each failure is its own', async () => {
@@ -108,4 +108,36 @@ test('fast probes: link names and sysctls of the node\'s namespace need no proce
   assert.equal(fastProbe({ ns: HOST, mech: 'sysctl', key: 'net.ipv4.ip_forward', argv: [], expect: { $text: '1' } }, sys)?.stdout, '1\n');
   assert.equal(fastProbe({ ns: POD, mech: 'links', argv: [], expect: { $exit: 0 } }, sys), null);
   assert.equal(fastProbe({ ns: HOST, mech: 'exec', argv: ['/usr/sbin/ip', '-j', 'route'], expect: { $exit: 0 } }, sys), null);
+});
+
+test('wait: polls until every link is up; on a node from sysfs (no process), elsewhere through ip -j', async () => {
+  const step: Step = { ...base, kind: 'link.wait', id: 'w', ns: HOST, mech: 'wait', links: ['tcveth', 'br0'], timeoutMs: 2000, describe: 'wait' };
+  const sys = new FakeSystem(['lo', 'tcveth', 'br0']);
+  sys.oper.set('br0', 'down');
+  setTimeout(() => sys.oper.set('br0', 'up'), 30);
+  const runner = new FakeRunner();
+  const out = await MECHANISMS.wait.run([step], HOST, ctx(runner, sys), { force: false });
+  assert.equal(out.get('w')!.status, 'applied');
+  assert.ok(out.get('w')!.ms! >= 25, `waited ${out.get('w')!.ms} ms for br0`);
+  assert.equal(runner.calls.length, 0, 'sysfs answered');
+
+  class NoSysfs extends FakeSystem {
+    override operState(): string | null {
+      return null;
+    }
+  }
+  let reads = 0;
+  const viaIp = new FakeRunner().on((c) => ({ stdout: JSON.stringify([{ ifname: c.argv.at(-1), operstate: ++reads > 2 ? 'UP' : 'LOWERLAYERDOWN' }]) }));
+  const out2 = await MECHANISMS.wait.run([step], HOST, ctx(viaIp, new NoSysfs()), { force: false });
+  assert.equal(out2.get('w')!.status, 'applied');
+  assert.ok(viaIp.calls.every((c) => c.argv.slice(1).join(' ').startsWith('-j link show dev ')));
+});
+
+test('wait: a link that never comes up fails the step after its timeout, naming its state', async () => {
+  const step: Step = { ...base, kind: 'link.wait', id: 'w', ns: HOST, mech: 'wait', links: ['br0'], timeoutMs: 150, describe: 'wait' };
+  const sys = new FakeSystem(['lo', 'br0']);
+  sys.oper.set('br0', 'down');
+  const out = await MECHANISMS.wait.run([step], HOST, ctx(new FakeRunner(), sys), { force: false });
+  assert.equal(out.get('w')!.status, 'failed');
+  assert.match(out.get('w')!.stderr!, /not up after 150 ms: br0 is down/);
 });

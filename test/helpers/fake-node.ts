@@ -55,6 +55,8 @@ export class FakeRunner implements Runner {
 export class FakeSystem implements NodeSystem {
   sysctls = new Map<string, string>();
   files = new Map<string, { content: string; mode: number }>();
+  /** operstate by link; a link without an entry is up */
+  oper = new Map<string, string>();
   constructor(
     public links: string[] = ['lo'],
     public netns: Set<string> = new Set(),
@@ -68,6 +70,9 @@ export class FakeSystem implements NodeSystem {
   }
   writeSysctl(key: string, value: string): void {
     this.sysctls.set(key, value);
+  }
+  operState(link: string): string | null {
+    return this.oper.get(link) ?? 'up';
   }
   readFile(path: string): string | null {
     return this.files.get(path)?.content ?? null;

@@ -11,7 +11,7 @@ import { childTempName } from '../../planner/child-link.ts';
 import { IPVLAN_MODES } from '../../planner/modes/ipvlan/config.ts';
 import { MACVLAN_MODES } from '../../planner/modes/macvlan/config.ts';
 import { CniError, Code } from '../../model/errors.ts';
-import type { NodeFacts } from '../../model/plan.ts';
+import { argvOf, type NodeFacts } from '../../model/plan.ts';
 import { ROOT } from '../helpers/netns.ts';
 
 const BASE = { cniVersion: '1.1.0', name: 'lan', type: 'testcni', mode: 'macvlan', subnet: '192.168.64.0/24' };
@@ -71,7 +71,7 @@ test('routes: by default one default route via the gateway; given, exactly those
   const dflt = plan(BASE);
   assert.deepEqual(dflt.steps.filter((s) => s.kind === 'route.add').map((s) => s.id), ['route:pod:default']);
   const given = plan({ ...BASE, ipam: { routes: [{ dst: '10.0.0.0/8' }, { dst: '172.16.0.0/12', gw: '192.168.64.254' }] } });
-  assert.deepEqual(given.steps.filter((s) => s.kind === 'route.add').map((s) => s.mech === 'file' ? '' : s.argv.slice(1).join(' ')), [
+  assert.deepEqual(given.steps.filter((s) => s.kind === 'route.add').map((s) => argvOf(s).slice(1).join(' ')), [
     'route add 10.0.0.0/8 via 192.168.64.1 dev eth0', 'route add 172.16.0.0/12 via 192.168.64.254 dev eth0']);
   assert.deepEqual(given.result!.routes, [{ dst: '10.0.0.0/8', gw: '192.168.64.1' }, { dst: '172.16.0.0/12', gw: '192.168.64.254' }]);
 });
@@ -112,6 +112,6 @@ test('the child is created from the node straight into the pod under a derived n
   assert.ok(ids.indexOf('link.name:pod:eth0') === ids.indexOf('link.macvlan:pod:eth0') + 1, 'renamed right after');
   assert.ok(add.steps.every((s) => s.kind !== 'iptables.rule'));
   const del = plan(BASE, { ...FACTS, uplinkMtu: null }, 'DEL');
-  assert.deepEqual(del.steps.map((s) => (s.mech === 'file' ? '' : `${s.ns} ${s.argv.slice(1).join(' ')}`)), [
+  assert.deepEqual(del.steps.map((s) => `${s.ns} ${argvOf(s).slice(1).join(' ')}`), [
     '/var/run/netns/p1 link del eth0', `/var/run/netns/p1 link del ${tmp}`]);
 });

@@ -1,16 +1,31 @@
 // host-gw pods: each pod hangs off the node bridge that carries its block's gateway, through a
 // veth born with its ends in place, with an address from the block and a default route.
+//
+// The pod's address is a /32 with an on-link route to the gateway: everything, other pods of the
+// node included, goes through the gateway, so a pod holds one neighbour entry instead of one per
+// peer. The kernel's neighbour table is shared by every namespace and refuses new entries past
+// gc_thresh3 (1024 by default): with on-link /24s, pods talking to each other fill it at a few
+// dozen pods per node and new neighbours are silently dropped. Pod-to-pod traffic of one node
+// enters and leaves the node through the bridge, so the node would answer it with ICMP redirects
+// towards the peer, which pods accept (shared_media) and which would bring the per-peer entries
+// back: the bridge sends none (noRedirectSteps).
 import { HOST, type Step } from '../../../model/plan.ts';
 import type { Result } from '../../../model/result.ts';
 import type { PlanRequest } from '../../mode.ts';
 import { hostVethName, podMac, hostVethMac, bridgeMac } from '../../names.ts';
 import {
-  linkExistsProbe, sysctlStep, vethStep, addressStep, linkUpStep, routeStep, masqueradeStep, podMtu, GOES_WITH_VETH,
+  linkExistsProbe, sysctlStep, vethStep, addressStep, linkUpStep, routeStep, masqueradeStep, waitUpStep, podMtu, GOES_WITH_VETH,
+  forwardingSteps, deviceSysctl, podIpv6Steps, noRedirectSteps,
 } from '../../steps.ts';
 import { parseCidr } from '../../../lib/ipv4.ts';
 import type { HostGwConfig } from './config.ts';
 
 type Req = PlanRequest<HostGwConfig>;
+
+/** The pod's own address: a host address, whatever the block's prefix. */
+function podAddress(req: Req): string {
+  return `${req.lease.address.split('/')[0]}/32`;
+}
 
 function gatewayCidr(req: Req): string {
   const prefix = parseCidr(req.lease.address)!.prefix;
@@ -25,16 +40,17 @@ export function planAdd(req: Req): Step[] {
   const host = hostVethName(containerId, ifName);
   const { bridge } = req.config.modeConfig;
   const steps: Step[] = [
-    sysctlStep(facts, HOST, 'node', 'net.ipv4.ip_forward', '1', 'route pod traffic'),
-    // Both "all" and "default" must be 0 before the interface exists for DAD to stay off on it.
-    sysctlStep(facts, req.netns, 'pod', 'net.ipv6.conf.all.accept_dad', '0', 'no duplicate address detection in the pod'),
-    sysctlStep(facts, req.netns, 'pod', 'net.ipv6.conf.default.accept_dad', '0', 'no duplicate address detection in the pod'),
+    // Pods come in through the bridge and other nodes through the uplink (the bridge's own
+    // forwarding follows once it exists).
+    ...forwardingSteps(facts, [facts.uplink]),
+    ...podIpv6Steps(req),
     vethStep(facts, {
       podNs: req.netns, podName: ifName, podMac: podMac(containerId, ifName),
       hostName: host, hostMac: hostVethMac(containerId, ifName), mtu: podMtu(req),
     }),
-    addressStep(facts, pod, ifName, req.lease.address),
+    addressStep(facts, pod, ifName, podAddress(req)),
     linkUpStep(facts, pod, ifName),
+    routeStep(facts, pod, { dst: `${req.lease.gateway}/32`, dev: ifName, scope: 'link', name: 'gateway' }),
     routeStep(facts, pod, { dst: 'default', via: req.lease.gateway, dev: ifName }),
     {
       id: `link.bridge:host:${bridge}`,
@@ -64,6 +80,9 @@ export function planAdd(req: Req): Step[] {
       probe: { ns: HOST, mech: 'exec', argv: [facts.tools.ip, '-j', 'link', 'show', 'dev', host], expect: { $some: { master: bridge, flags: { $some: 'UP' } } } },
       describe: `attach ${host} to ${bridge} and bring it up`,
     },
+    sysctlStep(facts, HOST, 'node', deviceSysctl(bridge, 'forwarding'), '1', `route pod traffic in from ${bridge}`),
+    ...noRedirectSteps(facts, bridge),
+    waitUpStep(facts, [host, bridge]),
   ];
   if (req.config.ipMasq) steps.push(masqueradeStep(req));
   return steps;
@@ -79,8 +98,8 @@ export function resultOf(req: Req): Result {
       { name: hostVethName(containerId, ifName), mac: hostVethMac(containerId, ifName), mtu },
       { name: ifName, mac: podMac(containerId, ifName), mtu, sandbox: req.netns },
     ],
-    ips: [{ address: req.lease.address, gateway: req.lease.gateway, interface: 2 }],
-    routes: [{ dst: '0.0.0.0/0', gw: req.lease.gateway }],
+    ips: [{ address: podAddress(req), gateway: req.lease.gateway, interface: 2 }],
+    routes: [{ dst: `${req.lease.gateway}/32` }, { dst: '0.0.0.0/0', gw: req.lease.gateway }],
     dns: {},
   };
 }

@@ -6,7 +6,7 @@ import { compile } from '../../../planner/compile.ts';
 import { macvlan } from '../../../planner/modes/macvlan/index.ts';
 import { podMac } from '../../../planner/names.ts';
 import { CniError, Code } from '../../../model/errors.ts';
-import type { NodeFacts, Step } from '../../../model/plan.ts';
+import { argvOf, type NodeFacts, type Step } from '../../../model/plan.ts';
 import type { NetworkConfig } from '../../../model/config.ts';
 import type { MacvlanConfig } from '../../../planner/modes/macvlan/config.ts';
 
@@ -19,8 +19,7 @@ function add(raw: Record<string, unknown>, args?: Record<string, string>) {
 }
 
 function createArgs(steps: Step[]): string[] {
-  const s = steps.find((x) => x.id === 'link.macvlan:pod:net1')!;
-  return s.mech === 'file' ? [] : s.argv;
+  return argvOf(steps.find((x) => x.id === 'link.macvlan:pod:net1')!);
 }
 
 test('the original plugin\'s macvlan file: bridge mode on the default route\'s interface, the range on the node network', () => {

@@ -8,7 +8,7 @@ import type { CommonConfig, NetworkConfig } from '../model/config.ts';
 import type { Result } from '../model/result.ts';
 import type { JsonSchema, PlanRequest, PreflightRequest } from './mode.ts';
 import { badField, cidrField, ifNameField, ipField } from './config-fields.ts';
-import { sysctlStep, addressStep, linkUpStep, routeStep, podMtu, type StepPlace } from './steps.ts';
+import { sysctlStep, addressStep, linkUpStep, routeStep, podMtu, podIpv6Steps, type StepPlace } from './steps.ts';
 import { formatCidr, formatIp } from '../lib/ipv4.ts';
 import { fnv1a64 } from '../lib/hash.ts';
 
@@ -143,7 +143,7 @@ export interface ChildSpec {
 }
 
 /**
- * The pod sysctls, the child created from the node straight into the pod's netns under a
+ * The pod's sysctls, the child created from the node straight into the pod's netns under a
  * temporary name (`ip link add … link MASTER netns POD`: no move between namespaces), then in
  * the pod: renamed to CNI_IFNAME, addressed, brought up, routed. The creation's undo deletes
  * the temporary name and the rename's deletes the final one, so a crash between the two
@@ -158,10 +158,10 @@ export function childPlan(req: PlanRequest<ChildLinkConfig>, spec: ChildSpec): S
   const probe = childProbe(facts, netns, ifName, spec.kind, { mode: spec.mode });
   const createId = `link.${spec.kind}:pod:${ifName}`;
   const steps: Step[] = [
-    // "all" and "default" must be set before the interface exists for new links to inherit them.
-    sysctlStep(facts, netns, 'pod', 'net.ipv6.conf.all.accept_dad', '0', 'no duplicate address detection in the pod'),
-    sysctlStep(facts, netns, 'pod', 'net.ipv6.conf.default.accept_dad', '0', 'no duplicate address detection in the pod'),
-    sysctlStep(facts, netns, 'pod', 'net.ipv4.conf.default.arp_notify', '1', 'announce the address when the link comes up: neighbours drop a stale MAC for it'),
+    ...podIpv6Steps(req),
+    // Set before the child exists, which copies it: the pod announces its address when the link
+    // comes up, so neighbours drop the MAC of a previous pod that had the address.
+    sysctlStep(facts, netns, 'pod', 'net.ipv4.conf.default.arp_notify', '1', 'announce the address when the link comes up'),
     ...(spec.nodeSteps ?? []),
     {
       id: createId,

@@ -199,7 +199,7 @@ test('SIGKILL at every step of ADD, then DEL: the node is as before', { skip, ti
 test('macvlan: SIGKILL at every step of ADD, then DEL: the node is as before, nothing left in the pod', { skip, timeout: 150_000 }, async (t) => {
   const scope = new Scope(t, uniquePrefix('km'));
   const { node, config } = uplinkNode(scope);
-  await killAtEveryStep(t, scope, node, config(), 8);
+  await killAtEveryStep(t, scope, node, config(), 6);
 });
 
 test('SIGKILL right after the IPAM reservation, before the journal: DEL still releases the address', { skip, timeout: 60_000 }, async (t) => {

@@ -4,7 +4,7 @@
 // is refused before anything changes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { rootSkipReason, uniquePrefix, treeSnapshot, inNetns, delNetns, type TestNode } from '../helpers/netns.ts';
+import { rootSkipReason, uniquePrefix, treeSnapshot, inNetns, delNetns, runPluginAsync, type TestNode } from '../helpers/netns.ts';
 import { Scope, cni, show, settledNodeState, linkNames, podDefaultRoutes, networkOf, reservations } from '../helpers/e2e.ts';
 import { uplinkNode, uplinkLink, WIRE } from '../helpers/uplink.ts';
 
@@ -177,4 +177,31 @@ test('bad master, unknown mode, range outside the subnet, MTU above the master\'
     assert.deepEqual(podLinks(pod.name).map((l) => l.ifname), ['lo'], `${what}: nothing in the pod`);
     assertUnchanged(node, before, what);
   }
+});
+
+test('8 concurrent ADDs on one master, then GC keeps exactly the valid 4, then DEL: nothing left', { skip, timeout: 90_000 }, async (t) => {
+  const scope = new Scope(t, uniquePrefix('mc'));
+  const { node, wire, config } = uplinkNode(scope);
+  const cfg = config();
+  warmUp(scope, node, cfg);
+  const before = snapshot(node);
+  const pods = Array.from({ length: 8 }, (_, i) => ({ cid: `${scope.prefix}-c${i}`, pod: scope.pod(`c${i}`) }));
+  const adds = await Promise.all(pods.map((p) => runPluginAsync({ command: 'ADD', containerId: p.cid, netns: p.pod.path, config: cfg, nodeNs: node.name })));
+  adds.forEach((r, i) => assert.equal(r.code, 0, `ADD ${pods[i]!.cid}: ${show(r)}`));
+  const ips = adds.map((r) => (r.json as { ips: { address: string }[] }).ips[0]!.address.split('/')[0]!);
+  assert.equal(new Set(ips).size, 8, `distinct addresses: ${ips.join(' ')}`);
+  for (const ip of ips) assert.ok(pingOnce(wire, ip), `${ip} answers its first ping`);
+
+  const kept = pods.slice(0, 4);
+  const gc = cni(node, { command: 'GC', config: { ...cfg, 'cni.dev/valid-attachments': kept.map((p) => ({ containerID: p.cid, ifname: 'eth0' })) } });
+  assert.equal(gc.code, 0, show(gc));
+  assert.deepEqual(Object.values(reservations(node)).sort(), kept.map((p) => `${p.cid}/eth0`).sort(), 'only the valid attachments keep addresses');
+  pods.forEach((p, i) => assert.deepEqual(podLinks(p.pod.name).map((l) => l.ifname).sort(), i < 4 ? ['eth0', 'lo'] : ['lo'], p.cid));
+  assert.ok(pingOnce(kept[0]!.pod.name, ips[1]!), 'kept pods still reach each other');
+
+  for (const p of kept) {
+    const del = cni(node, { command: 'DEL', containerId: p.cid, netns: p.pod.path, config: cfg });
+    assert.equal(del.code, 0, show(del));
+  }
+  assertUnchanged(node, before, 'after GC and DEL');
 });

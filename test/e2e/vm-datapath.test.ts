@@ -9,7 +9,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../helpers/netns.ts';
-import { runJobsInVm, vmSkipReason, type VmJob, type VmRun, type VmJobResult } from '../helpers/vm.ts';
+import { runJobsInVm, vmSkipReason, vmToolSkipReason, type VmJob, type VmRun, type VmJobResult } from '../helpers/vm.ts';
+import { FAST_TIMERS } from '../helpers/bgp.ts';
+import { birdView, type BirdNode } from '../../planner/bird/view.ts';
+import { renderBirdConf } from '../../planner/bird/render.ts';
 import { birdKernelRoutes, ipipNodePlan, ipipPodPlan } from '../helpers/vm-plans.ts';
 import { loadConfig } from '../../cni/config.ts';
 import { compile } from '../../planner/compile.ts';
@@ -46,6 +49,14 @@ report pod_eth0 "$(at cni-1234 ip -j addr show dev eth0)"
 const ipipPod = (cid: string, pod: string, veth: string, address: string) =>
   ipipPodPlan({ containerId: cid, netns: `/var/run/netns/${pod}`, hostVeth: veth, address, mtu: 1480 });
 
+/** Node i's plan (block 10.244.i.0/24) and the plan of its pod `pod<i>` (10.244.i.10). */
+function ipipNode(i: number): Record<string, string> {
+  return {
+    [`node${i}.sh`]: ipipNodePlan({ name: `node${i}`, block: `10.244.${i}.0/24`, tunnelAddress: `10.244.${i}.1`, tunnelMtu: 1480 }),
+    [`pod${i}.sh`]: ipipPod(`c${i}`, `pod${i}`, `tcpod${i}`, `10.244.${i}.10`),
+  };
+}
+
 const ipipAlways = job('ipip-always', `
 # Nodes have a default route, as real ones do: proxy ARP answers for 169.254.1.1 only then.
 segment sw0
@@ -71,18 +82,16 @@ report pod1_eth0 "$(at pod1 ip -j link show dev eth0)"
 report node1_tunl0 "$(at node1 ip -j -d link show dev tunl0)"
 report node1_routes "$(at node1 ip -j route show)"
 `, {
-  'node1.sh': ipipNodePlan({ name: 'node1', block: '10.244.1.0/24', tunnelAddress: '10.244.1.1', tunnelMtu: 1480 }),
-  'node2.sh': ipipNodePlan({ name: 'node2', block: '10.244.2.0/24', tunnelAddress: '10.244.2.1', tunnelMtu: 1480 }),
-  'pod1.sh': ipipPod('c1', 'pod1', 'tc5f1e0a2b3c4d', '10.244.1.10'),
-  'pod1b.sh': ipipPod('c1b', 'pod1b', 'tc6a7b8c9d0e1f', '10.244.1.11'),
-  'pod2.sh': ipipPod('c2', 'pod2', 'tc0d1c2b3a4f5e', '10.244.2.10'),
+  ...ipipNode(1),
+  ...ipipNode(2),
+  'pod1b.sh': ipipPod('c1b', 'pod1b', 'tcpod1b', '10.244.1.11'),
   'bird1.sh': birdKernelRoutes('node1', [{ block: '10.244.2.0/24', via: '198.18.0.2', encapsulate: true }]),
   'bird2.sh': birdKernelRoutes('node2', [{ block: '10.244.1.0/24', via: '198.18.0.1', encapsulate: true }]),
 });
 
 // --- ipip, ipipMode crossSubnet --------------------------------------------------------------
 
-const ipipCrossSubnet = job('ipip-cross-subnet', `
+const CROSS_SUBNET_LAB = `
 # node1 and node2 share subnet A; node3 is in subnet B behind a router that knows no pod blocks.
 segment swa; segment swb
 node node1 198.18.1.1/24 swa 198.18.1.254
@@ -93,10 +102,10 @@ pod pod1; pod pod2; pod pod3
 wait_ping node1 198.18.1.2; wait_ping node1 198.18.2.3
 apply node1 node1.sh; apply node2 node2.sh; apply node3 node3.sh
 apply node1 pod1.sh; apply node2 pod2.sh; apply node3 pod3.sh
-# Plain routing towards another subnet does not work: the router has no route to the block.
-at node1 ip route replace 10.244.3.0/24 via 198.18.1.254 dev eth0
-result plain_across at pod1 ${NO_PING} 10.244.3.10
-apply node1 bird1.sh; apply node2 bird2.sh; apply node3 bird3.sh
+`;
+
+/** Pings within subnet A, then across to B, with node1's tunl0 counters between them. */
+const CROSS_SUBNET_CHECKS = `
 report tunl0_1_a "$(at node1 ip -j -s link show dev tunl0)"
 result pod1_pod2 at pod1 ${PING} 10.244.2.10
 result pod2_pod1 at pod2 ${PING} 10.244.1.10
@@ -106,13 +115,19 @@ result pod3_pod2 at pod3 ${PING} 10.244.2.10
 report tunl0_1_c "$(at node1 ip -j -s link show dev tunl0)"
 report rtr_routes "$(at rtr ip -j route show)"
 report node1_routes "$(at node1 ip -j route show)"
+`;
+
+const ipipCrossSubnet = job('ipip-cross-subnet', `
+${CROSS_SUBNET_LAB}
+# Plain routing towards another subnet does not work: the router has no route to the block.
+at node1 ip route replace 10.244.3.0/24 via 198.18.1.254 dev eth0
+result plain_across at pod1 ${NO_PING} 10.244.3.10
+apply node1 bird1.sh; apply node2 bird2.sh; apply node3 bird3.sh
+${CROSS_SUBNET_CHECKS}
 `, {
-  'node1.sh': ipipNodePlan({ name: 'node1', block: '10.244.1.0/24', tunnelAddress: '10.244.1.1', tunnelMtu: 1480 }),
-  'node2.sh': ipipNodePlan({ name: 'node2', block: '10.244.2.0/24', tunnelAddress: '10.244.2.1', tunnelMtu: 1480 }),
-  'node3.sh': ipipNodePlan({ name: 'node3', block: '10.244.3.0/24', tunnelAddress: '10.244.3.1', tunnelMtu: 1480 }),
-  'pod1.sh': ipipPod('c1', 'pod1', 'tc5f1e0a2b3c4d', '10.244.1.10'),
-  'pod2.sh': ipipPod('c2', 'pod2', 'tc0d1c2b3a4f5e', '10.244.2.10'),
-  'pod3.sh': ipipPod('c3', 'pod3', 'tc9e8d7c6b5a4f', '10.244.3.10'),
+  ...ipipNode(1),
+  ...ipipNode(2),
+  ...ipipNode(3),
   'bird1.sh': birdKernelRoutes('node1', [
     { block: '10.244.2.0/24', via: '198.18.1.2', encapsulate: false },
     { block: '10.244.3.0/24', via: '198.18.2.3', encapsulate: true },
@@ -125,6 +140,39 @@ report node1_routes "$(at node1 ip -j route show)"
     { block: '10.244.1.0/24', via: '198.18.1.1', encapsulate: true },
     { block: '10.244.2.0/24', via: '198.18.1.2', encapsulate: true },
   ]),
+});
+
+// The same, with real BIRDs on bird.conf files rendered by planner/bird (ipipMode crossSubnet)
+// in place of the stand-in routes: BGP over the underlay (multihop through the router to node3).
+const birdSkip = skip ?? vmToolSkipReason('bird') ?? undefined;
+const CROSS_SUBNET_NODES: BirdNode[] = [
+  { name: 'node1', underlayIp: '198.18.1.1', blocks: ['10.244.1.0/24'] },
+  { name: 'node2', underlayIp: '198.18.1.2', blocks: ['10.244.2.0/24'] },
+  { name: 'node3', underlayIp: '198.18.2.3', blocks: ['10.244.3.0/24'] },
+];
+const birdConf = (self: BirdNode, subnet: string) =>
+  renderBirdConf(birdView({ self: { ...self, underlaySubnet: subnet }, nodes: CROSS_SUBNET_NODES, bgp: { ipipMode: 'crossSubnet', timers: FAST_TIMERS } }));
+
+const ipipBird = job('ipip-bird-cross-subnet', `
+${CROSS_SUBNET_LAB}
+start=$(cut -d' ' -f1 /proc/uptime)
+for n in 1 2 3; do
+  nsenter --net=$NETNS/node$n -- bird -f -c ./bird$n.conf -s /run/bird$n.ctl -P /run/bird$n.pid >bird$n.log 2>&1 &
+done
+wait_bird_routes node1 2 || { cat bird1.log; exit 1; }
+wait_bird_routes node2 2 || { cat bird2.log; exit 1; }
+wait_bird_routes node3 2 || { cat bird3.log; exit 1; }
+report bird_converged_s "$(awk -v s="$start" '{ print $1 - s }' /proc/uptime)"
+report bird_routes_1 "$(at node1 ip -j route show proto bird)"
+report bird_routes_3 "$(at node3 ip -j route show proto bird)"
+${CROSS_SUBNET_CHECKS}
+`, {
+  ...ipipNode(1),
+  ...ipipNode(2),
+  ...ipipNode(3),
+  'bird1.conf': birdConf(CROSS_SUBNET_NODES[0]!, '198.18.1.0/24'),
+  'bird2.conf': birdConf(CROSS_SUBNET_NODES[1]!, '198.18.1.0/24'),
+  'bird3.conf': birdConf(CROSS_SUBNET_NODES[2]!, '198.18.2.0/24'),
 });
 
 // --- ipvlan: the plans testcni compiles, rendered --------------------------------------------
@@ -278,6 +326,31 @@ ip link del eth0
 report p1_after_master_gone "$(ip -n p1 -j link show)"
 `);
 
+// The usual way round "a pod cannot reach its own node": an ipvlan child of the same master in
+// the node netns, with an address of its own and the pods routed through it. It also shows the
+// node the master's mode (ip -d -j link), which the pod children in other netns do not.
+const ipvlanNodePath = job('ipvlan-node-path', `
+segment sw0
+node node1 198.18.0.1/24 sw0
+for mode in l2 l3; do
+  pod p$mode
+  at node1 ip link add link eth0 name tcipvl type ipvlan mode $mode
+  at node1 ip link add link eth0 name tmp netns $NETNS/p$mode type ipvlan mode $mode
+  at p$mode ip link set tmp name eth0
+  at p$mode ip addr add 198.18.0.11/24 dev eth0
+  at p$mode ip link set eth0 up
+  result pod_node_without_$mode at p$mode ${NO_PING} 198.18.0.1
+  at node1 ip addr add 198.18.0.100/32 dev tcipvl
+  at node1 ip link set tcipvl up
+  at node1 ip route add 198.18.0.11/32 dev tcipvl src 198.18.0.100
+  report node_child_$mode "$(at node1 ip -j -d link show dev tcipvl)"
+  result node_pod_$mode at node1 ${PING} 198.18.0.11
+  result pod_node_$mode at p$mode ${PING} 198.18.0.100
+  at node1 ip link del tcipvl
+  ip netns del p$mode
+done
+`);
+
 const ipipFacts = job('ipip-facts', `
 report tunl0_fresh_netns "$(ip -j -d link show dev tunl0)"
 attempt add_tunl0 ip link add tunl0 type ipip
@@ -333,7 +406,8 @@ report tunl0 "$(ip -j link show dev tunl0)"
 `);
 
 const JOBS = [
-  renderedHostGw, ipipAlways, ipipCrossSubnet, ipvlanL2, ipvlanL3, ipvlanFacts, ipipFacts, proxyArpFacts, ipipAutoload,
+  renderedHostGw, ipipAlways, ipipCrossSubnet, ...(birdSkip ? [] : [ipipBird]),
+  ipvlanL2, ipvlanL3, ipvlanFacts, ipvlanNodePath, ipipFacts, proxyArpFacts, ipipAutoload,
 ];
 
 // --- reading results -------------------------------------------------------------------------
@@ -416,9 +490,8 @@ describe('datapaths in an emulated VM (qemu TCG, Debian kernel)', { skip }, () =
     assert.deepEqual([remote?.gateway, remote?.dev, remote?.flags], ['198.18.0.2', 'tunl0', ['onlink']], log);
   });
 
-  it('ipip crossSubnet: plain routing within a subnet, encapsulated across subnets', (t) => {
-    const { r, log } = scenario('ipip-cross-subnet', t);
-    assert.notEqual(get(r, 'plain_across'), '0', `plain routing through the router fails (it knows no blocks)${log}`);
+  /** Within subnet A plain (tunl0 untouched), across to B encapsulated; the router learns no pod route. */
+  function crossSubnetChecks(r: Results, log: string): void {
     assert.equal(get(r, 'pod1_pod2'), '0', `pod1 -> pod2, same subnet${log}`);
     assert.equal(get(r, 'pod2_pod1'), '0', `pod2 -> pod1, same subnet${log}`);
     assert.equal(tx(r, 'tunl0_1_b'), tx(r, 'tunl0_1_a'), `no encapsulation within the subnet${log}`);
@@ -427,6 +500,22 @@ describe('datapaths in an emulated VM (qemu TCG, Debian kernel)', { skip }, () =
     assert.ok(tx(r, 'tunl0_1_c') - tx(r, 'tunl0_1_b') >= 3, `encapsulated across subnets${log}`);
     const rtr = JSON.parse(get(r, 'rtr_routes')) as { dst: string }[];
     assert.ok(!rtr.some((x) => x.dst.startsWith('10.244.')), `the router never learns a pod route${log}`);
+  }
+
+  it('ipip crossSubnet: plain routing within a subnet, encapsulated across subnets', (t) => {
+    const { r, log } = scenario('ipip-cross-subnet', t);
+    assert.notEqual(get(r, 'plain_across'), '0', `plain routing through the router fails (it knows no blocks)${log}`);
+    crossSubnetChecks(r, log);
+  });
+
+  it('ipip crossSubnet with real BIRDs (rendered bird.conf): the routes they install carry the traffic', { skip: birdSkip }, (t) => {
+    const { r, log } = scenario('ipip-bird-cross-subnet', t);
+    t.diagnostic(`BIRD start -> every node holds both other blocks: ${get(r, 'bird_converged_s')} s (guest clock)`);
+    const routes = (key: string) => (JSON.parse(get(r, key)) as Record<string, any>[])
+      .map((x) => `${x.dst} via ${x.gateway} dev ${x.dev}${x.flags?.includes('onlink') ? ' onlink' : ''}`).sort();
+    assert.deepEqual(routes('bird_routes_1'), ['10.244.2.0/24 via 198.18.1.2 dev eth0', '10.244.3.0/24 via 198.18.2.3 dev tunl0 onlink'], log);
+    assert.deepEqual(routes('bird_routes_3'), ['10.244.1.0/24 via 198.18.1.1 dev tunl0 onlink', '10.244.2.0/24 via 198.18.1.2 dev tunl0 onlink'], log);
+    crossSubnetChecks(r, log);
   });
 
   /** What every ipvlan job checks after its pings: probes, DEL, the anchor. */
@@ -495,6 +584,16 @@ describe('datapaths in an emulated VM (qemu TCG, Debian kernel)', { skip }, () =
     assert.equal(json(r, 'master').promiscuity, 0);
     const left = (JSON.parse(get(r, 'p1_after_master_gone')) as { ifname: string }[]).map((l) => l.ifname);
     assert.ok(!left.includes('tcv1'), `deleting the master deletes its children in the pods${log}`);
+  });
+
+  it('ipvlan: a node-side child with its own address gives node <-> pod, and shows the master\'s mode', (t) => {
+    const { r, log } = scenario('ipvlan-node-path', t);
+    for (const mode of ['l2', 'l3']) {
+      assert.notEqual(get(r, `pod_node_without_${mode}`), '0', `${mode}: no path to the node's own address${log}`);
+      assert.equal(json(r, `node_child_${mode}`).linkinfo.info_data.mode, mode);
+      assert.equal(get(r, `node_pod_${mode}`), '0', `${mode}: node -> pod through its child${log}`);
+      assert.equal(get(r, `pod_node_${mode}`), '0', `${mode}: pod -> the node child's address${log}`);
+    }
   });
 
   it('ipip facts: tunl0 is in every netns; it cannot be created or deleted; routes need onlink', (t) => {

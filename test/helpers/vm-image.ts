@@ -1,16 +1,18 @@
 // The boot files of the emulated test VM: Debian's kernel (unpacked to an ELF vmlinux when it
 // supports PVH, which saves the BIOS and an in-guest xz decompression, ~5 s under TCG) and an
-// initramfs with busybox-static, dash as /bin/sh, iproute2's ip/tc/bridge, util-linux nsenter, procps sysctl,
-// iputils ping, their shared libraries, and the kernel modules the ipip and ipvlan tests need.
-// Built once and cached under the temp dir, keyed by every input file's path, size and mtime.
+// initramfs with busybox-static, dash as /bin/sh, iproute2's ip/tc/bridge, util-linux nsenter,
+// procps sysctl, iputils ping (and BIRD's bird and birdc when the host has them), their shared
+// libraries, and the kernel modules the ipip and ipvlan tests need. Built once and cached under
+// the temp dir, keyed by every input file's path, size and mtime (this file's included).
 import { spawnSync } from 'node:child_process';
 import {
   accessSync, constants, chmodSync, copyFileSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync,
-  realpathSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync, lstatSync,
+  realpathSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync, lstatSync,
 } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ROOT } from './netns.ts';
 
 /** Modules packed into the image (with their dependencies from modules.dep). */
@@ -24,10 +26,12 @@ export const VM_MODULES = ['veth', 'bridge', 'ipip', 'ipvlan', 'macvlan', 'dummy
 const TOOLS: Record<string, string> = {
   dash: 'dash', ip: 'iproute2', tc: 'iproute2', bridge: 'iproute2', nsenter: 'util-linux', sysctl: 'procps', ping: 'iputils-ping',
 };
+/** Copied in too when the host has them (tests that need one skip without it). */
+const OPTIONAL_TOOLS: Record<string, string> = { bird: 'bird2', birdc: 'bird2' };
 const BUSYBOX = '/bin/busybox';
 const INIT_SCRIPT = join(ROOT, 'scripts', 'vm-init.sh');
-/** Bump when the layout below changes, so old caches are not reused. */
-const LAYOUT_VERSION = 3;
+/** This builder is an input too: a change to the layout below makes a new image. */
+const BUILDER = fileURLToPath(import.meta.url);
 const BIN_DIRS = ['/usr/sbin', '/usr/bin', '/sbin', '/bin'];
 
 export interface VmImage {
@@ -69,6 +73,13 @@ function readable(path: string): boolean {
 function isStaticElf(path: string): boolean {
   const r = spawnSync('ldd', [path], { encoding: 'utf8' });
   return r.status !== 0 || /not a dynamic executable|statically linked/.test(r.stdout + r.stderr);
+}
+
+/** Why an optional program (bird, birdc) is not in the VM, or null when it is. */
+export function vmToolSkipReason(name: string): string | null {
+  const pkg = OPTIONAL_TOOLS[name];
+  if (!pkg) throw new Error(`${name} is not an optional VM tool`);
+  return which(name) ? null : `needs ${name} on the host to copy into the VM (Debian package ${pkg}; scripts/setup.sh installs it)`;
 }
 
 /** Why the VM cannot be built or booted here, or null when it can. */
@@ -137,16 +148,17 @@ function gatherInputs(): Inputs {
   const modules = moduleClosure(readModulesDep(kernel.modulesDir), VM_MODULES);
   const tools = new Map<string, string>();
   for (const t of Object.keys(TOOLS)) tools.set(t, realpathSync(which(t)!));
+  for (const t of Object.keys(OPTIONAL_TOOLS)) if (which(t)) tools.set(t, realpathSync(which(t)!));
   const libraries = [...new Set([...tools.values()].flatMap(sharedLibraries))].sort();
   return { kernel, modules, tools, libraries };
 }
 
 function cacheKey(inp: Inputs): string {
   const files = [
-    inp.kernel.image, join(inp.kernel.modulesDir, 'modules.dep'), BUSYBOX, INIT_SCRIPT,
+    BUILDER, inp.kernel.image, join(inp.kernel.modulesDir, 'modules.dep'), BUSYBOX, INIT_SCRIPT,
     ...inp.modules.map((m) => join(inp.kernel.modulesDir, m)), ...inp.tools.values(), ...inp.libraries,
   ];
-  const h = createHash('sha256').update(JSON.stringify({ v: LAYOUT_VERSION, modules: VM_MODULES }));
+  const h = createHash('sha256').update(JSON.stringify({ modules: VM_MODULES, tools: [...inp.tools.keys()] }));
   for (const f of files) {
     const s = statSync(f);
     h.update(`${f}\0${s.size}\0${s.mtimeMs}\n`);
@@ -267,6 +279,21 @@ export function packCpio(dir: string, out: string): void {
   }
 }
 
+const STALE_MS = 24 * 3600_000;
+
+/**
+ * Images of other inputs (~75 MB each) unused for a day, and builds abandoned by dead
+ * processes. Recent ones stay: another checkout with other inputs may be using its own.
+ */
+function pruneOthers(base: string, keep: string): void {
+  for (const name of readdirSync(base)) {
+    const p = join(base, name);
+    const pid = /\.tmp-(\d+)$/.exec(name)?.[1];
+    const stale = pid ? !existsSync(`/proc/${pid}`) : Date.now() - statSync(p).mtimeMs > STALE_MS;
+    if (p !== keep && stale) rmSync(p, { recursive: true, force: true });
+  }
+}
+
 let memo: VmImage | null = null;
 
 /** Builds the image, or returns the cached one for the same inputs. */
@@ -288,6 +315,7 @@ export function vmImage(): VmImage {
       writeFileSync(join(work, 'ready'), '');
       try {
         renameSync(work, dir);
+        pruneOthers(base, dir);
       } catch {
         // Another test process finished the same build first: use that one.
         if (!existsSync(join(dir, 'ready'))) throw new Error(`cannot install the VM image at ${dir}`);
@@ -296,6 +324,8 @@ export function vmImage(): VmImage {
       rmSync(work, { recursive: true, force: true });
     }
   }
+  const now = new Date();
+  utimesSync(dir, now, now); // in use: not stale for pruneOthers
   const k = readFileSync(join(dir, 'kernel'), 'utf8').trim();
   memo = {
     kernelVersion: inp.kernel.version,

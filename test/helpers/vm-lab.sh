@@ -98,6 +98,19 @@ attempt() {
   echo "RESULT $key.err $(echo "$err" | tr '\n' ' ' | sed 's/ *$//')"
 }
 
+# wait_bird_routes NS N: wait (up to ~40 s) until NS holds N routes of BIRD's (proto bird)
+wait_bird_routes() {
+  n=0
+  until [ "$(at "$1" ip route show proto bird | wc -l)" -ge "$2" ]; do
+    n=$((n + 1))
+    if [ "$n" -ge 200 ]; then
+      echo "$1 holds $(at "$1" ip route show proto bird | wc -l) routes from BIRD, not $2"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
 # probe KEY CMD...: run a plan's probe query, report its exit status as KEY.rc and its stdout
 # (one line) as KEY.out, for the test to judge with the probe's own predicate
 probe() {

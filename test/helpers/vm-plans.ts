@@ -1,4 +1,4 @@
-// Hand-written stand-ins for the plans the ipip and ipvlan modes will render with
+// Hand-written stand-ins for the plans the ipip mode will render with
 // `testcni plan --dry-run --format sh`, in the same shape as planner/render.ts's sh output:
 // absolute tool paths, pod steps entered with `nsenter --net=PATH --`, the node's netns named
 // by "$$" (the script's own shell), shared node objects tolerated when already there. The VM
@@ -80,30 +80,5 @@ export function ipipPodPlan(p: IpipPod): string {
     [`no proxy ARP delay on ${h}`, `${SYSCTL} -q -e -w net.ipv4.neigh.${h}.proxy_delay=0`],
     [`bring ${h} up`, `${IP} link set ${h} up`],
     [`host route ${p.address}/32 via ${h}`, `${IP} route add ${p.address}/32 dev ${h} scope link`],
-  ]);
-}
-
-export interface IpvlanPod {
-  containerId: string;
-  netns: string;
-  master: string;
-  /** the child's name until it is renamed to eth0 inside the pod */
-  tempName: string;
-  mode: 'l2' | 'l3' | 'l3s';
-  /** e.g. 198.18.0.11/24, from the node network */
-  address: string;
-  gateway: string;
-  mtu: number;
-}
-
-/** ipvlan pod plan (as the reference plugin does it): the child is born in the pod, then renamed. */
-export function ipvlanPodPlan(p: IpvlanPod): string {
-  return script(`testcni ADD eth0 (container ${p.containerId}, network testcni, mode ipvlan)`, [
-    [`create ipvlan ${p.tempName} on ${p.master} (mode ${p.mode}, mtu ${p.mtu}) in the pod`,
-      `${IP} link add link ${p.master} name ${p.tempName} mtu ${p.mtu} netns ${p.netns} type ipvlan mode ${p.mode}`],
-    [`rename ${p.tempName} to eth0 (before it is up)`, inPod(p.netns, `${IP} link set ${p.tempName} name eth0`)],
-    [`address ${p.address} on eth0`, inPod(p.netns, `${IP} addr add ${p.address} dev eth0`)],
-    ['bring eth0 up', inPod(p.netns, `${IP} link set eth0 up`)],
-    [`default route via ${p.gateway}`, inPod(p.netns, `${IP} route add default via ${p.gateway} dev eth0`)],
   ]);
 }

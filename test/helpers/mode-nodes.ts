@@ -1,0 +1,90 @@
+// A simulated node for each mode the runtime and chaining tests run, wired to a node network:
+// the node's eth0 (198.18.0.11) on a "wire" namespace that holds the gateway (198.18.0.1) and
+// plays another host on that network. Each mode says from where a new pod must answer at once
+// (host-gw: the node, and the wire through the node's route; macvlan, ipvlan: the wire, never
+// their own node) and what the node keeps of a pod (host-gw's veth; nothing for a child link).
+import type { Scope } from './e2e.ts';
+import { inNetns, addNetns, delNetns, uniquePrefix, type TestNode } from './netns.ts';
+import { uplinkNode, WIRE } from './uplink.ts';
+import { hostVethName } from '../../planner/names.ts';
+
+export interface ModeNode {
+  mode: string;
+  node: TestNode;
+  /** the wire's netns: the gateway, and another host on the node network */
+  wire: string;
+  /** the node's address on the node network (where a hostPort is reached) */
+  nodeIp: string;
+  /** netns that must reach a new pod at once */
+  reachFrom: string[];
+  /** netns that, by the mode, cannot reach a pod at all (macvlan and ipvlan: the pod's own node) */
+  cannotReach: string[];
+  /** the pod's gateway */
+  gateway: string;
+  /** the addresses pods get */
+  podAddress: RegExp;
+  /** the network config on this node; `extra` overrides its keys */
+  config(extra?: Record<string, unknown>): Record<string, unknown>;
+  /** the node-side interface of a pod, when the mode makes one (host-gw's veth) */
+  hostIf(containerId: string, ifName?: string): string | null;
+  /** the kind of the pod's interface (`ip -d link`'s info_kind), null for a veth */
+  podLinkKind: string | null;
+}
+
+const CHILD_MODES = new Set(['macvlan', 'ipvlan']);
+
+/** A node of `mode` (host-gw, macvlan or ipvlan) on a wire, removed with the scope. */
+export function modeNode(scope: Scope, mode: string, tag = ''): ModeNode {
+  const up = uplinkNode(scope, tag, mode);
+  const base = { mode, node: up.node, wire: up.wire, nodeIp: WIRE.node };
+  if (CHILD_MODES.has(mode)) {
+    return {
+      ...base,
+      reachFrom: [up.wire],
+      cannotReach: [up.node.name],
+      gateway: WIRE.gateway,
+      podAddress: /^198\.18\.0\.(1[01]\d|120)$/, // uplinkNode's range
+      config: (extra = {}) => up.config(extra),
+      hostIf: () => null,
+      podLinkKind: mode,
+    };
+  }
+  if (mode !== 'host-gw') throw new Error(`modeNode: no recipe for mode ${mode}`);
+  // the wire reaches the node's pods through the node, as another node's route would
+  inNetns(up.wire, ['ip', 'route', 'add', '10.244.0.0/16', 'via', WIRE.node]);
+  return {
+    ...base,
+    reachFrom: [up.node.name, up.wire],
+    cannotReach: [],
+    gateway: '10.244.0.1',
+    podAddress: /^10\.244\.0\.\d+$/,
+    config: (extra = {}) => up.node.config(extra),
+    hostIf: (containerId, ifName = 'eth0') => hostVethName(containerId, ifName),
+    podLinkKind: null,
+  };
+}
+
+const probed = new Map<string, boolean>();
+
+/** Whether this kernel can create a link of `type` on a veth (ipvlan, macvlan): tried once, in a
+ *  throwaway namespace. */
+export function kernelHasLinkType(type: string): boolean {
+  const known = probed.get(type);
+  if (known !== undefined) return known;
+  const ns = `${uniquePrefix('kp')}n`;
+  addNetns(ns);
+  try {
+    inNetns(ns, ['ip', 'link', 'add', 'kp0', 'type', 'veth', 'peer', 'name', 'kp1']);
+    const ok = inNetns(ns, ['ip', 'link', 'add', 'kp2', 'link', 'kp0', 'type', type], { allowFail: true }).code === 0;
+    probed.set(type, ok);
+    return ok;
+  } finally {
+    delNetns(ns);
+  }
+}
+
+/** Why a mode's pods cannot run on this kernel, or null when they can. */
+export function modeKernelSkipReason(mode: string): string | null {
+  if (!CHILD_MODES.has(mode) || kernelHasLinkType(mode)) return null;
+  return `this kernel has no ${mode} (\`ip link add … type ${mode}\`: Unknown device type); ${mode} pods are proven in the emulated VM instead (test/e2e/vm-datapath.test.ts)`;
+}

@@ -17,7 +17,7 @@ function table(): string {
     const lab = m.labUnsupported === null ? 'yes' : `no: ${m.labUnsupported}`;
     return `| \`${m.name}\`${m.name === MODES.defaultMode ? ' (default)' : ''} | ${m.summary} | ${keys} | ${m.node ? 'yes' : 'no'} | ${lab} |`;
   });
-  return ['| mode | what it does | its own keys | node plan (agent) | `testcni lab` |', '|---|---|---|---|---|', ...rows].join('\n');
+  return ['| mode | what it does | its own keys | node state (kept by the agent or made by ADD; removed by uninstall) | `testcni lab` |', '|---|---|---|---|---|', ...rows].join('\n');
 }
 
 test('README: the table of modes is the registry\'s', () => {

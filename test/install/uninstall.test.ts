@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { uninstall, fileContains, BINARY_MARKER, UninstallRefused, type UninstallRequest } from '../../install/uninstall.ts';
 import { writeRecord } from '../../install/record.ts';
 import { teardownsFor, NODE_TEARDOWNS } from '../../install/node-teardown.ts';
+import { MODES } from '../../planner/registry.ts';
 import { bridgeMac } from '../../planner/names.ts';
 import type { Runner, RunResult } from '../../executor/runner.ts';
 import type { AgentStatus } from '../../ipam/agent-protocol.ts';
@@ -197,7 +198,9 @@ test('fileContains finds a marker across chunk boundaries', async (t) => {
 });
 
 test('node teardowns: one per mode, chosen by the network\'s mode', () => {
-  assert.deepEqual(NODE_TEARDOWNS.map((t) => t.mode), ['host-gw']);
+  assert.deepEqual(NODE_TEARDOWNS.map((t) => t.mode), MODES.all().filter((m) => m.node?.teardown).map((m) => m.name));
+  assert.ok(NODE_TEARDOWNS.some((t) => t.mode === 'ipvlan'), 'ipvlan\'s anchors');
   assert.deepEqual(teardownsFor('host-gw').map((t) => t.mode), ['host-gw']);
-  assert.deepEqual(teardownsFor('vxlan'), []);
+  assert.deepEqual(teardownsFor('macvlan'), [], 'macvlan leaves nothing on the node');
+  assert.deepEqual(teardownsFor('no-such-mode'), []);
 });

@@ -31,7 +31,8 @@ export const teardown: NodeTeardownPlanner<HostGwConfig> = {
         });
       } else kept.push(`${bridge}: not testcni's (not a bridge with the MAC testcni derives from its name and gateway), left alone`);
     }
-    for (const r of parseRoutes(observed.routes)) {
+    // in address order, whatever order the kernel listed them in
+    for (const r of parseRoutes(observed.routes).sort((a, b) => (a.dst < b.dst ? -1 : a.dst > b.dst ? 1 : 0))) {
       steps.push({
         id: `route.del:host:${r.dst}`, kind: 'route.del', scope: 'node', ns: HOST, mech: 'ip',
         argv: [ip, 'route', 'del', r.dst, 'via', r.via, 'proto', String(ctx.routeProtocol)],

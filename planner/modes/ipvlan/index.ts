@@ -1,10 +1,12 @@
 // ipvlan: each pod gets an ipvlan child of a node device (sharing its MAC), created straight in
-// the pod's netns; one mode per master, held by an anchor (anchor.ts). No node plan.
+// the pod's netns; one mode per master, held by an anchor (anchor.ts). The agent keeps nothing on
+// the node; uninstall removes the anchors (teardown.ts).
 import type { ModeDefinition } from '../../mode.ts';
 import type { Probe } from '../../../model/plan.ts';
 import { checkMaster, childPlan, childResult, masterOf } from '../../child-link.ts';
 import { schema, parse, type IpvlanConfig } from './config.ts';
 import { ANCHOR_QUERY, anchorQuery, anchorStep, checkAnchor, observedAnchor } from './anchor.ts';
+import { nodePlanner } from './teardown.ts';
 
 export const ipvlan: ModeDefinition<'ipvlan', IpvlanConfig> = {
   name: 'ipvlan',
@@ -26,6 +28,6 @@ export const ipvlan: ModeDefinition<'ipvlan', IpvlanConfig> = {
     return childPlan(req, { kind: 'ipvlan', mode, mac: null, nodeSteps });
   },
   resultOf: (req) => childResult(req, null),
-  node: null,
+  node: nodePlanner,
   labUnsupported: 'needs a kernel with ipvlan, which the development and CI kernels lack (`ip link add … type ipvlan`: Unknown device type); its plans are run in a VM instead',
 };

@@ -63,5 +63,10 @@ test('a pod asking for another mode than the master carries is refused, naming i
 
 test('ipvlan names why the lab cannot run it here', () => {
   assert.match(ipvlan.labUnsupported ?? '', /kernel with ipvlan/);
-  assert.equal(ipvlan.node, null);
+});
+
+test('ipvlan\'s node plan keeps nothing (the first ADD on a master makes its anchor); it has a teardown', () => {
+  assert.deepEqual(Object.keys(ipvlan.node!.observe({} as never)), []);
+  assert.deepEqual(ipvlan.node!.plan({} as never, {}), []);
+  assert.ok(ipvlan.node!.teardown);
 });

@@ -1,0 +1,74 @@
+// `testcni install` then `testcni uninstall` on a simulated node of each mode this kernel can
+// carry (file IPAM, no agent: its part is test/e2e/install.test.ts), with pods in between:
+// uninstall removes the mode's node state with the mode's own teardown (host-gw: the bridge;
+// macvlan: nothing was left), keeps what is not testcni's, and the node is as before the install.
+// ipvlan's teardown runs on a kernel with ipvlan in test/e2e/vm-teardown.test.ts.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { rootSkipReason, uniquePrefix, inNetns, NETNS_DIR, PLUGIN, EXECUTABLE, toolPath } from '../helpers/netns.ts';
+import { Scope, cni, show, settledNodeState } from '../helpers/e2e.ts';
+import { toConflist } from '../helpers/conflist.ts';
+import { modeNode, modeKernelSkipReason } from '../helpers/mode-nodes.ts';
+
+const skip = rootSkipReason() ?? (existsSync(EXECUTABLE) ? undefined : `needs the single executable at ${EXECUTABLE} (npm run build)`);
+
+/** What each mode's uninstall reports removing, beyond the conflist and the executable. */
+const REMOVED: Record<string, RegExp[]> = {
+  'host-gw': [/^removed: delete bridge testcni0 \(gateway 10\.244\.0\.1\/24\)$/],
+  macvlan: [],
+};
+
+for (const mode of ['host-gw', 'macvlan', 'ipvlan']) {
+  test(`install, pods, uninstall on a ${mode} node: the node as before, foreign state kept`, { skip: skip ?? modeKernelSkipReason(mode) ?? undefined, timeout: 60_000 }, (t) => {
+    const scope = new Scope(t, uniquePrefix('um'));
+    const m = modeNode(scope, mode);
+    const { node } = m;
+    const run = (args: string[]) => spawnSync(toolPath('nsenter')!, [`--net=${join(NETNS_DIR, node.name)}`, '--', process.execPath, PLUGIN, ...args], { encoding: 'utf8' });
+    // foreign state uninstall must not touch: a bridge and a route of another protocol
+    inNetns(node.name, ['ip', 'link', 'add', 'other0', 'type', 'bridge']);
+    inNetns(node.name, ['ip', 'route', 'add', '10.99.0.0/24', 'via', '198.18.0.1', 'proto', '152']);
+    inNetns(node.name, ['ip', 'neigh', 'flush', 'dev', 'eth0']);
+    const before = settledNodeState(node.name);
+    const paths = { bin: join(node.dir, 'opt-cni-bin'), conf: join(node.dir, 'etc-cni-net.d') };
+    mkdirSync(paths.bin);
+    writeFileSync(join(paths.bin, 'portmap'), 'another plugin');
+    const conflistFile = join(node.dir, 'testcni.conflist');
+    writeFileSync(conflistFile, JSON.stringify(toConflist(m.config({ cniVersion: '1.0.0' }))));
+
+    const inst = run(['install', '--conflist', conflistFile, '--source', EXECUTABLE, '--bin-dir', paths.bin, '--conf-dir', paths.conf, '--state-dir', node.stateDir, '--no-wait']);
+    assert.equal(inst.status, 0, inst.stderr);
+    const config = m.config();
+    for (const n of ['1', '2']) {
+      const add = cni(node, { command: 'ADD', containerId: `${scope.prefix}-${n}`, netns: scope.pod(n).path, config });
+      assert.equal(add.code, 0, show(add));
+    }
+    // pods attached: refused, nothing changed
+    const refused = run(['uninstall', '--bin-dir', paths.bin, '--conf-dir', paths.conf, '--state-dir', node.stateDir]);
+    assert.equal(refused.status, 1, refused.stdout + refused.stderr);
+    assert.match(refused.stderr, /2 pod attachment\(s\) .* remain on this node/);
+    assert.ok(existsSync(join(paths.conf, '10-testcni.conflist')));
+    for (const n of ['1', '2']) {
+      const del = cni(node, { command: 'DEL', containerId: `${scope.prefix}-${n}`, netns: join(NETNS_DIR, `${scope.prefix}p${n}`), config });
+      assert.equal(del.code, 0, show(del));
+    }
+
+    const dry = run(['uninstall', '--dry-run', '--bin-dir', paths.bin, '--conf-dir', paths.conf, '--state-dir', node.stateDir]);
+    assert.equal(dry.status, 0, dry.stderr);
+    assert.ok(existsSync(join(paths.conf, '10-testcni.conflist')), 'a dry run removes nothing');
+    const done = run(['uninstall', '--purge-state', '--bin-dir', paths.bin, '--conf-dir', paths.conf, '--state-dir', node.stateDir]);
+    assert.equal(done.status, 0, done.stdout + done.stderr);
+    const removed = done.stdout.split('\n').filter((l) => l.startsWith('removed: '));
+    const modeRemovals = removed.filter((l) => !l.includes(node.dir)); // not files: node state
+    t.diagnostic(removed.join('; '));
+    assert.equal(modeRemovals.length, REMOVED[mode]!.length, `${mode}'s node state removals: ${modeRemovals.join('; ')}`);
+    REMOVED[mode]!.forEach((re, i) => assert.match(modeRemovals[i]!, re));
+    assert.deepEqual(readdirSync(paths.conf), []);
+    assert.deepEqual(readdirSync(paths.bin), ['portmap'], 'only the other plugin is left');
+    assert.equal(existsSync(node.stateDir), false, 'the state dir held only testcni\'s files');
+    inNetns(node.name, ['ip', 'neigh', 'flush', 'dev', 'eth0']);
+    assert.deepEqual(settledNodeState(node.name), before, 'links, addresses, routes (the foreign ones kept) as before the install');
+  });
+}

@@ -101,8 +101,9 @@ export class AgentConfigError extends Error {}
 type BaseConfig = Omit<AgentConfig, 'pluginEntry' | 'networkConfig'>;
 
 /** The testcni entry of the CNI config: the mode's own keys (and mtu, ipMasq, …) from the
- *  file's `networkConfig`, then what the agent itself decides (mode, subnet, cluster IPAM). */
-function pluginEntryOf(cfg: BaseConfig, extra: unknown): Record<string, unknown> {
+ *  file's `networkConfig`, then what the agent itself decides (mode, subnet, cluster IPAM).
+ *  `testcni manifests` composes the ConfigMap's conflist with it too. */
+export function pluginEntryOf(cfg: Pick<BaseConfig, 'mode' | 'clusterSubnet' | 'stateDir' | 'socket'>, extra: unknown): Record<string, unknown> {
   if (extra !== undefined && (extra === null || typeof extra !== 'object' || Array.isArray(extra))) {
     throw new AgentConfigError('networkConfig must be a mapping of network config keys (the mode\'s section, mtu, ipMasq, ...)');
   }
@@ -114,7 +115,8 @@ function pluginEntryOf(cfg: BaseConfig, extra: unknown): Record<string, unknown>
   return { type: 'testcni', mode: cfg.mode, subnet: cfg.clusterSubnet, stateDir: cfg.stateDir, ...own, ipam };
 }
 
-function validatedNetwork(name: string, entry: Record<string, unknown>): NetworkConfig {
+/** The entry validated as the plugin validates it (code 7 naming the field, as an AgentConfigError). */
+export function validatedNetwork(name: string, entry: Record<string, unknown>): NetworkConfig {
   try {
     return loadNetworkConfig({ cniVersion: LATEST, name, ...entry }, LATEST, MODES);
   } catch (e) {

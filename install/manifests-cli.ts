@@ -1,7 +1,9 @@
 // `testcni manifests`: flags in, the rendered YAML stream out (handlebars is loaded only here).
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { renderManifests, ManifestError, MANIFEST_DEFAULTS, type ManifestOptions } from './manifests.ts';
+import { MODES } from '../planner/registry.ts';
 
 const D = MANIFEST_DEFAULTS;
 
@@ -20,7 +22,11 @@ executable and, once the agent is ready, the conflist. Needs Kubernetes 1.29 or 
   --image IMAGE           an image with the executable at /usr/local/bin/testcni and iproute2
                           (default ${D.image}; see deploy/Containerfile)
   --image-pull-policy P   Always, IfNotPresent or Never (default ${D.imagePullPolicy})
-  --cluster-subnet CIDR   pod CIDR (default ${D.clusterSubnet})
+  --mode MODE             ${MODES.names().join(', ')} (default ${D.mode})
+  --network-config FILE   YAML or JSON: the agent's networkConfig, i.e. the mode's own keys (and
+                          mtu, ipMasq, uplink; the pods' ipam range for ipvlan and macvlan),
+                          checked as the plugin checks them
+  --cluster-subnet CIDR   pod CIDR (default ${D.clusterSubnet}); ipvlan and macvlan: the node network
   --block-size N          prefix length of each node's block (default ${D.blockSize})
   --network NAME          CNI network name (default ${D.network})
   --chain LIST            reference plugins after testcni: portmap, bandwidth (they must be in
@@ -38,6 +44,20 @@ function int(v: string | undefined, dflt: number, flag: string): number {
   return n;
 }
 
+/** The --network-config file: a mapping, as the agent's config file holds it. */
+function networkConfigFile(path: string | undefined): Record<string, unknown> {
+  if (path === undefined) return {};
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new ManifestError(`cannot read ${path}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ManifestError(`${path}: networkConfig must be a mapping of network config keys`);
+  return doc as Record<string, unknown>;
+}
+
 function pem(path: string): string {
   try {
     return readFileSync(path, 'utf8');
@@ -50,7 +70,7 @@ const list = (v: string | undefined) => (v ?? '').split(',').map((s) => s.trim()
 
 export function manifestOptions(args: string[]): ManifestOptions | 'help' {
   const names = ['etcd-endpoints', 'etcd-ca', 'etcd-cert', 'etcd-key', 'etcd-prefix', 'namespace', 'name', 'image', 'image-pull-policy',
-    'cluster-subnet', 'block-size', 'network', 'chain', 'cni-version', 'agent-memory', 'metrics-port', 'log-level'] as const;
+    'cluster-subnet', 'block-size', 'network', 'chain', 'cni-version', 'agent-memory', 'metrics-port', 'log-level', 'mode', 'network-config'] as const;
   let values: Partial<Record<(typeof names)[number], string>> & { help?: boolean };
   try {
     values = parseArgs({ args, options: { ...Object.fromEntries(names.map((n) => [n, { type: 'string' as const }])), help: { type: 'boolean' } } }).values;
@@ -73,7 +93,8 @@ export function manifestOptions(args: string[]): ManifestOptions | 'help' {
     etcdPrefix: values['etcd-prefix'] ?? D.etcdPrefix,
     etcdTls: tls.every(Boolean) ? { ca: pem(tls[0]!), cert: pem(tls[1]!), key: pem(tls[2]!) } : null,
     network: values.network ?? D.network,
-    mode: D.mode,
+    mode: values.mode ?? D.mode,
+    networkConfig: networkConfigFile(values['network-config']),
     clusterSubnet: values['cluster-subnet'] ?? D.clusterSubnet,
     blockSize: int(values['block-size'], D.blockSize, '--block-size'),
     metricsPort: int(values['metrics-port'], D.metricsPort, '--metrics-port'),

@@ -12,6 +12,8 @@ import { secretYamlTemplate } from '../templates/generated/secret.yaml.js';
 import { daemonsetYamlTemplate } from '../templates/generated/daemonset.yaml.js';
 import { conflistFor, conflistText, checkConflist, CONFLIST_NAME, CHAINABLE } from './conflist.ts';
 import { parseCidr } from '../lib/ipv4.ts';
+import { pluginEntryOf, validatedNetwork, AgentConfigError } from '../agent/config.ts';
+import { MODES } from '../planner/registry.ts';
 
 export const TESTCNI_VERSION = '0.1.0';
 
@@ -26,6 +28,9 @@ export interface ManifestOptions {
   etcdTls: { ca: string; cert: string; key: string } | null;
   network: string;
   mode: string;
+  /** the agent's `networkConfig`: the mode's own keys (and mtu, ipMasq, uplink, ipam range) */
+  networkConfig: Record<string, unknown>;
+  /** the pod CIDR; for a mode on the node network (ipvlan, macvlan) the node network */
   clusterSubnet: string;
   blockSize: number;
   metricsPort: number;
@@ -43,7 +48,7 @@ export const MANIFEST_DEFAULTS = {
   imagePullPolicy: 'IfNotPresent',
   etcdPrefix: '/testcni',
   network: 'testcni',
-  mode: 'host-gw',
+  mode: MODES.defaultMode,
   clusterSubnet: '10.244.0.0/16',
   blockSize: 24,
   metricsPort: 9603,
@@ -58,7 +63,6 @@ const HOST = {
   state: '/var/lib/testcni',
   cniState: '/var/lib/cni',
   run: '/run/testcni',
-  bpf: '/sys/fs/bpf',
 };
 const EXE = '/usr/local/bin/testcni';
 const CONFIG_DIR = '/etc/testcni';
@@ -92,17 +96,50 @@ function check(o: ManifestOptions): void {
   const https = o.etcdEndpoints.some((e) => e.startsWith('https:'));
   if (https && !o.etcdTls) throw new ManifestError('https etcd endpoints need --etcd-ca, --etcd-cert and --etcd-key');
   for (const c of o.chain) if (!CHAINABLE[c]) throw new ManifestError(`cannot chain ${JSON.stringify(c)}: one of ${Object.keys(CHAINABLE).join(', ')}`);
+  for (const c of o.chain) {
+    const why = MODES.get(o.mode)?.deploy?.unchainable?.[c];
+    if (why) throw new ManifestError(`cannot chain ${c} after mode ${o.mode}: ${why}`);
+  }
   if (!Number.isInteger(o.agentMemoryMi) || o.agentMemoryMi < 128) throw new ManifestError(`agent memory ${o.agentMemoryMi} MiB: at least 128 (the agent settles at ~75 MB, ~140 MB under churn)`);
   if (!Number.isInteger(o.metricsPort) || o.metricsPort < 1 || o.metricsPort > 65535) throw new ManifestError(`metrics port ${o.metricsPort} is not a port`);
+  const mode = MODES.get(o.mode);
+  if (!mode) throw new ManifestError(`mode ${JSON.stringify(o.mode)} is not one of ${MODES.names().join(', ')}`);
   const subnet = parseCidr(o.clusterSubnet);
   if (!subnet) throw new ManifestError(`cluster subnet ${JSON.stringify(o.clusterSubnet)} is not an IPv4 CIDR`);
-  if (!Number.isInteger(o.blockSize) || o.blockSize < subnet.prefix || o.blockSize > 30) throw new ManifestError(`block size /${o.blockSize} does not fit in ${o.clusterSubnet}`);
-  // The conflist as the plugin will read it on every node: refuse now what it would refuse there.
+  // a mode on the node network shares one range among the nodes: it has no blocks to size
+  if (mode.addressing.pool === 'block' && (!Number.isInteger(o.blockSize) || o.blockSize < subnet.prefix || o.blockSize > 30)) {
+    throw new ManifestError(`block size /${o.blockSize} does not fit in ${o.clusterSubnet}`);
+  }
+  // networkConfig as the agent will read it from agent.yaml, and the conflist as the plugin will
+  // read it on every node: refuse now what they would refuse there.
+  try {
+    validatedNetwork(o.network, pluginEntry(o));
+  } catch (e) {
+    if (e instanceof AgentConfigError) throw new ManifestError(`networkConfig: ${e.message}`);
+    throw e;
+  }
   try {
     checkConflist(conflistForCluster(o), 'the conflist');
   } catch (e) {
     throw new ManifestError(`${(e as Error).message}${(e as { details?: string }).details ? `: ${(e as { details?: string }).details}` : ''}`);
   }
+}
+
+/** The testcni entry the agent composes from agent.yaml (agent/config.ts), for the ConfigMap's
+ *  conflist: the same function, so the two cannot differ. */
+function pluginEntry(o: ManifestOptions): Record<string, unknown> {
+  try {
+    return pluginEntryOf({ mode: o.mode, clusterSubnet: o.clusterSubnet, stateDir: HOST.state, socket: SOCKET }, o.networkConfig);
+  } catch (e) {
+    if (e instanceof AgentConfigError) throw new ManifestError(e.message);
+    throw e;
+  }
+}
+
+/** What the agent's container needs for the mode's node state (planner/mode.ts ModeDeploy). */
+export function agentNeeds(modeName: string): Required<NonNullable<ReturnType<typeof MODES.require>['deploy']>> {
+  const d = MODES.require(modeName).deploy;
+  return { capabilities: d?.capabilities ?? [], hostPaths: d?.hostPaths ?? [], programs: d?.programs ?? [], unchainable: d?.unchainable ?? {} };
 }
 
 /** The agent's config file, as the ConfigMap carries it. */
@@ -123,13 +160,12 @@ export function agentConfigFor(o: ManifestOptions): Record<string, unknown> {
     // scrape path of its own (e.g. a node-local proxy) or a wider address here.
     metricsAddress: `127.0.0.1:${o.metricsPort}`,
     logLevel: o.logLevel,
+    ...(Object.keys(o.networkConfig).length > 0 ? { networkConfig: o.networkConfig } : {}),
   };
 }
 
 export function conflistForCluster(o: ManifestOptions): string {
-  // The entry the agent composes from agent.yaml (its pluginEntry): the test holds them equal.
-  const entry = { type: 'testcni', mode: o.mode, subnet: o.clusterSubnet, stateDir: HOST.state, ipam: { type: 'cluster', agentSocket: SOCKET } };
-  return conflistText(conflistFor({ network: o.network, entry, chain: o.chain, ...(o.cniVersion ? { cniVersion: o.cniVersion } : {}) }));
+  return conflistText(conflistFor({ network: o.network, entry: pluginEntry(o), chain: o.chain, ...(o.cniVersion ? { cniVersion: o.cniVersion } : {}) }));
 }
 
 const indent = (text: string, n: number) => text.replace(/\n$/, '').split('\n').map((l) => (l ? ' '.repeat(n) + l : '')).join('\n');
@@ -150,12 +186,13 @@ export function manifestView(o: ManifestOptions) {
   const secretName = `${o.name}-etcd-tls`;
   const heapMb = Math.floor(o.agentMemoryMi * HEAP_SHARE);
 
+  const needs = agentNeeds(o.mode);
   const agentMounts = [
     mount('config', CONFIG_DIR, true),
     mount('state', HOST.state),
     mount('cni-state', HOST.cniState),
     mount('run', HOST.run),
-    mount('bpf', HOST.bpf, false, 'HostToContainer'),
+    ...needs.hostPaths.map((p) => mount(p.name, p.path, false, p.propagation ?? 'None')),
     ...(secretFiles ? [mount('etcd-tls', TLS_DIR, true)] : []),
   ];
   const installMounts = [
@@ -192,13 +229,15 @@ export function manifestView(o: ManifestOptions) {
       probeHost: q('127.0.0.1'),
       cpuRequest: q('50m'),
       memory: q(`${o.agentMemoryMi}Mi`),
-      // routes and links (NET_ADMIN), entering pod netns and bpffs (SYS_ADMIN), eBPF modes (BPF).
-      capabilities: ['NET_ADMIN', 'SYS_ADMIN', 'BPF'].map(q),
+      // only what the mode's node state needs (its ModeDeploy), each with its reason
+      capabilities: needs.capabilities.map((c) => ({ name: q(c.name), why: c.why.replace(/\s+/g, ' ') })),
       mounts: quoteMounts(agentMounts),
     },
     hostVolumes: [
-      ['cni-bin', HOST.cniBin], ['cni-conf', HOST.cniConf], ['state', HOST.state], ['cni-state', HOST.cniState], ['run', HOST.run], ['bpf', HOST.bpf],
-    ].map(([name, path]) => ({ name: q(name), path: q(path) })),
+      ['cni-bin', HOST.cniBin], ['cni-conf', HOST.cniConf], ['state', HOST.state], ['cni-state', HOST.cniState], ['run', HOST.run],
+      ...needs.hostPaths.map((p) => [p.name, p.path]),
+    ].map(([name, path]) => ({ name: q(name!), path: q(path!) })),
+    mode: q(o.mode),
     secretVolumes: secretFiles ? [{ name: q('etcd-tls'), secretName: q(secretName) }] : [],
     configData: Object.entries(configFiles).map(([key, text]) => ({ key: q(key), indented: indent(text, 4) })),
     secretData: secretFiles ? Object.entries(secretFiles).map(([key, pem]) => ({ key: q(key), value: q(Buffer.from(pem).toString('base64')) })) : [],

@@ -6,13 +6,23 @@ import ipamSchema from '../schemas/ipam.schema.json' with { type: 'json' };
 import { HOST, type NodeFacts, type Pattern, type Probe, type Step } from '../model/plan.ts';
 import type { CommonConfig, NetworkConfig } from '../model/config.ts';
 import type { Result } from '../model/result.ts';
-import type { JsonSchema, PlanRequest, PreflightRequest } from './mode.ts';
+import type { JsonSchema, ModeDeploy, PlanRequest, PreflightRequest } from './mode.ts';
 import { badField, cidrField, ifNameField, ipField } from './config-fields.ts';
 import { sysctlStep, addressStep, linkUpStep, routeStep, podMtu, podIpv6Steps, type StepPlace } from './steps.ts';
 import { formatCidr, formatIp } from '../lib/ipv4.ts';
 import { fnv1a64 } from '../lib/hash.ts';
 
 export type ChildKind = 'ipvlan' | 'macvlan';
+
+/** The agent keeps nothing on the node for a child-link mode (it serves IPAM only); a pod has no
+ *  node-side interface, which rules out what a chained plugin would do there. */
+export const CHILD_LINK_DEPLOY: ModeDeploy = {
+  capabilities: [],
+  unchainable: {
+    bandwidth: 'it shapes the node side of a veth; a child link has none, so it refuses the pod ("has no veth peer")',
+    portmap: 'a hostPort cannot reach the pod: the node sends the translated packet out of the master, whose children never hear it',
+  },
+};
 
 export interface PodRoute {
   /** a CIDR; 0.0.0.0/0 is the default route */

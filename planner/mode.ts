@@ -77,6 +77,19 @@ export interface NodeTeardownPlanner<S = unknown> {
   plan(ctx: NodeTeardownContext<S>, observed: Record<string, unknown>): { steps: Step[]; kept: string[] };
 }
 
+/** What the node agent's container needs for a mode's node state, for the DaemonSet that runs it
+ *  (`testcni manifests`): each need with the reason an operator reviewing it reads. */
+export interface ModeDeploy {
+  /** Linux capabilities (without CAP_) the agent gets beyond none */
+  capabilities: { name: string; why: string }[];
+  /** host paths mounted into the agent at the same path */
+  hostPaths?: { name: string; path: string; propagation?: 'None' | 'HostToContainer'; why: string }[];
+  /** programs the image must carry for the agent (beyond testcni and iproute2) */
+  programs?: { name: string; package: string; why: string }[];
+  /** reference plugins that cannot work chained after this mode, each with why */
+  unchainable?: Record<string, string>;
+}
+
 export interface ModeDefinition<M extends string = string, S = unknown> {
   name: M;
   /** one line for help texts and docs */
@@ -106,6 +119,8 @@ export interface ModeDefinition<M extends string = string, S = unknown> {
   preflight?(req: PreflightRequest<S>): void;
   /** node-scoped state, reconciled by the agent; null when the mode has none */
   node: NodePlanner<S> | null;
+  /** what the agent's container needs for that state (none when absent) */
+  deploy?: ModeDeploy;
   /** why `testcni lab` cannot run this mode on this build, or null when it can */
   labUnsupported: string | null;
   /** a validator of the mode's closed schema, for a mode registered at run time (the build

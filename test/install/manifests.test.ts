@@ -16,6 +16,7 @@ import { renderManifests, MANIFEST_DEFAULTS, ManifestError, type ManifestOptions
 import { manifestOptions } from '../../install/manifests-cli.ts';
 import { loadAgentConfig } from '../../agent/config.ts';
 import { checkConflist } from '../../install/conflist.ts';
+import { MODES } from '../../planner/registry.ts';
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -77,7 +78,7 @@ test('the agent: memory limit with a heap to match, probes where it serves them,
   assert.deepEqual(agent.command.slice(1), ['agent', '--config', '/etc/testcni/agent.yaml', '--node-name', '$(NODE_NAME)']);
   assert.deepEqual(agent.readinessProbe.httpGet, { host: '127.0.0.1', port: 9700, path: '/healthz' });
   assert.deepEqual(agent.livenessProbe.httpGet, { host: '127.0.0.1', port: 9700, path: '/livez' });
-  assert.deepEqual(agent.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN', 'SYS_ADMIN', 'BPF'] });
+  assert.deepEqual(agent.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] }, 'host-gw: its routes, nothing more');
 
   // The probes reach what the agent's config makes it serve.
   const cm = byKind(objs, 'ConfigMap');
@@ -98,12 +99,10 @@ test('the agent: memory limit with a heap to match, probes where it serves them,
   }
 
   const hostPaths = Object.fromEntries(pod.volumes.filter((v: Obj) => v.hostPath).map((v: Obj) => [v.name, v.hostPath.path]));
-  assert.deepEqual(Object.values(hostPaths).sort(), ['/etc/cni/net.d', '/opt/cni/bin', '/run/testcni', '/sys/fs/bpf', '/var/lib/cni', '/var/lib/testcni']);
+  assert.deepEqual(Object.values(hostPaths).sort(), ['/etc/cni/net.d', '/opt/cni/bin', '/run/testcni', '/var/lib/cni', '/var/lib/testcni']);
   const mountsOf = (c: Obj) => Object.fromEntries(c.volumeMounts.map((m: Obj) => [m.mountPath, hostPaths[m.name] ?? m.name]));
   // Paths the conflist names are mounted at the same path, so they mean the same on the node.
-  assert.deepEqual(mountsOf(agent), { '/etc/testcni': 'config', '/var/lib/testcni': '/var/lib/testcni', '/var/lib/cni': '/var/lib/cni', '/run/testcni': '/run/testcni', '/sys/fs/bpf': '/sys/fs/bpf' });
-  const bpf = agent.volumeMounts.find((m: Obj) => m.mountPath === '/sys/fs/bpf');
-  assert.equal(bpf.mountPropagation, 'HostToContainer');
+  assert.deepEqual(mountsOf(agent), { '/etc/testcni': 'config', '/var/lib/testcni': '/var/lib/testcni', '/var/lib/cni': '/var/lib/cni', '/run/testcni': '/run/testcni' });
 });
 
 test('testcni install runs as a sidecar init container, writing into the host dirs, gated on the agent', () => {
@@ -177,4 +176,105 @@ test('bad options are refused with the reason', () => {
   assert.throws(() => manifestOptions(['--etcd-ca', 'x']), /all of --etcd-ca, --etcd-cert and --etcd-key/);
   assert.throws(() => manifestOptions(['--bogus']), /Unknown option '--bogus'/);
   assert.equal(MANIFEST_DEFAULTS.namespace, 'kube-system');
+});
+
+// --- every mode ----------------------------------------------------------------------------
+
+/** Per mode: the cluster subnet and a networkConfig an operator would give (the mode's own keys),
+ *  and one that the plugin refuses, with the field it names. A mode added to the registry fails
+ *  here until it has a row. */
+const MODE_SAMPLES: Record<string, { clusterSubnet: string; networkConfig: Record<string, unknown>; bad: [Record<string, unknown>, RegExp] }> = {
+  'host-gw': { clusterSubnet: '10.244.0.0/16', networkConfig: { bridge: 'cni0', mtu: 1450 }, bad: [{ bridge: 'a-name-longer-than-15' }, /bridge/] },
+  macvlan: {
+    clusterSubnet: '192.168.1.0/24',
+    networkConfig: { macvlan: { master: 'eth0', mode: 'bridge' }, ipam: { rangeStart: '192.168.1.200', rangeEnd: '192.168.1.250', gateway: '192.168.1.1' } },
+    bad: [{ macvlan: { mode: 'bridged' } }, /macvlan\.mode/],
+  },
+  ipvlan: {
+    clusterSubnet: '192.168.1.0/24',
+    networkConfig: { ipvlan: { master: 'eth0', mode: 'l3' }, ipam: { rangeStart: '192.168.1.200', rangeEnd: '192.168.1.250' } },
+    bad: [{ ipvlan: { mode: 'l4' } }, /ipvlan\.mode/],
+  },
+};
+
+test('every mode of the registry has a manifest sample', () => {
+  assert.deepEqual(Object.keys(MODE_SAMPLES).sort(), MODES.names().sort());
+});
+
+for (const mode of MODES.names()) {
+  test(`manifests for ${mode}: every object validates; agent.yaml's networkConfig is what the conflist carries; the agent gets what the mode's node state needs`, () => {
+    const sample = MODE_SAMPLES[mode];
+    assert.ok(sample, `MODE_SAMPLES needs a row for ${mode}`);
+    const text = renderManifests(options({ mode, clusterSubnet: sample.clusterSubnet, networkConfig: sample.networkConfig }));
+    const objs = parseAndValidate(text);
+    assert.deepEqual(objs.map((o) => o.kind), ['ServiceAccount', 'ConfigMap', 'DaemonSet']);
+    const ds = byKind(objs, 'DaemonSet');
+    assert.equal(ds.metadata.annotations['testcni.dev/mode'], mode);
+    const cm = byKind(objs, 'ConfigMap');
+    const dir = mkdtempSync(join(tmpdir(), 'tcman-'));
+    try {
+      writeFileSync(join(dir, 'agent.yaml'), cm.data['agent.yaml']);
+      // the agent's own parser, as the DaemonSet runs it: it validates networkConfig like the plugin
+      const cfg = loadAgentConfig(['--config', join(dir, 'agent.yaml'), '--node-name', 'n1', '--underlay-ip', '192.168.1.10'], 'host');
+      assert.equal(cfg.mode, mode);
+      assert.equal(cfg.networkConfig.mode, mode);
+      const entry = JSON.parse(cm.data['10-testcni.conflist']).plugins[0];
+      assert.deepEqual(entry, cfg.pluginEntry, 'the conflist carries the entry the agent composes');
+      for (const [k, v] of Object.entries(sample.networkConfig)) {
+        if (k !== 'ipam') assert.deepEqual(entry[k], v, `the conflist carries networkConfig.${k}`);
+      }
+      checkConflist(cm.data['10-testcni.conflist'], 'ConfigMap');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const pod = ds.spec.template.spec;
+    const [agent] = pod.containers;
+    const deploy = MODES.require(mode).deploy;
+    const caps = (deploy?.capabilities ?? []).map((c) => c.name);
+    assert.deepEqual(agent.securityContext.capabilities, caps.length ? { drop: ['ALL'], add: caps } : { drop: ['ALL'] }, `${mode}: exactly the capabilities its ModeDeploy asks for`);
+    for (const c of deploy?.capabilities ?? []) assert.ok(text.includes(`- ${c.name} # ${c.why}`), `the manifest says why ${c.name}`);
+    const hostPaths = pod.volumes.filter((v: Obj) => v.hostPath).map((v: Obj) => v.hostPath.path);
+    for (const p of deploy?.hostPaths ?? []) {
+      assert.ok(hostPaths.includes(p.path), `${p.path} is a host volume`);
+      assert.ok(agent.volumeMounts.some((m: Obj) => m.mountPath === p.path && m.mountPropagation === (p.propagation ?? 'None')), `${p.path} is mounted into the agent`);
+    }
+    assert.ok(!hostPaths.includes('/sys/fs/bpf') || (deploy?.hostPaths ?? []).some((p) => p.path === '/sys/fs/bpf'), 'bpffs only for a mode that asks for it');
+  });
+
+  test(`manifests for ${mode}: a networkConfig the plugin would refuse is refused, naming the field`, () => {
+    const sample = MODE_SAMPLES[mode]!;
+    const [bad, field] = sample.bad;
+    assert.throws(() => renderManifests(options({ mode, clusterSubnet: sample.clusterSubnet, networkConfig: { ...sample.networkConfig, ...bad } })),
+      (e: Error) => e instanceof ManifestError && /^networkConfig: /.test(e.message) && field.test(e.message));
+    assert.throws(() => renderManifests(options({ mode, clusterSubnet: sample.clusterSubnet, networkConfig: { ...sample.networkConfig, mode: 'other' } })),
+      (e: Error) => e instanceof ManifestError && /networkConfig\.mode: set by the agent/.test(e.message));
+  });
+}
+
+test('a plugin that cannot work after a mode is refused in --chain, with why', () => {
+  for (const mode of ['macvlan', 'ipvlan']) {
+    const s = MODE_SAMPLES[mode]!;
+    for (const c of ['bandwidth', 'portmap']) {
+      assert.throws(() => renderManifests(options({ mode, clusterSubnet: s.clusterSubnet, networkConfig: s.networkConfig, chain: [c] })),
+        (e: Error) => e instanceof ManifestError && e.message.startsWith(`cannot chain ${c} after mode ${mode}: `));
+    }
+  }
+  assert.doesNotThrow(() => renderManifests(options({ chain: ['portmap', 'bandwidth'] })), 'host-gw takes both');
+});
+
+test('--mode and --network-config reach the options; an unknown mode is refused', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tcman-'));
+  try {
+    writeFileSync(join(dir, 'lan.yaml'), 'macvlan:\n  master: eth0\nipam:\n  rangeStart: 192.168.1.200\n  rangeEnd: 192.168.1.250\n');
+    const o = manifestOptions(['--etcd-endpoints', 'http://10.0.0.10:2379', '--mode', 'macvlan', '--cluster-subnet', '192.168.1.0/24', '--network-config', join(dir, 'lan.yaml')]) as ManifestOptions;
+    assert.equal(o.mode, 'macvlan');
+    assert.deepEqual(o.networkConfig, { macvlan: { master: 'eth0' }, ipam: { rangeStart: '192.168.1.200', rangeEnd: '192.168.1.250' } });
+    parseAndValidate(renderManifests(o));
+    writeFileSync(join(dir, 'list.yaml'), '- a\n');
+    assert.throws(() => manifestOptions(['--etcd-endpoints', 'http://10.0.0.10:2379', '--network-config', join(dir, 'list.yaml')]), /must be a mapping/);
+    assert.throws(() => manifestOptions(['--etcd-endpoints', 'http://10.0.0.10:2379', '--network-config', join(dir, 'missing.yaml')]), /cannot read/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  assert.throws(() => renderManifests(options({ mode: 'vxlan2' })), (e: Error) => e instanceof ManifestError && /mode "vxlan2" is not one of/.test(e.message));
 });

@@ -15,5 +15,6 @@ export const hostGw: ModeDefinition<'host-gw', HostGwConfig> = {
   planAdd,
   resultOf,
   node: nodePlanner,
+  deploy: { capabilities: [{ name: 'NET_ADMIN', why: 'the routes to the other nodes\' blocks' }] },
   labUnsupported: null,
 };

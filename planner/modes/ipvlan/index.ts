@@ -3,7 +3,7 @@
 // the node; uninstall removes the anchors (teardown.ts).
 import type { ModeDefinition } from '../../mode.ts';
 import type { Probe } from '../../../model/plan.ts';
-import { checkMaster, childPlan, childResult, masterOf } from '../../child-link.ts';
+import { CHILD_LINK_DEPLOY, checkMaster, childPlan, childResult, masterOf } from '../../child-link.ts';
 import { schema, parse, type IpvlanConfig } from './config.ts';
 import { ANCHOR_QUERY, anchorQuery, anchorStep, checkAnchor, observedAnchor } from './anchor.ts';
 import { nodePlanner } from './teardown.ts';
@@ -29,5 +29,6 @@ export const ipvlan: ModeDefinition<'ipvlan', IpvlanConfig> = {
   },
   resultOf: (req) => childResult(req, null),
   node: nodePlanner,
+  deploy: CHILD_LINK_DEPLOY,
   labUnsupported: 'needs a kernel with ipvlan, which the development and CI kernels lack (`ip link add … type ipvlan`: Unknown device type); its plans are run in a VM instead',
 };

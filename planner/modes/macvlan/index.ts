@@ -3,7 +3,7 @@
 import type { ModeDefinition, PlanRequest, PreflightRequest } from '../../mode.ts';
 import { CniError, Code } from '../../../model/errors.ts';
 import { podMac } from '../../names.ts';
-import { checkMaster, childPlan, childResult, masterOf } from '../../child-link.ts';
+import { CHILD_LINK_DEPLOY, checkMaster, childPlan, childResult, masterOf } from '../../child-link.ts';
 import { schema, parse, macField, type MacvlanConfig } from './config.ts';
 
 type Req = PreflightRequest<MacvlanConfig>;
@@ -43,5 +43,6 @@ export const macvlan: ModeDefinition<'macvlan', MacvlanConfig> = {
   planAdd: (req: PlanRequest<MacvlanConfig>) => childPlan(req, { kind: 'macvlan', mode: req.config.modeConfig.mode, mac: macOf(req) }),
   resultOf: (req) => childResult(req, macOf(req)),
   node: null,
+  deploy: CHILD_LINK_DEPLOY,
   labUnsupported: null,
 };

@@ -10,6 +10,7 @@ import { IpamService, PoolExhausted } from './ipam-service.ts';
 import { AgentMetrics } from './metrics.ts';
 import { apiServer, listenUnix, metricsServer, ApiFailure, type AgentHandlers } from './api.ts';
 import { NodeReconciler } from './reconcile.ts';
+import { systemWithProcSys } from '../executor/system.ts';
 import { Membership } from './membership.ts';
 import { writeCniConfig } from './cni-config.ts';
 import type { NodeRecord } from '../model/node.ts';
@@ -73,6 +74,7 @@ export class Agent implements AgentHandlers {
         uplinkMtu: null,
       },
       journals: new JournalStore(cfg.stateDir),
+      sys: systemWithProcSys(cfg.procSys),
       routeProtocol: cfg.routeProtocol,
       metrics: this.metrics,
       log,

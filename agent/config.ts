@@ -25,6 +25,9 @@ export interface AgentConfig {
   mode: string;
   stateDir: string;
   socket: string;
+  /** where the node's sysctls are read and written (/proc/sys; in a container a mount of the
+   *  node's, since the container's own is read-only) */
+  procSys: string;
   /** host:port for /metrics and /healthz over TCP; null: off */
   metricsAddress: string | null;
   leaseTtlSeconds: number;
@@ -78,6 +81,8 @@ Options override the config file (YAML or JSON, same names in camelCase).
   --network NAME           CNI network name (default ${AGENT_DEFAULTS.network})
   --state-dir DIR          (default ${AGENT_DEFAULTS.stateDir})
   --socket PATH            agent API socket (default ${AGENT_DEFAULTS.socket})
+  --proc-sys DIR           the node's sysctls (default /proc/sys; in a container, a mount of the
+                           node's /proc/sys/net at DIR/net: the container's own is read-only)
   --metrics-address H:P    /metrics and /healthz (default ${AGENT_DEFAULTS.metricsAddress}; "off" to disable)
   --cni-conf-dir DIR       write the CNI conflist there once ready
   --lease-ttl SECONDS      node registration TTL (default ${AGENT_DEFAULTS.leaseTtlSeconds})
@@ -125,6 +130,11 @@ export function validatedNetwork(name: string, entry: Record<string, unknown>): 
   }
 }
 
+function absolutePath(key: string, v: string): string {
+  if (!v.startsWith('/')) throw new AgentConfigError(`${key} must be an absolute path, got ${JSON.stringify(v)}`);
+  return v.replace(/\/+$/, '') || '/';
+}
+
 /** The route grace: a whole number of seconds, 0 allowed; by default one lease TTL. */
 function routeGrace(v: unknown, leaseTtl: number): number {
   if (v === undefined) return leaseTtl;
@@ -134,7 +144,7 @@ function routeGrace(v: unknown, leaseTtl: number): number {
 }
 
 const FLAGS = ['config', 'node-name', 'underlay-interface', 'underlay-ip', 'etcd-endpoints', 'etcd-ca', 'etcd-cert', 'etcd-key', 'etcd-prefix',
-  'cluster-subnet', 'block-size', 'mode', 'network', 'state-dir', 'socket', 'metrics-address', 'cni-conf-dir', 'lease-ttl',
+  'cluster-subnet', 'block-size', 'mode', 'network', 'state-dir', 'socket', 'proc-sys', 'metrics-address', 'cni-conf-dir', 'lease-ttl',
   'resync', 'route-grace', 'route-protocol', 'log-level'] as const;
 
 function parseFlags(argv: string[]) {
@@ -206,6 +216,7 @@ export function loadAgentConfig(argv: string[], hostname: string): AgentConfig {
     mode,
     stateDir: pick(values['state-dir'], 'stateDir') ?? AGENT_DEFAULTS.stateDir,
     socket: pick(values.socket, 'socket') ?? AGENT_DEFAULTS.socket,
+    procSys: absolutePath('procSys', pick(values['proc-sys'], 'procSys') ?? '/proc/sys'),
     metricsAddress: metrics === 'off' ? null : metrics,
     leaseTtlSeconds,
     resyncSeconds: num(values.resync, 'resyncSeconds', AGENT_DEFAULTS.resyncSeconds),

@@ -77,3 +77,18 @@ export const realSystem: NodeSystem = {
     return ns === HOST || (ns !== '' && existsSync(ns));
   },
 };
+
+/** realSystem with sysctls read and written under `root` instead of /proc/sys: a container whose
+ *  own /proc/sys is read-only (every unprivileged one) reaches the node's through a mount of the
+ *  node's /proc/sys/net (the agent's --proc-sys; see the manifests). */
+export function systemWithProcSys(root: string): NodeSystem {
+  if (root === '/proc/sys') return realSystem;
+  const at = (key: string) => root + sysctlPath(key).slice('/proc/sys'.length);
+  return {
+    ...realSystem,
+    readSysctl: (key) => readOrNull(at(key)),
+    writeSysctl(key, value) {
+      writeFileSync(at(key), value);
+    },
+  };
+}

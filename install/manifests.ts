@@ -63,7 +63,10 @@ const HOST = {
   state: '/var/lib/testcni',
   cniState: '/var/lib/cni',
   run: '/run/testcni',
+  procSysNet: '/proc/sys/net',
 };
+/** where the agent reaches the node's /proc/sys/net (runc refuses mounts inside /proc) */
+const PROC_SYS = '/host/proc/sys';
 const EXE = '/usr/local/bin/testcni';
 const CONFIG_DIR = '/etc/testcni';
 const TLS_DIR = '/etc/testcni/etcd';
@@ -139,7 +142,7 @@ function pluginEntry(o: ManifestOptions): Record<string, unknown> {
 /** What the agent's container needs for the mode's node state (planner/mode.ts ModeDeploy). */
 export function agentNeeds(modeName: string): Required<NonNullable<ReturnType<typeof MODES.require>['deploy']>> {
   const d = MODES.require(modeName).deploy;
-  return { capabilities: d?.capabilities ?? [], hostPaths: d?.hostPaths ?? [], programs: d?.programs ?? [], unchainable: d?.unchainable ?? {} };
+  return { capabilities: d?.capabilities ?? [], hostPaths: d?.hostPaths ?? [], programs: d?.programs ?? [], unchainable: d?.unchainable ?? {}, netSysctls: d?.netSysctls ?? '' };
 }
 
 /** The agent's config file, as the ConfigMap carries it. */
@@ -160,6 +163,7 @@ export function agentConfigFor(o: ManifestOptions): Record<string, unknown> {
     // scrape path of its own (e.g. a node-local proxy) or a wider address here.
     metricsAddress: `127.0.0.1:${o.metricsPort}`,
     logLevel: o.logLevel,
+    ...(agentNeeds(o.mode).netSysctls ? { procSys: PROC_SYS } : {}),
     ...(Object.keys(o.networkConfig).length > 0 ? { networkConfig: o.networkConfig } : {}),
   };
 }
@@ -193,6 +197,7 @@ export function manifestView(o: ManifestOptions) {
     mount('cni-state', HOST.cniState),
     mount('run', HOST.run),
     ...needs.hostPaths.map((p) => mount(p.name, p.path, false, p.propagation ?? 'None')),
+    ...(needs.netSysctls ? [mount('proc-sys-net', `${PROC_SYS}/net`)] : []),
     ...(secretFiles ? [mount('etcd-tls', TLS_DIR, true)] : []),
   ];
   const installMounts = [
@@ -236,6 +241,7 @@ export function manifestView(o: ManifestOptions) {
     hostVolumes: [
       ['cni-bin', HOST.cniBin], ['cni-conf', HOST.cniConf], ['state', HOST.state], ['cni-state', HOST.cniState], ['run', HOST.run],
       ...needs.hostPaths.map((p) => [p.name, p.path]),
+      ...(needs.netSysctls ? [['proc-sys-net', HOST.procSysNet]] : []),
     ].map(([name, path]) => ({ name: q(name!), path: q(path!) })),
     mode: q(o.mode),
     secretVolumes: secretFiles ? [{ name: q('etcd-tls'), secretName: q(secretName) }] : [],

@@ -86,6 +86,9 @@ export interface ModeDeploy {
   hostPaths?: { name: string; path: string; propagation?: 'None' | 'HostToContainer'; why: string }[];
   /** programs the image must carry for the agent (beyond testcni and iproute2) */
   programs?: { name: string; package: string; why: string }[];
+  /** why the node plan sets the node's net.* sysctls: the agent then reaches them through a
+   *  mount of the node's /proc/sys/net (a container's own /proc/sys is read-only) */
+  netSysctls?: string;
   /** reference plugins that cannot work chained after this mode, each with why */
   unchainable?: Record<string, string>;
 }

@@ -184,3 +184,11 @@ test('a mode on the node network: the cluster subnet is the node network, its ra
   const outside = tempFile(t, 'out.yaml', ['networkConfig:', '  ipam: {rangeStart: 198.18.1.1}', ''].join('\n'));
   refuses(['--config', outside, ...BASE, '--mode', 'macvlan', '--cluster-subnet', '198.18.0.0/24'], /ipam\.rangeStart/);
 });
+
+test('procSys: /proc/sys by default; an absolute dir (the manifests\' mount of the node\'s) by flag or file; relative refused', (t) => {
+  assert.equal(loadAgentConfig(BASE, 'host-a').procSys, '/proc/sys');
+  assert.equal(loadAgentConfig([...BASE, '--proc-sys', '/host/proc/sys/'], 'host-a').procSys, '/host/proc/sys');
+  const file = tempFile(t, 'agent.yaml', 'procSys: /host/proc/sys\n');
+  assert.equal(loadAgentConfig([...BASE, '--config', file], 'host-a').procSys, '/host/proc/sys');
+  refuses([...BASE, '--proc-sys', 'host/proc/sys'], /procSys must be an absolute path/);
+});

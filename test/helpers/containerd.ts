@@ -11,7 +11,7 @@
 // mount namespace (shims) and of those cgroups (pause), then removes the cgroups and the directory.
 import { spawn, type ChildProcess } from 'node:child_process';
 import {
-  mkdirSync, mkdtempSync, writeFileSync, rmSync, readdirSync, readlinkSync, readFileSync, existsSync, openSync, closeSync,
+  mkdirSync, mkdtempSync, writeFileSync, rmSync, readdirSync, readFileSync, existsSync, openSync, closeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -20,7 +20,7 @@ import { pidAlive } from '../../lib/process.ts';
 import { CriClient, type SandboxSpec, type SandboxStatus } from './cri.ts';
 import { IMAGE_TOOLS, pauseImageSkipReason, type PauseImage } from './oci-image.ts';
 import { makeBinDir, PLUGIN_PATH, REFERENCE_CNI_DIR } from './conflist.ts';
-import { sleepSync } from './e2e.ts';
+import { PrivateMountNs, nsfsMounts, stopPidSync } from './mount-ns.ts';
 
 const TOOLS = ['containerd', 'containerd-shim-runc-v2', 'ctr', 'runc', 'unshare', 'nsenter', 'mount', 'sleep', 'ip', 'ping', ...IMAGE_TOOLS];
 const CGROUP_ROOT = '/sys/fs/cgroup';
@@ -38,44 +38,6 @@ export function containerdSkipReason(referencePlugins: string[] = []): string | 
   }
   if (!existsSync(PLUGIN)) return `needs the built plugin at ${PLUGIN} (npm run build)`;
   return pauseImageSkipReason();
-}
-
-/** Sends `signal`, then SIGKILL after `graceMs`; returns once the process is gone. */
-function stopPidSync(pid: number, graceMs = 3000, signal: NodeJS.Signals = 'SIGTERM'): void {
-  if (!pidAlive(pid)) return;
-  try {
-    process.kill(pid, signal);
-  } catch { /* gone */ }
-  const deadline = Date.now() + graceMs;
-  while (pidAlive(pid) && Date.now() < deadline) sleepSync(20);
-  if (!pidAlive(pid)) return;
-  try {
-    process.kill(pid, 'SIGKILL');
-  } catch { /* gone */ }
-  while (pidAlive(pid)) sleepSync(10);
-}
-
-function mountNsOf(pid: number | 'self'): string | null {
-  try {
-    return readlinkSync(`/proc/${pid}/ns/mnt`);
-  } catch {
-    return null;
-  }
-}
-
-/** Every process whose mount namespace is `mntNs`: containerd's shims (and plugins it runs). */
-function processesIn(mntNs: string): number[] {
-  return readdirSync('/proc')
-    .filter((n) => /^\d+$/.test(n))
-    .map(Number)
-    .filter((pid) => mountNsOf(pid) === mntNs);
-}
-
-/** Mount points of namespace files in the mount namespace of `pid`. */
-function nsfsMounts(pid: number): string[] {
-  return readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n')
-    .filter((l) => / - nsfs /.test(l))
-    .map((l) => l.split(' ')[4]!);
 }
 
 /** Every cgroup directory under `/<parent>` (the sandboxes' parent), deepest first, in the v1
@@ -131,8 +93,7 @@ export class Containerd {
   readonly logFile: string;
   readonly cri: CriClient;
   private pid: number | null = null;
-  private holderPid: number | null = null;
-  private mntNs: string | null = null;
+  private mountNs: PrivateMountNs | null = null;
   private destroyed = false;
 
   private constructor(readonly dir: string, private readonly opts: ContainerdOptions) {
@@ -195,33 +156,15 @@ export class Containerd {
   }
 
   private startHolder(): void {
-    const own = mountNsOf('self');
-    const holder = detached(['unshare', '--mount', '--propagation', 'private', 'sleep', 'infinity'], 'ignore');
-    this.holderPid = holder.pid!;
-    const deadline = Date.now() + 5000;
-    for (;;) {
-      const ns = mountNsOf(this.holderPid);
-      if (ns && ns !== own) {
-        this.mntNs = ns;
-        break;
-      }
-      if (Date.now() > deadline || !pidAlive(this.holderPid)) throw new Error('unshare did not make a mount namespace');
-      sleepSync(5);
-    }
-    // The copied mount table holds every network namespace mounted on the host (other tests'
-    // too): drop those copies, or they would keep namespaces alive that their owners delete.
-    for (const mp of nsfsMounts(this.holderPid)) sh(['nsenter', '-t', String(this.holderPid), '-m', '--', 'umount', '--lazy', mp], { allowFail: true });
-    for (const [from, to] of [['run', '/run'], ['varlib', '/var/lib']] as const) {
-      sh(['nsenter', '-t', String(this.holderPid), '-m', '--', 'mount', '--bind', join(this.dir, from), to]);
-    }
+    this.mountNs = PrivateMountNs.create();
+    for (const [from, to] of [['run', '/run'], ['varlib', '/var/lib']] as const) this.mountNs.run(['mount', '--bind', join(this.dir, from), to]);
   }
 
   private async startDaemon(): Promise<void> {
     const log = openSync(this.logFile, 'a', 0o600);
     try {
       const child = detached(
-        ['nsenter', '-t', String(this.holderPid), '-m', `--net=${join(NETNS_DIR, this.opts.nodeNs)}`, '--',
-          'containerd', '--config', join(this.dir, 'config.toml')],
+        this.mountNs!.enter(['containerd', '--config', join(this.dir, 'config.toml')], join(NETNS_DIR, this.opts.nodeNs)),
         log,
       );
       this.pid = child.pid!;
@@ -274,13 +217,10 @@ export class Containerd {
     this.destroyed = true;
     this.cri.close();
     if (this.pid !== null) stopPidSync(this.pid);
-    if (this.mntNs) {
-      const left = processesIn(this.mntNs).filter((p) => p !== this.holderPid);
-      for (const p of left) stopPidSync(p, 0, 'SIGKILL');
-    }
+    // shims (and the plugins they run), then the holder
+    this.mountNs?.destroy();
     // A sandbox whose shim was killed keeps running: its processes are found by cgroup.
     for (const p of processesInCgroups(cgroupDirs(this.opts.prefix))) stopPidSync(p, 0, 'SIGKILL');
-    if (this.holderPid !== null) stopPidSync(this.holderPid, 1000);
     for (const d of cgroupDirs(this.opts.prefix)) sh(['rmdir', d], { allowFail: true });
     rmSync(this.dir, { recursive: true, force: true });
   }

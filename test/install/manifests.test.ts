@@ -78,14 +78,16 @@ test('the agent: memory limit with a heap to match, probes where it serves them,
   assert.deepEqual(agent.command.slice(1), ['agent', '--config', '/etc/testcni/agent.yaml', '--node-name', '$(NODE_NAME)']);
   assert.deepEqual(agent.readinessProbe.httpGet, { host: '127.0.0.1', port: 9700, path: '/healthz' });
   assert.deepEqual(agent.livenessProbe.httpGet, { host: '127.0.0.1', port: 9700, path: '/livez' });
-  assert.deepEqual(agent.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] }, 'host-gw: its routes, nothing more');
+  assert.deepEqual(agent.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] }, 'host-gw: its routes and sysctls, nothing more');
 
   // The probes reach what the agent's config makes it serve.
   const cm = byKind(objs, 'ConfigMap');
+  let cfg0: ReturnType<typeof loadAgentConfig> | null = null;
   const dir = mkdtempSync(join(tmpdir(), 'tcman-'));
   try {
     writeFileSync(join(dir, 'agent.yaml'), cm.data['agent.yaml']);
     const cfg = loadAgentConfig(['--config', join(dir, 'agent.yaml'), '--node-name', 'n1', '--underlay-ip', '198.18.0.9'], 'host');
+    cfg0 = cfg;
     assert.equal(cfg.metricsAddress, '127.0.0.1:9700');
     assert.deepEqual(cfg.etcd.endpoints, ['http://10.0.0.10:2379', 'http://10.0.0.11:2379']);
     assert.equal(cfg.cniConfDir, null, 'the agent does not write the conflist: the install sidecar does');
@@ -99,10 +101,15 @@ test('the agent: memory limit with a heap to match, probes where it serves them,
   }
 
   const hostPaths = Object.fromEntries(pod.volumes.filter((v: Obj) => v.hostPath).map((v: Obj) => [v.name, v.hostPath.path]));
-  assert.deepEqual(Object.values(hostPaths).sort(), ['/etc/cni/net.d', '/opt/cni/bin', '/run/testcni', '/var/lib/cni', '/var/lib/testcni']);
+  assert.deepEqual(Object.values(hostPaths).sort(), ['/etc/cni/net.d', '/opt/cni/bin', '/proc/sys/net', '/run/testcni', '/var/lib/cni', '/var/lib/testcni']);
   const mountsOf = (c: Obj) => Object.fromEntries(c.volumeMounts.map((m: Obj) => [m.mountPath, hostPaths[m.name] ?? m.name]));
   // Paths the conflist names are mounted at the same path, so they mean the same on the node.
-  assert.deepEqual(mountsOf(agent), { '/etc/testcni': 'config', '/var/lib/testcni': '/var/lib/testcni', '/var/lib/cni': '/var/lib/cni', '/run/testcni': '/run/testcni' });
+  assert.deepEqual(mountsOf(agent), {
+    '/etc/testcni': 'config', '/var/lib/testcni': '/var/lib/testcni', '/var/lib/cni': '/var/lib/cni', '/run/testcni': '/run/testcni',
+    // the node's sysctls, where runc allows a mount (not inside /proc); agent.yaml's procSys points there
+    '/host/proc/sys/net': '/proc/sys/net',
+  });
+  assert.equal(cfg0!.procSys, '/host/proc/sys');
 });
 
 test('testcni install runs as a sidecar init container, writing into the host dirs, gated on the agent', () => {
@@ -218,6 +225,7 @@ for (const mode of MODES.names()) {
       const cfg = loadAgentConfig(['--config', join(dir, 'agent.yaml'), '--node-name', 'n1', '--underlay-ip', '192.168.1.10'], 'host');
       assert.equal(cfg.mode, mode);
       assert.equal(cfg.networkConfig.mode, mode);
+      assert.equal(cfg.procSys, MODES.require(mode).deploy?.netSysctls ? '/host/proc/sys' : '/proc/sys', 'the node\'s sysctls through the mount only where the node plan sets them');
       const entry = JSON.parse(cm.data['10-testcni.conflist']).plugins[0];
       assert.deepEqual(entry, cfg.pluginEntry, 'the conflist carries the entry the agent composes');
       for (const [k, v] of Object.entries(sample.networkConfig)) {

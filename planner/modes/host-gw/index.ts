@@ -15,6 +15,9 @@ export const hostGw: ModeDefinition<'host-gw', HostGwConfig> = {
   planAdd,
   resultOf,
   node: nodePlanner,
-  deploy: { capabilities: [{ name: 'NET_ADMIN', why: 'the routes to the other nodes\' blocks' }] },
+  deploy: {
+    capabilities: [{ name: 'NET_ADMIN', why: 'the routes to the other nodes\' blocks, and the node\'s forwarding and redirect sysctls' }],
+    netSysctls: 'forwarding on the uplink, no ICMP redirects (node plan)',
+  },
   labUnsupported: null,
 };

@@ -1,0 +1,27 @@
+// The executor's in-process node view: sysctl paths, and sysctls rerooted at a mount of the
+// node's /proc/sys (the agent in a container, whose own /proc/sys is read-only).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { realSystem, sysctlPath, systemWithProcSys } from '../../executor/system.ts';
+
+test('sysctlPath: dots are directories, a slash in a component stands for a dot in a name', () => {
+  assert.equal(sysctlPath('net.ipv4.conf.eth0.forwarding'), '/proc/sys/net/ipv4/conf/eth0/forwarding');
+  assert.equal(sysctlPath('net.ipv4.conf.eth0/100.forwarding'), '/proc/sys/net/ipv4/conf/eth0.100/forwarding');
+});
+
+test('systemWithProcSys: sysctls read and written under another root; /proc/sys is the real system', (t) => {
+  assert.equal(systemWithProcSys('/proc/sys'), realSystem);
+  const root = mkdtempSync(join(tmpdir(), 'tcprocsys-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, 'net', 'ipv4', 'conf', 'eth0.100'), { recursive: true });
+  writeFileSync(join(root, 'net', 'ipv4', 'conf', 'eth0.100', 'forwarding'), '0\n');
+  const sys = systemWithProcSys(root);
+  assert.equal(sys.readSysctl('net.ipv4.conf.eth0/100.forwarding'), '0\n');
+  sys.writeSysctl('net.ipv4.conf.eth0/100.forwarding', '1');
+  assert.equal(readFileSync(join(root, 'net', 'ipv4', 'conf', 'eth0.100', 'forwarding'), 'utf8'), '1');
+  assert.equal(sys.readSysctl('net.ipv4.no_such_key'), null);
+  assert.equal(sys.linkNames, realSystem.linkNames, 'everything else is the real system');
+});

@@ -109,6 +109,11 @@ export function parseArgs(argv, spec, usage) {
       opts[key] = true;
       continue;
     }
+    if (s.type === 'string') {
+      if (argv[i + 1] === undefined) fail(`--${key} needs a value\n${usage}`);
+      opts[key] = argv[++i];
+      continue;
+    }
     if (s.type === 'path') {
       if (argv[i + 1] === undefined) fail(`--${key} needs a file name\n${usage}`);
       opts[key] = resolvePath(argv[++i]);

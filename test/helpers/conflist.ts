@@ -17,12 +17,12 @@ export const REFERENCE_CNI_DIR = '/usr/lib/cni';
 type Json = Record<string, unknown>;
 
 /**
- * A CNI bin dir as a runtime's: testcni (a copy of the bundle, so a rebuild during the run
- * changes nothing) and the named reference plugins.
+ * A CNI bin dir as a runtime's: testcni (a copy of the bundle, or of `testcni` such as the single
+ * executable, so a rebuild during the run changes nothing) and the named reference plugins.
  */
-export function makeBinDir(dir: string, referencePlugins: string[] = []): string {
+export function makeBinDir(dir: string, referencePlugins: string[] = [], testcni: string = PLUGIN): string {
   mkdirSync(dir, { recursive: true });
-  copyFileSync(PLUGIN, join(dir, 'testcni'));
+  copyFileSync(testcni, join(dir, 'testcni'));
   chmodSync(join(dir, 'testcni'), 0o755);
   for (const p of referencePlugins) symlinkSync(join(REFERENCE_CNI_DIR, p), join(dir, p));
   return dir;

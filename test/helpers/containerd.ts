@@ -83,6 +83,8 @@ export interface ContainerdOptions {
   conflist: Record<string, unknown>;
   /** reference plugins linked into bin_dir next to testcni and loopback */
   referencePlugins?: string[];
+  /** what goes into bin_dir as testcni (default the bundle; the single executable is what a node gets) */
+  testcni?: string;
   image: PauseImage;
 }
 
@@ -123,7 +125,7 @@ export class Containerd {
   private prepareFiles(): void {
     const d = this.dir;
     for (const sub of ['run', 'varlib', 'root', 'state']) mkdirSync(join(d, sub));
-    makeBinDir(this.binDir, ['loopback', ...(this.opts.referencePlugins ?? [])]); // containerd runs loopback for lo
+    makeBinDir(this.binDir, ['loopback', ...(this.opts.referencePlugins ?? [])], this.opts.testcni); // containerd runs loopback for lo
     mkdirSync(this.confDir, { recursive: true });
     const name = String(this.opts.conflist.name);
     writeFileSync(join(this.confDir, `10-${name}.conflist`), JSON.stringify(this.opts.conflist, null, 2));

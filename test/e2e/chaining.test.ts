@@ -88,6 +88,17 @@ function chainOn(scope: Scope, m: ModeNode, next: Json[], tag = '') {
   return { chain, attachment };
 }
 
+/** chainOn, then the chain once through: it makes what the plugins keep on the node for later
+ *  pods (testcni's node state, portmap's top-level chains, forwarding and route_localnet), so DEL
+ *  must return the node to `before`. */
+function warmChainOn(scope: Scope, m: ModeNode, next: Json[]) {
+  const c = chainOn(scope, m, next);
+  const warmPod = scope.pod('w');
+  must('warm-up ADD', () => c.chain.add(c.attachment('warm', warmPod.path)));
+  must('warm-up DEL', () => c.chain.del(c.attachment('warm', warmPod.path)));
+  return { ...c, before: snapshot(m) };
+}
+
 function must<T>(what: string, fn: () => T): T {
   try {
     return fn();
@@ -127,15 +138,8 @@ test('host-gw: testcni + portmap + bandwidth + tuning: ADD, CHECK, DEL like libc
   // another host on the node's network (the wire): the client of the port mapping
   const client = m.wire;
   const NODE_IP = m.nodeIp;
-  const { chain, attachment } = chainOn(scope, m, [PORTMAP, BANDWIDTH, TUNING]);
+  const { chain, attachment, before } = warmChainOn(scope, m, [PORTMAP, BANDWIDTH, TUNING]);
   const run = must;
-
-  // The chain once through: makes what the plugins keep on the node for later pods (testcni's
-  // bridge, portmap's top-level chains, forwarding and route_localnet), so DEL must return to this.
-  const warmPod = scope.pod('w');
-  run('warm-up ADD', () => chain.add(attachment('warm', warmPod.path)));
-  run('warm-up DEL', () => chain.del(attachment('warm', warmPod.path)));
-  const before = snapshot(m);
 
   const pod = scope.pod('0');
   const att = attachment('pod', pod.path);
@@ -210,11 +214,7 @@ for (const mode of ['macvlan', 'ipvlan']) {
   test(`${mode}: testcni + portmap + tuning through ADD, CHECK, DEL; a hostPort cannot reach the pod; bandwidth refuses (no veth)`, { skip: skipChild, timeout: 90_000 }, async (t) => {
     const scope = new Scope(t, uniquePrefix('cv'));
     const m = modeNode(scope, mode);
-    const { chain, attachment } = chainOn(scope, m, [PORTMAP, TUNING]);
-    const warmPod = scope.pod('w');
-    must('warm-up ADD', () => chain.add(attachment('warm', warmPod.path)));
-    must('warm-up DEL', () => chain.del(attachment('warm', warmPod.path)));
-    const before = snapshot(m);
+    const { chain, attachment, before } = warmChainOn(scope, m, [PORTMAP, TUNING]);
     const pod = scope.pod('0');
     const att = attachment('pod', pod.path);
     let podIp = '';

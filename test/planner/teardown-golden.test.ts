@@ -5,7 +5,7 @@
 // review the diff. Every mode whose node plan leaves node state has a teardown and a golden.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NodeFacts } from '../../model/plan.ts';
 import { loadConfig } from '../../cni/config.ts';
@@ -13,9 +13,9 @@ import { MODES } from '../../planner/registry.ts';
 import { renderNodeSteps } from '../../planner/render.ts';
 import { canonicalJson } from '../../lib/canonical-json.ts';
 import { ROOT } from '../helpers/netns.ts';
+import { checkGolden } from '../helpers/golden.ts';
 
 const FIXTURES = join(ROOT, 'fixtures');
-const UPDATE = process.env.UPDATE_GOLDEN === '1';
 const OUTPUTS = ['steps.json', 'steps.txt'];
 
 interface TeardownRequest {
@@ -64,15 +64,6 @@ for (const scenario of scenarios) {
     const req = JSON.parse(readFileSync(join(dir, 'request.json'), 'utf8')) as TeardownRequest;
     const got = artifacts(req);
     assert.deepEqual(artifacts(reversed(req)), got);
-    if (UPDATE) {
-      for (const f of OUTPUTS) rmSync(join(dir, f), { force: true });
-      for (const [f, t] of Object.entries(got)) writeFileSync(join(dir, f), t);
-      return;
-    }
-    for (const f of OUTPUTS) {
-      const path = join(dir, f);
-      assert.ok(existsSync(path), `${scenario}/${f} is missing (UPDATE_GOLDEN=1 to generate, then review)`);
-      assert.equal(got[f], readFileSync(path, 'utf8'), `${scenario}/${f} differs from the golden file`);
-    }
+    checkGolden(dir, scenario, got, OUTPUTS);
   });
 }

@@ -7,6 +7,8 @@ import type { AgentStatus } from '../ipam/agent-protocol.ts';
 import type { LabRecord, LabState, LabNode } from './state.ts';
 import { inNetns, ownedPid, stopOwned, waitUntil, logTail, LabError } from './sys.ts';
 import { nodeNetns, nodeUnderlayIp } from './topology.ts';
+import { MODES } from '../planner/registry.ts';
+import { writeFileAtomic } from '../lib/atomic-file.ts';
 
 export const METRICS_PORT = 9603;
 
@@ -19,6 +21,23 @@ export interface AgentTuning {
 }
 
 export const LAB_AGENT_TUNING: AgentTuning = { leaseTtlSeconds: 3, resyncSeconds: 5, metrics: false };
+
+/** The agents' shared config file (when the mode's lab options give them network config keys). */
+export function agentConfigPath(s: LabState): string {
+  return join(s.dir, 'agent.json');
+}
+
+/** The network config keys the mode's lab options ask for (ModeLab.networkConfig), if any. */
+function labNetworkConfig(s: LabState): Record<string, unknown> {
+  return MODES.require(s.mode).lab?.networkConfig(s.modeOptions ?? {}) ?? {};
+}
+
+/** Writes the agents' config file when the mode's options need one. */
+export function writeAgentConfig(s: LabState): void {
+  const networkConfig = labNetworkConfig(s);
+  if (Object.keys(networkConfig).length === 0) return;
+  writeFileAtomic(agentConfigPath(s), JSON.stringify({ networkConfig }, null, 2) + '\n', { mode: 0o644 });
+}
 
 /** A node's record: names, addresses, paths and the agent command line. */
 export function defineNode(s: LabState, index: number, tuning: AgentTuning): LabNode {
@@ -50,6 +69,7 @@ export function defineNode(s: LabState, index: number, tuning: AgentTuning): Lab
     '--lease-ttl', String(tuning.leaseTtlSeconds),
     '--resync', String(tuning.resyncSeconds),
     '--route-protocol', String(s.routeProtocol),
+    ...(Object.keys(labNetworkConfig(s)).length > 0 ? ['--config', agentConfigPath(s)] : []),
   ]);
   return node;
 }

@@ -6,10 +6,12 @@ import type { AgentStatus } from '../ipam/agent-protocol.ts';
 import { startEtcd } from './etcd.ts';
 import { LabRecord, readLabState, type LabState } from './state.ts';
 import { UNDERLAY, MAX_NODES, underlayNetns, createUnderlay, createNodeNetwork } from './topology.ts';
-import { defineNode, startAgent, waitAgentReady, waitNodesConverged, LAB_AGENT_TUNING, type AgentTuning } from './agents.ts';
+import { defineNode, writeAgentConfig, startAgent, waitAgentReady, waitNodesConverged, LAB_AGENT_TUNING, type AgentTuning } from './agents.ts';
 import { MODES } from '../planner/registry.ts';
 import { addPods } from './pods.ts';
 import { netnsPath, LabError } from './sys.ts';
+import { linkTypeRefusal } from './kernel.ts';
+import type { AnyMode } from '../planner/mode.ts';
 
 /** The modes the lab can run on this build (the registry's, less those it cannot carry). */
 export const LAB_MODES: string[] = MODES.all().filter((m) => m.labUnsupported === null).map((m) => m.name);
@@ -25,6 +27,8 @@ export interface UpOptions {
   nodes: number;
   pods: number;
   mode: string;
+  /** the mode's own options (ModeLab.flags, without dashes): e.g. { 'ipip-mode': 'never' } */
+  modeOptions?: Record<string, string>;
   /** the built testcni entry (dist/testcni.cjs) the agents and pod ADDs run */
   binary: string;
   /** the Node.js executable (default: this process's) */
@@ -57,8 +61,37 @@ export function validateUp(o: UpOptions): void {
   if (existsSync(o.dir) && readdirSync(o.dir).length > 0) throw new LabError(`${o.dir} is not empty: give another --dir`);
 }
 
+/** The mode's options with their defaults; an option the mode does not have, or a value it does
+ *  not take, is refused. */
+export function modeOptionsOf(mode: AnyMode, given: Record<string, string> = {}): Record<string, string> {
+  const flags = mode.lab?.flags ?? [];
+  for (const [name, value] of Object.entries(given)) {
+    const f = flags.find((x) => x.name === name);
+    if (!f) throw new LabError(`--${name} is not an option of mode ${mode.name}${flags.length ? ` (its options: ${flags.map((x) => `--${x.name}`).join(', ')})` : ''}`);
+    if (!f.values.includes(value)) throw new LabError(`--${name} must be one of ${f.values.join(', ')}, got ${JSON.stringify(value)}`);
+  }
+  return Object.fromEntries(flags.map((f) => [f.name, given[f.name] ?? f.default]));
+}
+
+/** Why the lab cannot run the mode with these options on this kernel (it probes once), or null. */
+export async function kernelRefusal(mode: AnyMode, options: Record<string, string>): Promise<string | null> {
+  for (const need of mode.lab?.linkTypes(options) ?? []) {
+    const refused = await linkTypeRefusal(need.type);
+    if (refused === null) continue;
+    const opts = Object.entries(options).map(([k, v]) => `--${k} ${v}`).join(' ');
+    const others = (mode.lab?.flags ?? []).map((f) => `${f.name}: ${f.values.join(', ')}`).join('; ');
+    return `mode ${mode.name}${opts ? ` ${opts}` : ''} needs the kernel's ${need.type} device (${need.why}), and this kernel has none ` +
+      `(\`ip link add … type ${need.type}\`: ${refused}); choose other options (${others}) or a kernel with ${need.type}`;
+  }
+  return null;
+}
+
 export async function labUp(o: UpOptions): Promise<UpReport> {
   validateUp(o);
+  const modeDef = MODES.require(o.mode);
+  const modeOptions = modeOptionsOf(modeDef, o.modeOptions);
+  const refusal = await kernelRefusal(modeDef, modeOptions);
+  if (refusal) throw new LabError(refusal);
   const say = o.log ?? (() => {});
   const tuning = { ...LAB_AGENT_TUNING, ...o.tuning };
   const timings: Record<string, number> = {};
@@ -77,6 +110,7 @@ export async function labUp(o: UpOptions): Promise<UpReport> {
     name: o.name,
     dir: o.dir,
     mode: o.mode,
+    ...(Object.keys(modeOptions).length > 0 ? { modeOptions } : {}),
     binary: o.binary,
     nodeExec: o.nodeExec ?? process.execPath,
     createdAt: new Date().toISOString(),
@@ -109,6 +143,7 @@ export async function labUp(o: UpOptions): Promise<UpReport> {
     const nodes = Array.from({ length: o.nodes }, (_, i) => defineNode(rec.state, i + 1, tuning));
     rec.update((s) => s.nodes.push(...nodes));
     for (const n of nodes) mkdirSync(n.dir, { recursive: true, mode: 0o755 });
+    writeAgentConfig(rec.state);
     await Promise.all(nodes.map((n) => createNodeNetwork(rec, n)));
     lap('nodes');
     await Promise.all(nodes.map((n) => startAgent(rec, n)));

@@ -87,11 +87,13 @@ export async function kernelRefusal(mode: AnyMode, options: Record<string, strin
 }
 
 export async function labUp(o: UpOptions): Promise<UpReport> {
-  validateUp(o);
-  const modeDef = MODES.require(o.mode);
-  const modeOptions = modeOptionsOf(modeDef, o.modeOptions);
-  const refusal = await kernelRefusal(modeDef, modeOptions);
+  // The mode's options and what they need of the kernel first: an option this kernel cannot
+  // carry is the reason to give, whatever else is wrong.
+  const modeDef = MODES.get(o.mode);
+  const modeOptions = modeDef ? modeOptionsOf(modeDef, o.modeOptions) : {};
+  const refusal = modeDef ? await kernelRefusal(modeDef, modeOptions) : null;
   if (refusal) throw new LabError(refusal);
+  validateUp(o);
   const say = o.log ?? (() => {});
   const tuning = { ...LAB_AGENT_TUNING, ...o.tuning };
   const timings: Record<string, number> = {};

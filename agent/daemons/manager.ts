@@ -15,6 +15,8 @@ export interface NodeDaemonsOptions {
   /** the mode's parser of a daemon's status output (NodePlanner.sessions) */
   sessions?: (daemon: string, output: string) => PeerSession[];
   backoff?: Partial<Backoff>;
+  /** renders a configuration (default: the templates of templates/) */
+  render?: (template: string, view: unknown) => string;
 }
 
 function programOf(spec: DaemonSpec): DaemonProgram {
@@ -80,7 +82,7 @@ export class NodeDaemons {
       this.sups.set(spec.name, sup);
       this.programs.set(spec.name, key);
     }
-    const text = renderTemplate(spec.config.template, spec.config.view);
+    const text = (this.o.render ?? renderTemplate)(spec.config.template, spec.config.view);
     await sup.apply(text, spec.config.secrets);
     if (sup.pid === null) {
       await sup.start({ recovery: first && spec.recover });

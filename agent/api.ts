@@ -1,5 +1,5 @@
 // The agent's API server: HTTP/JSON on a unix socket (0600) for the plugin, and optionally
-// /metrics and /healthz on a TCP address for Prometheus and probes.
+// /metrics, /healthz (ready) and /livez (alive) on a TCP address for Prometheus and probes.
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -7,7 +7,7 @@ import { API, type AgentStatus, type ApiError } from '../ipam/agent-protocol.ts'
 import type { AttachmentKey } from '../model/lease.ts';
 import type { Lease } from '../model/lease.ts';
 import { removeIfExists } from '../lib/atomic-file.ts';
-import { CONTAINER_ID } from '../model/attachment.ts';
+import { containerIdProblem, ifNameProblem } from '../model/attachment.ts';
 import type { AgentMetrics } from './metrics.ts';
 
 export interface AgentHandlers {
@@ -54,12 +54,19 @@ function readBody(req: IncomingMessage): Promise<unknown> {
 
 const KNOWN_PATHS = new Set<string>(Object.values(API));
 
+/** The same rules as the plugin's for CNI_CONTAINERID and CNI_IFNAME (model/attachment.ts):
+ *  the agent stores these in etcd keys and hands them back to the plugin. */
 function attachment(v: unknown): AttachmentKey {
   const o = v as Record<string, unknown> | null;
   const containerId = o?.containerId;
   const ifName = o?.ifName;
-  if (typeof containerId !== 'string' || !CONTAINER_ID.test(containerId) || typeof ifName !== 'string' || ifName === '' || ifName.includes('/')) {
+  if (typeof containerId !== 'string' || typeof ifName !== 'string') {
     throw new ApiFailure(400, { code: 7, msg: 'containerId and ifName are required' });
+  }
+  const problem = containerIdProblem(containerId) ?? ifNameProblem(ifName);
+  if (problem) {
+    const field = containerIdProblem(containerId) ? 'containerId' : 'ifName';
+    throw new ApiFailure(400, { code: 7, msg: `invalid ${field}`, details: `${field} ${problem}` });
   }
   return { containerId, ifName };
 }
@@ -102,16 +109,23 @@ export function apiServer(h: AgentHandlers, metrics: AgentMetrics, onError: (e: 
   });
 }
 
-/** Listens on a unix socket that only root can use; a stale socket file is replaced. */
+/** Listens on a unix socket that only root can use, from the moment it exists: bind(2) creates
+ *  it with the process umask, so the umask is 0177 around the (synchronous) bind; a chmod
+ *  afterwards would leave a window in which anyone could connect. A stale socket is replaced. */
 export function listenUnix(server: Server, path: string): Promise<void> {
   mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
   removeIfExists(path);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(path, () => {
-      chmodSync(path, 0o600);
-      resolve();
-    });
+    const umask = process.umask(0o177);
+    try {
+      server.listen(path, () => {
+        chmodSync(path, 0o600); // the mode whatever bind made of it
+        resolve();
+      });
+    } finally {
+      process.umask(umask);
+    }
   });
 }
 
@@ -124,6 +138,10 @@ export function metricsServer(metrics: AgentMetrics, ready: () => boolean): Serv
       res.end(text);
     } else if (path === '/healthz') {
       send(res, ready() ? 200 : 503, ready() ? 'ok\n' : 'not ready\n');
+    } else if (path === '/livez') {
+      // Liveness: the process answers. Not readiness: while etcd is away the agent is not ready,
+      // and a restart would not bring etcd back.
+      send(res, 200, 'alive\n');
     } else send(res, 404, 'not found\n');
   });
 }

@@ -16,7 +16,8 @@ const USAGE = `usage: node bench/cni-latency.mjs [--iterations N] [--concurrency
   --iterations N   sequential ADDs then DELs per plugin (default 40)
   --concurrency C  calls started at once in the burst phase (default 20)
   --json           print the figures as one JSON document instead of tables
-  --plugin FILE    the testcni bundle to measure (default dist/testcni.cjs), e.g. to compare two builds`;
+  --plugin FILE    the testcni bundle to measure (default dist/testcni.cjs), e.g. to compare two builds;
+                   a file not ending in .cjs is exec'd itself (the single executable dist/testcni)`;
 const opts = parseArgs(process.argv.slice(2), {
   iterations: { default: 40, min: 1, max: 240 }, // every plugin's pool is a /24: at most ~250 leases at once
   concurrency: { default: 20, min: 1, max: 240 },
@@ -97,7 +98,8 @@ function setup() {
   const mountNs = nodeMountNamespace(`/var/run/netns/${nodeNs}`);
   // A copy taken now: a rebuild of dist/ during the run (npm test rebuilds it) cannot change or
   // remove what is measured. The CNI path loads nothing else from dist/.
-  const pluginFile = join(owned.dir, 'testcni.cjs');
+  const bundle = opts.plugin.endsWith('.cjs');
+  const pluginFile = join(owned.dir, bundle ? 'testcni.cjs' : 'testcni');
   copyFileSync(opts.plugin, pluginFile);
   const floorFile = join(owned.dir, 'floor.cjs');
   writeFileSync(floorFile, "'use strict';\nrequire('node:fs').readFileSync(0);\nprocess.stdout.write('{}');\n");
@@ -111,7 +113,7 @@ function setup() {
     ipam: { type: 'host-local', subnet: '10.245.0.0/24', dataDir: join(owned.dir, 'host-local') },
   };
   const plugins = [
-    { key: 'testcni', label: `testcni (node ${relative(ROOT, opts.plugin) || opts.plugin})`, argv: [process.execPath, pluginFile], config: testcniConfig },
+    { key: 'testcni', label: `testcni (${bundle ? 'node ' : ''}${relative(ROOT, opts.plugin) || opts.plugin})`, argv: bundle ? [process.execPath, pluginFile] : [pluginFile], config: testcniConfig },
     { key: 'reference', label: 'reference bridge+host-local (Go)', argv: [join(CNI_DIR, 'bridge')], config: referenceConfig },
     { key: 'floor', label: 'floor (no-op node script)', argv: [process.execPath, floorFile], config: testcniConfig },
   ];

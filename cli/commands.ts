@@ -31,6 +31,9 @@ Operator commands:
   gc               remove attachments whose pod netns is gone
   version          versions of testcni and of the CNI spec it speaks
   agent            the node agent (cluster IPAM, node routes); one per node
+  install          put the executable and, once the agent is ready, the conflist on this node
+  uninstall        remove the conflist, the executable and testcni's node state
+  manifests        print the Kubernetes objects (DaemonSet and friends) that run testcni
   lab              a multi-node cluster in network namespaces: lab up|check|status|down
 
 Run "testcni <command> --help" for a command's options.
@@ -141,6 +144,7 @@ async function cmdGc(args: string[]): Promise<number> {
   );
   out(`removed ${report.removed.length} attachment(s)${report.removed.length ? ': ' + report.removed.join(', ') : ''}\n`);
   out(`released ${report.released.length} address(es)${report.released.length ? ': ' + report.released.join(', ') : ''}\n`);
+  out(`removed ${report.leftovers.length} stale lock(s) and temp file(s)${report.leftovers.length ? ': ' + report.leftovers.join(', ') : ''}\n`);
   return 0;
 }
 
@@ -155,6 +159,14 @@ export async function runCli(argv: string[]): Promise<number> {
         // Loaded only for `lab`: the other commands never evaluate the harness.
         const { runLab } = await import('../lab/commands.ts');
         return await runLab(rest);
+      }
+      case 'install': case 'uninstall': {
+        const { cmdInstall, cmdUninstall } = await import('../install/cli.ts');
+        return await (cmd === 'install' ? cmdInstall(rest) : cmdUninstall(rest));
+      }
+      case 'manifests': {
+        const { cmdManifests } = await import('../install/manifests-cli.ts');
+        return await cmdManifests(rest);
       }
       case 'version':
         if (rest.includes('--help')) return out(HELP.version!), 0;

@@ -1,6 +1,6 @@
 // The CNI_* environment, validated against a table of what each verb requires.
 import { CniError, Code } from '../model/errors.ts';
-import { CONTAINER_ID, ifNameProblem } from '../model/attachment.ts';
+import { CONTAINER_ID, containerIdProblem, ifNameProblem } from '../model/attachment.ts';
 
 export { CONTAINER_ID, ifNameProblem };
 
@@ -60,8 +60,9 @@ export function parseEnv(env: NodeJS.ProcessEnv): CniEnv {
     if (need[name] === 'req' && value(name) === '') problems.push(`${name} is required for ${verb}`);
   }
   const containerId = value('CNI_CONTAINERID');
-  if (need.CNI_CONTAINERID !== '-' && containerId !== '' && !CONTAINER_ID.test(containerId)) {
-    problems.push('CNI_CONTAINERID must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$');
+  if (need.CNI_CONTAINERID !== '-' && containerId !== '') {
+    const p = containerIdProblem(containerId);
+    if (p) problems.push(`CNI_CONTAINERID ${p}`);
   }
   const ifName = value('CNI_IFNAME');
   if (need.CNI_IFNAME !== '-' && ifName !== '') {

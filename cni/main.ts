@@ -3,6 +3,9 @@ import { readFileSync } from 'node:fs';
 import { parseEnv, type Verb } from './env.ts';
 import { parseJson, loadConfig } from './config.ts';
 import { CniError, toCniError } from '../model/errors.ts';
+import { ioFailureOf, readAllStdin } from './io-error.ts';
+import { refuseNulBytes } from './nul-bytes.ts';
+import { requireSafeDirs } from './safe-dirs.ts';
 import { isSupported, LATEST, SUPPORTED_VERSIONS } from './version.ts';
 import { Logger, type Level } from '../lib/log.ts';
 import { SyncProcessRunner, type Runner } from '../executor/runner.ts';
@@ -29,9 +32,17 @@ const HANDLERS: Record<Exclude<Verb, 'VERSION'>, (ctx: VerbContext) => Promise<u
   STATUS: cmdStatus,
 };
 
+// The error document stays small whatever the input (a config with 200 000 unknown keys).
+const MAX_MSG = 512;
+const MAX_DETAILS = 4096;
+
+function capped(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 20)}… (${text.length - max + 20} more)`;
+}
+
 function errorDoc(err: CniError, version: string): Record<string, unknown> {
-  const doc: Record<string, unknown> = { cniVersion: version, code: err.code, msg: err.message };
-  if (err.details) doc.details = err.details;
+  const doc: Record<string, unknown> = { cniVersion: version, code: err.code, msg: capped(err.message, MAX_MSG) };
+  if (err.details) doc.details = capped(err.details, MAX_DETAILS);
   return doc;
 }
 
@@ -50,19 +61,21 @@ export async function handleCni(
     if (env.command === 'VERSION') {
       return { exitCode: 0, doc: { cniVersion: LATEST, supportedVersions: [...SUPPORTED_VERSIONS] } };
     }
-    const raw = parseJson(readStdin());
+    const raw = parseJson(readAllStdin(readStdin));
     const requested = (raw as { cniVersion?: unknown } | null)?.cniVersion;
     if (isSupported(requested)) version = requested;
+    refuseNulBytes(raw);
     const registry = deps.registry ?? MODES;
     const { config, extras } = loadConfig(raw, registry);
     // An operator's TESTCNI_LOG_LEVEL (e.g. debug while investigating) wins over the config.
     log.configure((processEnv.TESTCNI_LOG_LEVEL as Level | undefined) ?? config.logLevel, config.logFile);
     log.with({ network: config.name });
+    if (env.command !== 'STATUS') requireSafeDirs(config);
     const doc = await HANDLERS[env.command]({ env, config, mode: registry.require(config.mode), extras, log, runner, sys: deps.sys });
     log.debug('done', { ms: Number((process.hrtime.bigint() - started) / 1000n) / 1000, spawned: runner.spawned });
     return { exitCode: 0, doc };
   } catch (e) {
-    const err = toCniError(e);
+    const err = ioFailureOf(e) ?? toCniError(e);
     log.error(err.message, { code: err.code, details: err.details, spawned: runner.spawned, ...(err.code === 999 ? { stack: (e as Error)?.stack } : {}) });
     return { exitCode: 1, doc: errorDoc(err, version) };
   }

@@ -34,10 +34,26 @@ export function serialiseResult(result: Result, version: CniVersion): Record<str
   return { cniVersion: version, interfaces, ips, routes, dns: result.dns };
 }
 
-/** Reads a prevResult of any supported version back into the internal shape. */
-export function parsePrevResult(raw: Record<string, unknown> | null): Result | null {
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** What is wrong with a prevResult's lists (CHECK refuses such a result; DEL reads past it). */
+export function prevResultProblem(raw: Record<string, unknown> | null): string | null {
   if (!raw) return null;
-  const arr = (v: unknown): Record<string, unknown>[] => (Array.isArray(v) ? (v as Record<string, unknown>[]) : []);
+  for (const list of ['interfaces', 'ips', 'routes'] as const) {
+    const v = raw[list];
+    if (v === undefined) continue;
+    if (!Array.isArray(v)) return `prevResult.${list} must be a list`;
+    const bad = v.findIndex((e) => !isObject(e));
+    if (bad >= 0) return `prevResult.${list}[${bad}] must be an object, not ${JSON.stringify(v[bad])}`;
+  }
+  return null;
+}
+
+/** Reads a prevResult of any supported version back into the internal shape; entries that are
+ *  not objects are skipped. */
+export function parsePrevResult(raw: Record<string, unknown> | null): Result | null {
+  if (!isObject(raw)) return null;
+  const arr = (v: unknown): Record<string, unknown>[] => (Array.isArray(v) ? v.filter(isObject) : []);
   return {
     interfaces: arr(raw.interfaces).map((i) => ({
       name: String(i.name ?? ''),
@@ -56,6 +72,6 @@ export function parsePrevResult(raw: Record<string, unknown> | null): Result | n
       for (const k of ROUTE_1_1_ONLY) if (typeof r[k] === 'number') route[k] = r[k];
       return route;
     }),
-    dns: (raw.dns as Record<string, unknown>) ?? {},
+    dns: isObject(raw.dns) ? raw.dns : {},
   };
 }

@@ -4,13 +4,14 @@ import { HOST, type Plan, type Step, type NodeFacts } from '../model/plan.ts';
 import type { Lease } from '../model/lease.ts';
 import { teardownSteps } from '../planner/compile.ts';
 import { holds } from '../planner/predicate.ts';
-import { CniError, Code } from '../model/errors.ts';
+import { CniError, Code, type CniCode } from '../model/errors.ts';
 import type { Logger } from '../lib/log.ts';
 import type { Runner } from './runner.ts';
 import { JournalStore, newJournal, type Journal } from './journal.ts';
-import { runProbe, fastProbe, isFast } from './probe.ts';
+import { runProbe, fastProbe } from './probe.ts';
 import { realSystem, type NodeSystem } from './system.ts';
 import { canJoin, unitOf, type Unit } from './units.ts';
+import { ApplyRun } from './apply-run.ts';
 import { MECHANISMS, type StepOutcome } from './mechanisms/index.ts';
 
 export interface ExecContext {
@@ -66,97 +67,84 @@ export class Executor {
     return MECHANISMS[unit.mech].run(unit.steps, unit.ns, { runner: this.ctx.runner, facts: this.ctx.facts, sys: this.sys, log: this.ctx.log }, { force });
   }
 
-  /** Applies an ADD plan. On failure it rolls back and throws; the journal says what happened. */
+  /** Applies an ADD plan. On failure it rolls back and throws a CniError; the journal says what
+   *  happened. Whatever fails (a step, a journal write on a full disk, a mechanism), the caller
+   *  gets a CniError, and 102 (RollbackIncomplete) unless everything applied was undone: only
+   *  then may the caller hand the address back. */
   async apply(plan: Plan, lease: Lease | null): Promise<Journal> {
     const j = newJournal(plan, lease);
-    this.ctx.journals.write(j);
-    let unit: Unit | null = null;
-    // Steps whose status changed since the journal last heard of them.
-    const dirty = new Set<string>();
-    const changed = () => {
-      const steps = Object.fromEntries([...dirty].map((id) => [id, j.steps[id]!]));
-      dirty.clear();
-      return steps;
-    };
-    const record = () => this.ctx.journals.append(j, { steps: changed() });
-    const flush = async () => {
-      let pending = unit;
-      unit = null;
-      while (pending) {
-        const done: Unit = pending;
-        pending = null;
-        const outcomes = await this.runUnit(done, false);
-        for (const [id, o] of outcomes) {
-          const { argv: _argv, ...rec } = o;
-          j.steps[id] = rec;
-        }
-        const failures = [...outcomes.entries()].filter(([, o]) => o.status === 'failed' || o.status === 'unknown');
-        for (const id of outcomes.keys()) dirty.add(id);
-        if (failures.length === 0) {
-          record();
-          break;
-        }
-        // A concurrent ADD may have created a shared node object between our probe and our
-        // command: that is the state we wanted, so carry on with the rest of the unit.
-        const [failedId, failed] = failures[0]!;
-        const step = done.steps.find((s) => s.id === failedId)!;
-        if (failures.length === 1 && failed.status === 'failed' && step.scope === 'node' && step.probe && (await this.probe(step.probe))) {
-          j.steps[failedId] = { status: 'skipped' };
-          record();
-          const rest = done.steps.slice(done.steps.indexOf(step) + 1);
-          if (rest.length > 0) pending = { ...done, steps: rest };
-          continue;
-        }
-        record();
-        await this.rollback(j, failures.map(([id, o]) => ({ step: id, argv: o.argv ?? [], exitCode: o.exitCode ?? -1, stderr: o.stderr ?? '' })));
-      }
-    };
-    for (const step of plan.steps) {
-      // Shared node objects may exist already; pod objects existing is an error (CNI ADD
-      // semantics). A node step is only run when its probe says it is not in effect: always
-      // for one that is not harmless to repeat, and for any whose probe costs no process (a
-      // node sysctl is then written only when it is wrong, never by every ADD at once).
-      if (step.scope === 'node' && step.probe && (!step.idempotent || isFast(step.probe))) {
-        if (unit && (unit as Unit).ns === step.probe.ns) await flush();
-        if (await this.probe(step.probe)) {
-          j.steps[step.id] = { status: 'skipped' };
-          dirty.add(step.id);
-          continue;
-        }
-      }
-      if (unit && canJoin(unit, step)) (unit as Unit).steps.push(step);
-      else {
-        await flush();
-        unit = unitOf(step);
+    try {
+      this.ctx.journals.write(j);
+    } catch (e) {
+      throw new CniError(Code.IoFailure, 'the journal could not be written', `${(e as Error).message}; nothing was applied`);
+    }
+    const inFlight = new Set<string>();
+    try {
+      return await this.applySteps(plan, j, inFlight);
+    } catch (e) {
+      if (e instanceof CniError) throw e; // a step failed: rolled back already
+      // [hardening] Not a step: the journal (ENOSPC, a short write) or the executor itself.
+      // Steps of the unit that was running may have taken effect: undo them too.
+      for (const id of inFlight) if (j.steps[id]?.status === 'pending') j.steps[id] = { status: 'unknown' };
+      const cause = { step: 'journal', argv: ['append', this.ctx.journals.path(j)], exitCode: -1, stderr: (e as Error)?.message ?? String(e) };
+      try {
+        return await this.rollback(j, [cause], (e as NodeJS.ErrnoException)?.syscall ? Code.IoFailure : Code.Internal);
+      } catch (r) {
+        if (r instanceof CniError) throw r;
+        throw new CniError(Code.RollbackIncomplete, 'rollback could not run', `${cause.stderr}; then: ${(r as Error)?.message ?? r}`);
       }
     }
-    await flush();
-    j.state = 'applied';
-    // With the state go the steps skipped after the last unit ran. No fsync: after a crash
-    // "applying" and "applied" lead DEL to the same undo, and after a power cut the pod's
-    // namespace, links and rules are gone whatever the journal says.
-    this.ctx.journals.append(j, { ...(dirty.size > 0 ? { steps: changed() } : {}), state: 'applied' });
+  }
+
+  private async applySteps(plan: Plan, j: Journal, inFlight: Set<string>): Promise<Journal> {
+    const run = new ApplyRun(j, this.ctx.journals, inFlight, {
+      runUnit: (unit) => this.runUnit(unit, false),
+      probe: (p) => this.probe(p),
+      rollback: (failures) => this.rollback(j, failures),
+    });
+    for (const step of plan.steps) await run.add(step);
+    await run.flush();
+    run.finish();
     return j;
   }
 
-  private async rollback(j: Journal, failures: StepFailure[]): Promise<never> {
+  private async rollback(j: Journal, failures: StepFailure[], code: CniCode = Code.StepFailed): Promise<never> {
     const applied = new Set(Object.entries(j.steps).filter(([, r]) => r.status === 'applied' || r.status === 'unknown').map(([id]) => id));
     const report = await this.teardown(teardownSteps(j.plan.steps, applied));
     for (const id of report.undone) {
       const fwd = id.replace(/^undo:/, '');
       if (j.steps[fwd]) j.steps[fwd]!.status = 'undone';
     }
-    j.state = report.errors.length === 0 ? 'rolled-back' : 'rollback-incomplete';
+    const complete = report.errors.length === 0;
+    j.state = complete ? 'rolled-back' : 'rollback-incomplete';
     j.error = describeFailures(failures);
-    this.ctx.journals.write(j);
-    const rollback = report.errors.length === 0
+    const kept = this.recordRollback(j, complete);
+    const rollback = complete
       ? `rollback complete (${report.undone.length} undone)`
       : `rollback incomplete: ${describeFailures(report.errors)}`;
     throw new CniError(
-      report.errors.length === 0 ? Code.StepFailed : Code.RollbackIncomplete,
-      `step ${failures[0]!.step} failed`,
-      `${describeFailures(failures)}; ${rollback}`,
+      complete ? code : Code.RollbackIncomplete,
+      failures[0]!.step === 'journal' ? 'the journal could not be written' : `step ${failures[0]!.step} failed`,
+      `${describeFailures(failures)}; ${rollback}${kept}`,
     );
+  }
+
+  /** [hardening] Writes the rolled-back journal; on a full disk a complete rollback removes it
+   *  instead (no journal means the same: nothing applied), an incomplete one leaves the last
+   *  record, whose undo list covers at least what is left. Returns a note for the error. */
+  private recordRollback(j: Journal, complete: boolean): string {
+    try {
+      this.ctx.journals.write(j);
+      return '';
+    } catch (e) {
+      if (!complete) return `; journal not updated (${(e as Error).message})`;
+      try {
+        this.ctx.journals.remove(j);
+        return '';
+      } catch {
+        return `; journal not updated (${(e as Error).message})`;
+      }
+    }
   }
 
   /** Runs undo steps best effort: every one is tried, and "already gone" counts as done. */

@@ -3,11 +3,16 @@
 // fsync, rename); progress is appended as one JSON line per executed unit, which costs a
 // write(2) instead of a file replace (~1 ms each here). A SIGKILL can only tear the last
 // line, and a torn last line is ignored: the record reads as it was before that write.
-import { readFileSync, readdirSync, openSync, writeSync, fsyncSync, closeSync } from 'node:fs';
+import { readFileSync, readdirSync, openSync, fstatSync, ftruncateSync, fsyncSync, closeSync, constants } from 'node:fs';
 import { join, basename } from 'node:path';
 import type { Plan } from '../model/plan.ts';
 import type { Lease } from '../model/lease.ts';
-import { writeFileAtomic, ensureDir, removeIfExists } from '../lib/atomic-file.ts';
+import { writeFileAtomic, writeAll, ensureDir, removeIfExists } from '../lib/atomic-file.ts';
+import { LOCK_EXT } from '../lib/pid-lock.ts';
+import { fnv1a64 } from '../lib/hash.ts';
+
+/** The longest file name (in bytes) the filesystems we run on accept. */
+const MAX_NAME_BYTES = 255;
 
 /** pending: not run yet; applied: ran and succeeded; skipped: was already in effect (never undone);
  *  failed: its command failed (never undone: the failure may mean somebody else owns it);
@@ -86,7 +91,10 @@ export class JournalStore {
    *  writes anything leaves no per-network directory behind. "~" occurs in neither a network
    *  name nor a container id. */
   lockPath(a: Attachment): string {
-    return join(this.lockDir(), `${a.network}~${a.containerId}@${a.ifName}.lock`);
+    const readable = `${a.network}~${a.containerId}@${a.ifName}${LOCK_EXT}`;
+    // A long network name and container id together can exceed a file name's 255 bytes.
+    const name = Buffer.byteLength(readable) <= MAX_NAME_BYTES ? readable : `${fnv1a64(readable)}${LOCK_EXT}`;
+    return join(this.lockDir(), name);
   }
 
   lockDir(): string {
@@ -128,10 +136,17 @@ export class JournalStore {
   /** Appends a change (already applied to `j` by the caller) as one line. */
   append(j: Journal, delta: JournalDelta, durable = false): void {
     j.updated = this.clock().toISOString();
-    const fd = openSync(this.path(j), 'a', 0o600);
+    // The journal exists (write() made it): never create one here, nor follow a link.
+    const fd = openSync(this.path(j), constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW);
+    const size = fstatSync(fd).size;
     try {
-      writeSync(fd, JSON.stringify({ ...delta, updated: j.updated }) + '\n');
+      writeAll(fd, JSON.stringify({ ...delta, updated: j.updated }) + '\n');
       if (durable) fsyncSync(fd);
+    } catch (e) {
+      // A short write (disk full) would leave a torn line that later lines then follow: cut it
+      // off, so the journal reads as it was before this append. Truncating needs no space.
+      try { ftruncateSync(fd, size); } catch { /* the caller rolls back and says so */ }
+      throw e;
     } finally {
       closeSync(fd);
     }

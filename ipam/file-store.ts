@@ -2,9 +2,9 @@
 // "containerId\r\nifName", last_reserved_ip.0 is the cursor. A reservation is made by
 // hard-linking a fully written temp file to the IP's name: exclusive like O_EXCL, and a crash
 // never leaves a half-written reservation. Temp files are named by attachment so DEL finds them.
-import { readFileSync, writeFileSync, readdirSync, linkSync, accessSync, statSync, constants } from 'node:fs';
+import { readFileSync, readdirSync, linkSync, accessSync, statSync, constants } from 'node:fs';
 import { join } from 'node:path';
-import { ensureDir, removeIfExists } from '../lib/atomic-file.ts';
+import { ensureDir, removeIfExists, createExclusive, overwriteOwnFile, probeWritable } from '../lib/atomic-file.ts';
 import { fnv1a64 } from '../lib/hash.ts';
 import { parseIp } from '../lib/ipv4.ts';
 import { allocate, peek, type Reservations } from './allocator.ts';
@@ -28,9 +28,10 @@ export class FileStore implements IpamStore, Reservations {
 
   tryReserve(ip: string, key: AttachmentKey): boolean {
     const tmp = this.tmpFor(key);
-    // Private to this attachment (callers hold its lock): a plain write is enough before the link.
-    writeFileSync(tmp, `${key.containerId}${LINE_BREAK}${key.ifName}`, { mode: 0o600 });
     try {
+      // Private to this attachment (callers hold its lock), but created exclusively and never
+      // through a symlink: a link planted at this name must not redirect root's write.
+      createExclusive(tmp, `${key.containerId}${LINE_BREAK}${key.ifName}`, 0o600, { replace: true });
       linkSync(tmp, join(this.dir, ip));
       return true;
     } catch (e) {
@@ -58,9 +59,15 @@ export class FileStore implements IpamStore, Reservations {
     }
   }
 
-  /** The cursor is only a hint (a torn one reads as no cursor), so it is overwritten in place. */
+  /** The cursor is only a hint (a torn one reads as no cursor): overwritten in place, never
+   *  through a link planted at its name, and a failure to write it (a full disk) does not
+   *  fail the allocation it follows. */
   writeCursor(ip: string): void {
-    writeFileSync(join(this.dir, CURSOR), ip, { mode: 0o600 });
+    try {
+      overwriteOwnFile(join(this.dir, CURSOR), ip, 0o600);
+    } catch {
+      // the next allocation starts from an older cursor: still correct, a little slower
+    }
   }
 
   private ownerOf(ip: string): AttachmentKey | null {
@@ -132,7 +139,7 @@ export class FileStore implements IpamStore, Reservations {
     const released: string[] = [];
     const young = (f: string) => graceMs > 0 && Date.now() - this.mtimeMs(f) < graceMs;
     for (const f of this.files()) {
-      if ((f.startsWith('.reserving-') || f.includes('.tmp-')) && !young(f)) removeIfExists(join(this.dir, f));
+      if ((f.startsWith('.reserving-') || f.includes('.tmp-') || f.startsWith('.write-probe-')) && !young(f)) removeIfExists(join(this.dir, f));
     }
     for (const r of this.list()) {
       if (!keep.has(keyString(r)) && !young(r.ip)) {
@@ -152,7 +159,7 @@ export class FileStore implements IpamStore, Reservations {
     const free = capacity(this.pool) - used;
     try {
       ensureDir(this.dir, 0o755);
-      accessSync(this.dir, constants.W_OK);
+      probeWritable(this.dir);
     } catch (e) {
       return { ready: false, used, free, reason: `IPAM directory ${this.dir} is not writable: ${(e as Error).message}` };
     }

@@ -1,5 +1,6 @@
 // JSON-lines logging to stderr and, when configured, to a 0600 log file. Never stdout.
-import { appendFileSync, openSync, closeSync } from 'node:fs';
+import { openSync, closeSync, constants } from 'node:fs';
+import { writeAll } from './atomic-file.ts';
 
 export type Level = 'debug' | 'info' | 'warn' | 'error';
 const RANK: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -14,10 +15,6 @@ export class Logger {
 
   configure(level: Level, file: string | null): void {
     this.level = level in RANK ? level : 'info';
-    if (file && file !== this.file) {
-      // Create with 0600 before the first append: appendFileSync's mode only applies to new files.
-      closeSync(openSync(file, 'a', 0o600));
-    }
     this.file = file;
   }
 
@@ -29,12 +26,24 @@ export class Logger {
     if (RANK[level] < RANK[this.level]) return;
     const line = JSON.stringify({ ts: this.clock().toISOString(), level, msg, ...this.fields, ...extra }) + '\n';
     process.stderr.write(line);
-    if (this.file) {
+    if (this.file) this.toFile(line);
+  }
+
+  /** Appends to the log file, opened per line (a rotated file is picked up) and created 0600.
+   *  An unusable one (a directory, a FIFO nobody reads, a full or read-only disk, a NUL in its
+   *  name) never fails the call: stderr has the line, and says once why the file has not. */
+  private toFile(line: string): void {
+    try {
+      const fd = openSync(this.file!, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK | constants.O_NOCTTY, 0o600);
       try {
-        appendFileSync(this.file, line, { mode: 0o600 });
-      } catch {
-        // A broken log file must not fail the CNI call; stderr still has the line.
+        writeAll(fd, line);
+      } finally {
+        closeSync(fd);
       }
+    } catch (e) {
+      const file = this.file;
+      this.file = null;
+      process.stderr.write(JSON.stringify({ ts: this.clock().toISOString(), level: 'warn', msg: 'log file unusable, logging to stderr only', logFile: file, error: (e as Error).message }) + '\n');
     }
   }
 

@@ -6,6 +6,7 @@
 /** The closed set of things a step can do to a node. */
 export type StepKind =
   | 'link.add'
+  | 'link.del'
   | 'link.set'
   | 'link.wait'
   | 'addr.add'

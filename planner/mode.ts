@@ -76,6 +76,21 @@ export interface NodePlanner<S = unknown> {
   daemons?(ctx: NodeContext<S>, observed: Record<string, unknown>): DaemonSpec[];
   /** a daemon's `status` output as peer sessions */
   sessions?(daemon: string, output: string): PeerSession[];
+  /** what `testcni uninstall` removes of this mode's node state */
+  teardown?: NodeTeardownPlanner<S>;
+}
+
+/** The context of an uninstall: no registry, just this node and its network. */
+export type NodeTeardownContext<S = unknown> = Pick<NodeContext<S>, 'config' | 'facts' | 'routeProtocol'>;
+
+/**
+ * The node state a mode made (what pods share and DEL never removes), found and removed on
+ * uninstall. Pure, like the node plan: `plan` turns what the queries showed into the steps that
+ * remove only what it can tell is testcni's, and says what it found and left alone.
+ */
+export interface NodeTeardownPlanner<S = unknown> {
+  observe(ctx: NodeTeardownContext<S>): Record<string, Probe>;
+  plan(ctx: NodeTeardownContext<S>, observed: Record<string, unknown>): { steps: Step[]; kept: string[] };
 }
 
 /** An option of `testcni lab up` that a mode declares (e.g. --ipip-mode). */

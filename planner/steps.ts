@@ -88,10 +88,12 @@ export function vethStep(facts: NodeFacts, v: VethSpec): Step {
     kind: 'link.add',
     scope: 'pod',
     ns: v.podNs,
-    args: ['link', 'add', v.podName, 'address', v.podMac, 'mtu', mtu, 'type', 'veth',
+    // [hardening] Names always follow `name`/`dev`: `ip` reads a bare name such as "help", "up"
+    // or "type" (or a prefix of a keyword) as a keyword; after `name`/`dev` it is taken as is.
+    args: ['link', 'add', 'name', v.podName, 'address', v.podMac, 'mtu', mtu, 'type', 'veth',
       'peer', 'name', v.hostName, 'address', v.hostMac, 'mtu', mtu, 'netns', String(facts.hostPid)],
     idempotent: false,
-    undo: { ns: HOST, mech: 'ip', argv: [facts.tools.ip, 'link', 'del', v.hostName] },
+    undo: { ns: HOST, mech: 'ip', argv: [facts.tools.ip, 'link', 'del', 'dev', v.hostName] },
     probe: linkExistsProbe(facts, HOST, v.hostName),
     describe: `create veth ${v.podName} in the pod with its peer ${v.hostName} on the node (mtu ${mtu})`,
   });
@@ -133,7 +135,7 @@ export function linkUpStep(facts: NodeFacts, p: StepPlace, dev: string): Step {
     kind: 'link.set',
     scope: p.scope,
     ns: p.ns,
-    args: ['link', 'set', dev, 'up'],
+    args: ['link', 'set', 'dev', dev, 'up'],
     idempotent: true,
     undo: null,
     undoReason: p.undoReason,

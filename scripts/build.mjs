@@ -1,23 +1,51 @@
 // Build: compile the schemas to standalone validators, then bundle with esbuild.
 // CommonJS bundles (CommonJS starts ~6-10 ms faster than ESM here): the CNI entry, and the
 // operator commands and the node agent, which it loads only when asked, never on the CNI path.
+// Then the single executable dist/testcni (scripts/build-sea.mjs) carrying all three.
 import { build } from 'esbuild';
-import { mkdirSync, writeFileSync, renameSync, chmodSync } from 'node:fs';
+import { mkdirSync, writeFileSync, renameSync, chmodSync, readFileSync } from 'node:fs';
+import { isBuiltin } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildSea } from './build-sea.mjs';
+import { etcd3ProtoDescriptor } from './etcd3-protos.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const started = performance.now();
 await import('./gen-validators.mjs');
 await import('./gen-templates.mjs');
 mkdirSync(join(root, 'dist'), { recursive: true });
 
 // cli/main.ts imports the operator commands and the agent lazily; in the bundle those imports
-// name the sibling bundles, so the CNI path never loads them.
-const LAZY = { './commands.ts': './commands.cjs', '../agent/main.ts': './agent.cjs' };
-const lazyExternal = {
-  name: 'lazy-external',
+// become cli/lazy-bundle.ts, which loads the sibling bundle (or, in the single executable, the
+// embedded asset), so the CNI path never loads them.
+const LAZY = { './commands.ts': 'commands.cjs', '../agent/main.ts': 'agent.cjs' };
+const lazyBundles = {
+  name: 'lazy-bundles',
   setup(b) {
-    b.onResolve({ filter: /^(\.\/commands|\.\.\/agent\/main)\.ts$/ }, (a) => ({ path: LAZY[a.path], external: true }));
+    b.onResolve({ filter: /^(\.\/commands|\.\.\/agent\/main)\.ts$/ }, (a) => ({ path: LAZY[a.path], namespace: 'lazy-bundle' }));
+    b.onResolve({ filter: /^\.\/(commands|agent)\.cjs$/ }, (a) => ({ path: a.path, external: true }));
+    b.onLoad({ filter: /.*/, namespace: 'lazy-bundle' }, (a) => ({
+      contents: `module.exports = require(${JSON.stringify(join(root, 'cli/lazy-bundle.ts'))}).loadBundle(${JSON.stringify(a.path)}, () => require("./${a.path}"));`,
+      resolveDir: root,
+      loader: 'js',
+    }));
+  },
+};
+
+// etcd3 reads its .proto files from its package directory at run time; the agent bundle carries
+// them instead, as the descriptor proto-loader would have built from them, so it needs no
+// node_modules (and the single executable can carry it).
+const etcd3Protos = {
+  name: 'etcd3-protos',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]etcd3[\\/]lib[\\/]connection-pool\.js$/ }, (a) => {
+      const src = readFileSync(a.path, 'utf8');
+      const call = '(0, proto_loader_1.loadSync)(`${__dirname}/../proto/rpc.proto`, {';
+      if (!src.includes(call)) throw new Error(`etcd3 changed how it loads its protos (${a.path}): update scripts/build.mjs`);
+      const descriptor = JSON.stringify(etcd3ProtoDescriptor(join(dirname(a.path), '../proto/rpc.proto')));
+      return { contents: src.replace(call, `(0, proto_loader_1.fromJSON)(${descriptor}, {`), loader: 'js' };
+    });
   },
 };
 
@@ -33,13 +61,23 @@ const common = {
   metafile: true,
   logLevel: 'warning',
   write: false,
+  // import() of a built-in becomes require(): the single executable runs its main script and the
+  // embedded bundles without an ES module loader, where import() fails.
+  supported: { 'dynamic-import': false },
 };
 const results = await Promise.all([
-  build({ ...common, entryPoints: [join(root, 'cli/main.ts')], outfile: join(root, 'dist/testcni.cjs'), plugins: [lazyExternal], banner: { js: '#!/usr/bin/env node' } }),
+  build({ ...common, entryPoints: [join(root, 'cli/main.ts')], outfile: join(root, 'dist/testcni.cjs'), plugins: [lazyBundles], banner: { js: '#!/usr/bin/env node' } }),
   build({ ...common, entryPoints: [join(root, 'cli/commands.ts')], outfile: join(root, 'dist/commands.cjs') }),
-  // etcd3 reads its .proto files from its package directory at run time: it stays in node_modules.
-  build({ ...common, entryPoints: [join(root, 'agent/main.ts')], outfile: join(root, 'dist/agent.cjs'), external: ['etcd3'] }),
+  build({ ...common, entryPoints: [join(root, 'agent/main.ts')], outfile: join(root, 'dist/agent.cjs'), plugins: [etcd3Protos] }),
 ]);
+// Every bundle is self-contained: built-in modules and the two sibling bundles are all it may
+// require at run time (the single executable has no node_modules).
+for (const r of results) {
+  for (const [file, out] of Object.entries(r.metafile.outputs)) {
+    const loose = out.imports.filter((i) => i.external && !isBuiltin(i.path) && !/^\.\/(commands|agent)\.cjs$/.test(i.path));
+    if (loose.length) throw new Error(`${file} requires ${loose.map((i) => i.path).join(', ')} at run time: bundle it`);
+  }
+}
 // Replace each bundle atomically: tests running meanwhile see the old file or the new one.
 for (const r of results) {
   for (const f of r.outputFiles) {
@@ -50,4 +88,12 @@ for (const r of results) {
 }
 chmodSync(join(root, 'dist/testcni.cjs'), 0o755);
 const outputs = results.flatMap((r) => Object.entries(r.metafile.outputs)).map(([f, o]) => `${f} ${(o.bytes / 1024).toFixed(0)} KiB`);
-console.error(`built: ${outputs.join(', ')}`);
+console.error(`built: ${outputs.join(', ')} (${Math.round(performance.now() - started)} ms)`);
+
+const sea = await buildSea({
+  root,
+  main: join(root, 'dist/testcni.cjs'),
+  assets: { 'commands.cjs': join(root, 'dist/commands.cjs'), 'agent.cjs': join(root, 'dist/agent.cjs') },
+  output: join(root, 'dist/testcni'),
+});
+console.error(`built: ${sea.summary}`);

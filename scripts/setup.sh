@@ -9,10 +9,17 @@ declare -A NEED=(
   [ip]=iproute2 [nsenter]=util-linux [sysctl]=procps [iptables]=iptables
   [iptables-save]=iptables [ping]=iputils-ping [fping]=fping [/usr/lib/cni/bridge]=containernetworking-plugins
   [etcd]=etcd-server [etcdctl]=etcd-client [bird]=bird2 [birdc]=bird2 [gobgpd]=gobgpd [gobgp]=gobgpd
+  [strip]=binutils  # the build strips the single executable's copy of Node (~13 MB smaller)
+  # runtime tests: containerd CRI with runc, a pause image built static (gcc, libc.a), tc for bandwidth
+  [containerd]=containerd [ctr]=containerd [runc]=runc [gcc]=gcc
+  [/usr/lib/x86_64-linux-gnu/libc.a]=libc6-dev [tc]=iproute2
+  # the emulated VM of the ipip/ipvlan datapath tests (test/helpers/vm.ts)
+  [qemu-system-x86_64]=qemu-system-x86 [/boot/vmlinuz-*]=linux-image-amd64 [/bin/busybox]=busybox-static
+  [cpio]=cpio [xz]=xz-utils [dash]=dash
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
-  if [[ $cmd == /* ]]; then [[ -e $cmd ]] || missing+=("${NEED[$cmd]}")
+  if [[ $cmd == /* ]]; then compgen -G "$cmd" >/dev/null || missing+=("${NEED[$cmd]}")
   else command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}"); fi
 done
 if ((${#missing[@]})); then

@@ -1,6 +1,5 @@
 // ADD: lease an address, compile the plan, apply it; on failure the executor has rolled back
 // and the lease goes back to the pool.
-import { statfsSync } from 'node:fs';
 import { CniError, Code } from '../../model/errors.ts';
 import { serialiseResult } from '../result.ts';
 import { compile } from '../../planner/compile.ts';
@@ -8,24 +7,8 @@ import { Executor } from '../../executor/executor.ts';
 import { JournalStore } from '../../executor/journal.ts';
 import { gatherFacts } from '../../executor/facts.ts';
 import { openIpam } from '../../ipam/open.ts';
+import { requireNetns } from '../netns.ts';
 import { attachmentOf, factsWanted, readJournal, withAttachmentLock, type VerbContext } from './context.ts';
-
-// statfs f_type of a namespace file: nsfs, or proc on kernels before 3.19.
-const NSFS_MAGIC = 0x6e736673;
-const PROC_SUPER_MAGIC = 0x9fa0;
-
-/** Refuses a CNI_NETNS that is missing or not a namespace before anything is leased or journalled. */
-function requireNetns(path: string): void {
-  let type: number;
-  try {
-    type = statfsSync(path).type;
-  } catch {
-    throw new CniError(Code.InvalidEnv, 'CNI_NETNS does not exist', `no such netns: ${path}`);
-  }
-  if (type !== NSFS_MAGIC && type !== PROC_SUPER_MAGIC) {
-    throw new CniError(Code.InvalidEnv, 'CNI_NETNS is not a network namespace', `${path} is not a namespace file`);
-  }
-}
 
 export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>> {
   const { env, config } = ctx;
@@ -47,12 +30,18 @@ export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>>
     ctx.log.debug('lease', { ip: lease.address, ipam: config.ipam.type, ms: Number((process.hrtime.bigint() - leaseStarted) / 1000n) / 1000 });
     const ip = lease.address.split('/')[0]!;
     let plan;
+    let applying = false;
     try {
       plan = compile({ command: 'ADD', config, containerId: env.containerId, ifName: env.ifName, netns: env.netns, lease, facts }, ctx.mode);
+      applying = true;
       await new Executor({ runner: ctx.runner, facts, journals, log: ctx.log, sys: ctx.sys }).apply(plan, lease);
     } catch (e) {
-      // A rollback that left pod state behind keeps the address: DEL releases it after cleaning up.
-      if (!(e instanceof CniError && e.code === Code.RollbackIncomplete)) {
+      // The address goes back only when nothing can be using it: nothing was applied, or the
+      // executor rolled everything back (its CniErrors say which). A rollback that left pod
+      // state behind (102), or any other failure while applying, keeps the address: DEL
+      // releases it after cleaning up.
+      const nothingLeft = !applying || (e instanceof CniError && e.code !== Code.RollbackIncomplete);
+      if (nothingLeft) {
         try {
           await ipam.release(key, ip);
         } catch (releaseError) {

@@ -1,7 +1,8 @@
 // CHECK: the attachment must exist as prevResult describes it, and every probe of the
 // recorded plan must still hold.
 import { CniError, Code } from '../../model/errors.ts';
-import { parsePrevResult } from '../result.ts';
+import { parsePrevResult, prevResultProblem } from '../result.ts';
+import { requireNetns } from '../netns.ts';
 import { Executor } from '../../executor/executor.ts';
 import { JournalStore } from '../../executor/journal.ts';
 import { gatherFacts } from '../../executor/facts.ts';
@@ -11,6 +12,9 @@ import { requireVerbVersion } from '../version.ts';
 export async function cmdCheck(ctx: VerbContext): Promise<void> {
   requireVerbVersion('CHECK', ctx.config.cniVersion);
   const { env, config } = ctx;
+  requireNetns(env.netns);
+  const malformed = prevResultProblem(ctx.extras.prevResult);
+  if (malformed) throw new CniError(Code.InvalidConfig, 'invalid prevResult', malformed);
   const prev = parsePrevResult(ctx.extras.prevResult);
   if (!prev) throw new CniError(Code.InvalidConfig, 'CHECK needs prevResult', 'the runtime must pass the cached ADD result as prevResult');
   const journals = new JournalStore(config.stateDir);

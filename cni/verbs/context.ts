@@ -9,7 +9,7 @@ import type { FactsWanted } from '../../executor/facts.ts';
 import type { Runner } from '../../executor/runner.ts';
 import type { NodeSystem } from '../../executor/system.ts';
 import { JournalStore, JournalCorrupt, type Attachment, type Journal } from '../../executor/journal.ts';
-import { withPidLock, LockTimeout } from '../../lib/pid-lock.ts';
+import { withPidLock, LockTimeout, LockUnavailable } from '../../lib/pid-lock.ts';
 import { CniError, Code } from '../../model/errors.ts';
 
 export interface VerbContext {
@@ -35,14 +35,29 @@ export function attachmentOf(ctx: VerbContext): Attachment {
   return { network: ctx.config.name, containerId: ctx.env.containerId, ifName: ctx.env.ifName };
 }
 
-/** Serialises operations on one attachment (ADD, DEL, CHECK, GC) across plugin processes. */
-export async function withAttachmentLock<T>(journals: JournalStore, a: Attachment, fn: () => Promise<T>): Promise<T> {
-  mkdirSync(journals.lockDir(), { recursive: true, mode: 0o700 });
+/**
+ * Serialises operations on one attachment (ADD, DEL, CHECK, GC) across plugin processes.
+ * `unlocked`: what to do when no lock can be created at all (read-only or exhausted state
+ * filesystem). DEL and GC pass it and go on without the lock, so that removing a pod's network
+ * never depends on free space; ADD and CHECK do not, and fail with code 5.
+ */
+export async function withAttachmentLock<T>(journals: JournalStore, a: Attachment, fn: () => Promise<T>,
+  unlocked?: (why: string) => void): Promise<T> {
+  let entered = false;
   try {
-    return await withPidLock(journals.lockPath(a), LOCK_TIMEOUT_MS, fn);
+    mkdirSync(journals.lockDir(), { recursive: true, mode: 0o700 });
+    return await withPidLock(journals.lockPath(a), LOCK_TIMEOUT_MS, () => {
+      entered = true;
+      return fn();
+    });
   } catch (e) {
+    if (entered) throw e; // fn's own failure
     if (e instanceof LockTimeout) throw new CniError(Code.TryAgainLater, 'another operation on this attachment is running', e.message);
-    throw e;
+    // The lock (or its directory) could not be created at all.
+    const cause = e instanceof LockUnavailable ? e.cause : (e as NodeJS.ErrnoException);
+    if (!unlocked || typeof cause?.code !== 'string') throw cause;
+    unlocked(cause.message);
+    return fn();
   }
 }
 

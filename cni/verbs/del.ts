@@ -2,6 +2,8 @@
 // names point at), then release the address. Missing netns, links, journal or lease: success.
 import { CniError, Code } from '../../model/errors.ts';
 import { parsePrevResult } from '../result.ts';
+import { parseCidr } from '../../lib/ipv4.ts';
+import { requireNetns } from '../netns.ts';
 import { compile, teardownSteps } from '../../planner/compile.ts';
 import { Executor } from '../../executor/executor.ts';
 import { JournalStore, JournalCorrupt, undoCandidates, type Attachment, type Journal } from '../../executor/journal.ts';
@@ -49,7 +51,9 @@ export async function removeAttachment(input: TeardownInput): Promise<{ released
     ip = journal.lease?.address.split('/')[0] ?? null;
   } else {
     // No journal (state dir lost, or the ADD never got that far): rebuild from names.
-    const prev = parsePrevResult(input.prevResult)?.ips[0];
+    // The runtime's cached result may list IPv6 or unusable addresses first: only an IPv4
+    // CIDR can be what this plugin handed out.
+    const prev = parsePrevResult(input.prevResult)?.ips.find((i) => parseCidr(i.address) !== null);
     ip = prev?.address.split('/')[0] ?? (await ipam.find(key));
     const lease = ip && prev ? { address: prev.address, gateway: prev.gateway ?? '0.0.0.0' } : ip ? { address: `${ip}/32`, gateway: '0.0.0.0' } : null;
     const planConfig = lease ? config : { ...config, ipMasq: false }; // without an address there is no rule to match
@@ -65,7 +69,12 @@ export async function removeAttachment(input: TeardownInput): Promise<{ released
         const rec = journal.steps[id.replace(/^undo:/, '')];
         if (rec) rec.status = 'undone';
       }
-      journals.write(journal);
+      try {
+        journals.write(journal);
+      } catch (e) {
+        // The old record lists at least what is left: the retry undoes that again.
+        input.log.warn('journal not updated after a partial DEL', { error: (e as Error).message });
+      }
     }
     // The address stays reserved while something may still use it.
     throw new CniError(Code.StepFailed, 'DEL could not remove everything',
@@ -77,6 +86,7 @@ export async function removeAttachment(input: TeardownInput): Promise<{ released
 }
 
 export async function cmdDel(ctx: VerbContext): Promise<void> {
+  if (ctx.env.netns) requireNetns(ctx.env.netns, { mayBeGone: true });
   const journals = new JournalStore(ctx.config.stateDir);
   const attachment = attachmentOf(ctx);
   await withAttachmentLock(journals, attachment, async () => {
@@ -85,5 +95,5 @@ export async function cmdDel(ctx: VerbContext): Promise<void> {
       runner: ctx.runner, log: ctx.log, journals, sys: ctx.sys,
     });
     ctx.log.info('DEL done', { released });
-  });
+  }, (why) => ctx.log.warn('DEL without the attachment lock: it cannot be created', { error: why }));
 }

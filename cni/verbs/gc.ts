@@ -1,7 +1,10 @@
 // GC (CNI 1.1): remove every attachment of this network that is not in the valid list —
-// its journalled state first, then any address reservation left without one.
+// its journalled state first, then any address reservation left without one — and what killed
+// plugin processes left behind: their locks and temp files.
 import { CniError, Code } from '../../model/errors.ts';
-import { JournalStore } from '../../executor/journal.ts';
+import { JournalStore, journalDir } from '../../executor/journal.ts';
+import { sweepStaleLocks } from '../../lib/pid-lock.ts';
+import { sweepDeadWriterFiles } from '../../lib/leftovers.ts';
 import { openIpam } from '../../ipam/open.ts';
 import { keyString } from '../../ipam/store.ts';
 import { removeAttachment } from './del.ts';
@@ -12,14 +15,19 @@ export interface GcReport {
   removed: string[];
   released: string[];
   failed: string[];
+  /** locks and temp files of dead processes that were removed */
+  leftovers: string[];
 }
+
+/** Locks and temp files name their process; those of a dead one go after this long at least. */
+export const LEFTOVER_GRACE_MS = 1000;
 
 export async function runGc(ctx: Omit<VerbContext, 'env'>, graceMs = 0): Promise<GcReport> {
   const valid = ctx.extras.validAttachments;
   if (!valid) throw new CniError(Code.InvalidConfig, 'GC needs cni.dev/valid-attachments', 'without the list every attachment would look stale');
   const keep = new Set(valid.map((v) => keyString({ containerId: v.containerID, ifName: v.ifname })));
   const journals = new JournalStore(ctx.config.stateDir);
-  const report: GcReport = { removed: [], released: [], failed: [] };
+  const report: GcReport = { removed: [], released: [], failed: [], leftovers: [] };
   for (const a of journals.list(ctx.config.name)) {
     if (keep.has(keyString(a))) continue;
     try {
@@ -27,13 +35,19 @@ export async function runGc(ctx: Omit<VerbContext, 'env'>, graceMs = 0): Promise
       // netns: a readable journal has the plan, and without one the pod netns is unknown.
       const { released } = await withAttachmentLock(journals, a, () => removeAttachment({
         config: ctx.config, mode: ctx.mode, attachment: a, netns: '', prevResult: null, runner: ctx.runner, log: ctx.log, journals, sys: ctx.sys,
-      }));
+      }), (why) => ctx.log.warn('GC without the attachment lock: it cannot be created', { error: why }));
       report.removed.push(keyString(a));
       report.released.push(...released);
     } catch (e) {
       report.failed.push(`${keyString(a)}: ${(e as Error).message}`);
     }
   }
+  const grace = Math.max(graceMs, LEFTOVER_GRACE_MS);
+  report.leftovers.push(
+    ...(await sweepStaleLocks(journals.lockDir(), grace)),
+    ...sweepDeadWriterFiles(journalDir(journals.stateDir, ctx.config.name), grace),
+    ...sweepDeadWriterFiles(journals.stateDir, grace),
+  );
   report.released.push(...(await openIpam(ctx.config).gc(valid.map((v) => ({ containerId: v.containerID, ifName: v.ifname })), graceMs)));
   ctx.log.info('GC done', { ...report });
   if (report.failed.length > 0) throw new CniError(Code.StepFailed, 'GC could not remove every stale attachment', report.failed.join('; '));

@@ -5,6 +5,8 @@ import { CniError, Code } from '../../model/errors.ts';
 import type { NetworkConfig } from '../../model/config.ts';
 import type { AnyMode } from '../../planner/mode.ts';
 import { resolveTools } from '../../executor/facts.ts';
+import { probeWritable } from '../../lib/atomic-file.ts';
+import { unsafeDirs } from '../safe-dirs.ts';
 import { openIpam } from '../../ipam/open.ts';
 import type { VerbContext } from './context.ts';
 import { requireVerbVersion } from '../version.ts';
@@ -26,10 +28,12 @@ export async function readiness(config: NetworkConfig, mode: AnyMode): Promise<R
   }
   try {
     mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
-    accessSync(config.stateDir, constants.W_OK);
+    // A real write: a full or read-only filesystem passes access(2).
+    probeWritable(config.stateDir);
   } catch (e) {
     problems.push(`state dir ${config.stateDir} is not writable: ${(e as Error).message}`);
   }
+  problems.push(...unsafeDirs(config));
   let ipam: Readiness['ipam'] = null;
   try {
     const s = await openIpam(config).status();

@@ -6,7 +6,7 @@ import { request, createServer, type Server } from 'node:http';
 import { mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { apiServer, listenUnix, ApiFailure, type AgentHandlers } from '../../agent/api.ts';
+import { apiServer, listenUnix, metricsServer, ApiFailure, type AgentHandlers } from '../../agent/api.ts';
 import { AgentMetrics } from '../../agent/metrics.ts';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { AgentStore, parseResponse } from '../../ipam/agent-store.ts';
@@ -230,7 +230,7 @@ test('AgentStore: the agent\'s CNI code comes through: 503 -> 11, 409 -> 100, 40
   h.agent.failWith = new Error('bug');
   await assert.rejects(store.find(att), expectCode(999, /internal error/));
   h.agent.failWith = null;
-  await assert.rejects(store.allocate({ containerId: '-bad', ifName: 'eth0' }), expectCode(7, /containerId and ifName are required/));
+  await assert.rejects(store.allocate({ containerId: '-bad', ifName: 'eth0' }), expectCode(7, /invalid containerId/));
 });
 
 test('AgentStore: no agent at the socket -> code 11 at once; STATUS says why', async (t) => {
@@ -318,4 +318,57 @@ test('AgentStore: an answer is complete without the server closing (keep-alive, 
   const started = performance.now();
   assert.equal(await new AgentStore(socket, 5000).find(att), '10.244.0.42');
   assert.ok(performance.now() - started < 2000, 'did not wait for the connection to close');
+});
+
+test('metrics server: /healthz follows readiness, /livez answers 200 either way (liveness is not readiness)', async (t) => {
+  let ready = false;
+  const server = metricsServer(new AgentMetrics(), () => ready);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
+  const port = (server.address() as { port: number }).port;
+  const get = (path: string) => new Promise<number>((resolve, reject) => {
+    request({ host: '127.0.0.1', port, path }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    }).on('error', reject).end();
+  });
+  assert.deepEqual([await get('/healthz'), await get('/livez')], [503, 200]);
+  ready = true;
+  assert.deepEqual([await get('/healthz'), await get('/livez')], [200, 200]);
+  assert.equal(await get('/nope'), 404);
+});
+
+test('API: interface names and container ids are held to the plugin\'s rules (one shared validator)', async (t) => {
+  const h = await harness(t);
+  const { ifNameProblem, containerIdProblem } = await import('../../model/attachment.ts');
+  const ifNames = ['..', '.', 'eth 0', 'a\u0000b', 'x'.repeat(5000), 'e;h', 'e"h', 'abcdefghijklmnop', ''];
+  const ids = ['-rf', 'a b', 'x'.repeat(129), 'a\u0000b', ''];
+  for (const ifName of ifNames) {
+    assert.ok(ifNameProblem(ifName), `the plugin refuses ifName ${JSON.stringify(ifName.slice(0, 20))}`);
+    const r = await raw(h.socket, 'POST', API.allocate, JSON.stringify({ containerId: 'c1', ifName }));
+    assert.deepEqual([r.status, (r.json as { code: number }).code], [400, 7], `ifName ${JSON.stringify(ifName.slice(0, 20))}: ${r.text.slice(0, 200)}`);
+  }
+  for (const containerId of ids) {
+    assert.ok(containerIdProblem(containerId), `the plugin refuses container id ${JSON.stringify(containerId.slice(0, 20))}`);
+    const r = await raw(h.socket, 'POST', API.release, JSON.stringify({ containerId, ifName: 'eth0' }));
+    assert.deepEqual([r.status, (r.json as { code: number }).code], [400, 7], `containerId ${JSON.stringify(containerId.slice(0, 20))}`);
+  }
+  assert.deepEqual(h.agent.calls, [], 'no handler was called');
+});
+
+test('the socket is private from the moment bind creates it, even under umask 000', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tcapi-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const socket = join(dir, 'agent.sock');
+  const server = apiServer(new FakeAgent(), new AgentMetrics(), () => {});
+  const old = process.umask(0);
+  t.after(() => { process.umask(old); });
+  // 'listening' handlers run in the order added: this one sees the socket as bind left it,
+  // before listenUnix's own callback could chmod it.
+  let atBind = -1;
+  server.once('listening', () => { atBind = statSync(socket).mode & 0o777; });
+  await listenUnix(server, socket);
+  t.after(() => new Promise((r) => server.close(r)));
+  assert.equal(atBind, 0o600, `mode at bind ${atBind.toString(8)}`);
+  assert.equal(process.umask(), 0, 'the umask is restored');
 });

@@ -55,7 +55,7 @@ test('plan --dry-run formats: json is the plan, sh a script; DEL and CHECK plans
   assert.match(sh.stdout, /netns "\$\$"/, 'the node namespace is the script\'s own');
   const del = cli(['plan', '--dry-run', '--command', 'DEL'], JSON.stringify(ORIGINAL));
   assert.match(del.stdout, /^testcni DEL/);
-  assert.match(del.stdout, /ip link del tc[0-9a-f]{11}/);
+  assert.match(del.stdout, /ip link del dev tc[0-9a-f]{11}/);
   const check = cli(['plan', '--dry-run', '--command', 'check'], JSON.stringify(ORIGINAL));
   assert.match(check.stdout, /probes? to verify/);
 });

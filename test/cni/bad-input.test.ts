@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { writeFileSync, readdirSync, readFileSync } from 'node:fs';
+import { writeFileSync, readdirSync, readFileSync, mkdirSync, chmodSync } from 'node:fs';
 import {
   rootSkipReason, uniquePrefix, makeNode, addNetns, delNetns, runPlugin, nodeState, treeSnapshot, inNetns,
   pluginArgv, NETNS_DIR, type TestNode, type PluginCall,
@@ -24,6 +24,8 @@ interface Ctx {
   gone: string;
   /** a regular file, not a netns */
   notNetns: string;
+  /** a directory anybody can write to (mode 0777) */
+  worldWritable: string;
 }
 
 interface Row {
@@ -82,6 +84,31 @@ const ROWS: Row[] = [
   { name: 'malformed CNI_ARGS', env: { CNI_ARGS: 'K8S_POD_NAME' }, code: Code.InvalidEnv, mentions: /CNI_ARGS/ },
   { name: 'ADD into a netns that does not exist', netns: (c) => c.gone, code: Code.InvalidEnv, mentions: /CNI_NETNS|netns/ },
   { name: 'ADD into a path that is not a netns', netns: (c) => c.notNetns, code: Code.InvalidEnv, mentions: /CNI_NETNS|netns/ },
+
+  // --- odd but possible (issue 7 §2): a precise code, nothing leased or written ------------
+  { name: 'ADD into a namespace file of another type (uts)', netns: () => '/proc/self/ns/uts', code: Code.InvalidEnv, mentions: /uts namespace/ },
+  { name: 'ADD into a mount namespace file', netns: () => '/proc/self/ns/mnt', code: Code.InvalidEnv, mentions: /mnt namespace/ },
+  { name: 'CHECK of the resident in a uts namespace', verb: 'CHECK', containerId: RESIDENT, netns: () => '/proc/self/ns/uts', stdin: cfg({ prevResult: { cniVersion: '1.1.0', interfaces: [], ips: [], routes: [] } }), code: Code.InvalidEnv, mentions: /uts namespace/ },
+  { name: 'DEL of the resident with a uts namespace as CNI_NETNS', verb: 'DEL', containerId: RESIDENT, netns: () => '/proc/self/ns/uts', code: Code.InvalidEnv, mentions: /uts namespace/ },
+  { name: 'ADD with a container id too long for a file name', containerId: 'c'.repeat(300), code: Code.InvalidEnv, mentions: /CNI_CONTAINERID is longer/ },
+  { name: 'DEL with a container id of 129 characters', verb: 'DEL', containerId: 'd'.repeat(129), code: Code.InvalidEnv, mentions: /CNI_CONTAINERID/ },
+  { name: 'NUL byte in stateDir', stdin: (c) => ({ ...c.node.config(), stateDir: `${c.node.stateDir}\u0000x` }), code: Code.InvalidConfig, mentions: /stateDir/ },
+  { name: 'DEL with a NUL byte in ipam.dataDir', verb: 'DEL', containerId: RESIDENT, stdin: ipam({ dataDir: '/tmp/a\u0000b' }), code: Code.InvalidConfig, mentions: /ipam\.dataDir/ },
+  { name: 'NUL byte in a key', stdin: cfg({ 'x\u0000y': 1 }), code: Code.InvalidConfig, mentions: /NUL/ },
+  {
+    name: 'CHECK of the resident with null among prevResult.interfaces', verb: 'CHECK', containerId: RESIDENT,
+    stdin: cfg({ prevResult: { cniVersion: '1.1.0', interfaces: [null, { name: 'eth0', sandbox: '/x' }], ips: [], routes: [] } }),
+    code: Code.InvalidConfig, mentions: /prevResult\.interfaces\[0\]/,
+  },
+  {
+    name: '200 000 unknown keys: linear, and a short error document', code: Code.UnsupportedField, mentions: /and 199980 more/,
+    stdin: (c) => ({ ...c.node.config(), ...Object.fromEntries(Array.from({ length: 200_000 }, (_, i) => [`k${i}`, i])) }),
+  },
+
+  // --- local attack surface (issue 7 §4): directories others can write to are refused ------
+  { name: 'ADD with a world-writable ipam.dataDir', stdin: (c) => c.node.config({ ipam: { dataDir: c.worldWritable } }), code: Code.IoFailure, mentions: /IPAM data dir .* writable by others/ },
+  { name: 'DEL with a state dir inside a world-writable directory', verb: 'DEL', stdin: (c) => c.node.config({ stateDir: join(c.worldWritable, 'state') }), code: Code.IoFailure, mentions: /state dir .* writable by others/ },
+  { name: 'STATUS with a world-writable state dir', verb: 'STATUS', stdin: (c) => c.node.config({ stateDir: c.worldWritable }), code: Code.NotReady, mentions: /writable by others/ },
 
   // --- stdin that is not a config object: code 6 ---------------------------------------
   { name: 'non-JSON stdin', stdin: () => 'cniVersion=1.1.0', code: Code.DecodeFailure },
@@ -202,7 +229,10 @@ test('bad CNI input is refused with one error document and no change', { skip: r
     pod: addNetns(podName),
     gone: join(NETNS_DIR, `${prefix}gone`),
     notNetns: join(node.dir, 'not-a-netns'),
+    worldWritable: join(node.dir, 'world'),
   };
+  mkdirSync(ctx.worldWritable);
+  chmodSync(ctx.worldWritable, 0o777);
   writeFileSync(ctx.notNetns, 'just a file\n');
   const residentPod = addNetns(residentPodName);
 
@@ -246,6 +276,7 @@ test('bad CNI input is refused with one error document and no change', { skip: r
       current = after;
       assert.equal(r.code, 1, `exit status (stdout: ${r.stdout} stderr: ${r.stderr})`);
       assertOneErrorDocument(r.stdout, row.code, row.reply ?? '1.1.0', row.mentions);
+      assert.ok(r.stdout.length < 8192, `the error document stays small (${r.stdout.length} bytes)`);
       assert.deepEqual(after.state, prior.state, 'state dir changed');
       assert.deepEqual(after.ipam, prior.ipam, 'IPAM dir changed');
       assert.deepEqual(after.node, prior.node, 'node netns changed (links, addresses, routes, neighbours or iptables)');

@@ -133,3 +133,25 @@ test('parsePrevResult: null for no prevResult, tolerant of missing or odd fields
     { interfaces: [], ips: [{ address: '10.0.0.2/24' }], routes: [{ dst: '0.0.0.0/0' }], dns: {} },
   );
 });
+
+test('prevResult entries that are not objects: CHECK is told which, DEL reads past them', async () => {
+  const { prevResultProblem } = await import('../../cni/result.ts');
+  const raw = { cniVersion: '1.1.0', interfaces: [null, { name: 'eth0' }], ips: [7, { address: '10.0.0.2/24' }], routes: 'x' } as Record<string, unknown>;
+  assert.equal(prevResultProblem(raw), 'prevResult.interfaces[0] must be an object, not null');
+  const parsed = parsePrevResult(raw)!;
+  assert.deepEqual(parsed.interfaces.map((i) => i.name), ['eth0']);
+  assert.deepEqual(parsed.ips.map((i) => i.address), ['10.0.0.2/24']);
+  assert.deepEqual(parsed.routes, []);
+  assert.equal(parsePrevResult('x' as never), null);
+});
+
+test('a NUL byte anywhere in the config is found, with its field', async () => {
+  const { nulField } = await import('../../cni/nul-bytes.ts');
+  assert.equal(nulField({ a: 'x', ipam: { dataDir: '/a\u0000' } }), 'ipam.dataDir');
+  assert.equal(nulField({ list: ['ok', 'b\u0000'] }), 'list[1]');
+  assert.equal(nulField({ ['k\u0000']: 1 }), JSON.stringify('k\u0000'));
+  assert.equal(nulField({ a: ['x', { b: 1 }] }), null);
+  let deep: unknown = 'end\u0000';
+  for (let i = 0; i < 100_000; i++) deep = [deep];
+  assert.equal(typeof nulField(deep), 'string', 'no stack overflow on deep nesting');
+});

@@ -16,8 +16,7 @@ import { AgentMetrics } from '../../agent/metrics.ts';
 function setup(t: { after: (fn: () => void) => void }) {
   const dir = mkdtempSync(join(tmpdir(), 'tcx-verbs-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const netns = join(dir, 'netns'); // a stand-in path: ADD checks the type of a real netns, DEL does not
-  writeFileSync(netns, '');
+  const netns = join(dir, 'netns'); // a netns that is gone: ADD needs a real one, DEL accepts a missing one
   const config = { cniVersion: '1.1.0', name: 'net', type: 'testcni', subnet: '10.244.0.0/16', stateDir: join(dir, 'state'), ipam: { dataDir: join(dir, 'ipam') } };
   const call = (command: string, sys: FakeSystem, runner: FakeRunner, extra: Record<string, string> = {}) =>
     handleCni({ CNI_COMMAND: command, CNI_CONTAINERID: 'c1', CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_PATH: '/opt/cni/bin', ...extra },
@@ -44,7 +43,7 @@ test('DEL with an unreadable journal tears down by derived names, then removes i
   const out = await call('DEL', new FakeSystem(['lo', 'testcni0', host]), runner);
   assert.equal(out.exitCode, 0, JSON.stringify(out.doc));
   assert.equal(out.doc, undefined, 'DEL prints nothing');
-  assert.ok(runner.batchLines().includes(`link del ${host}`), 'the derived host veth is deleted');
+  assert.ok(runner.batchLines().includes(`link del dev ${host}`), 'the derived host veth is deleted');
   assert.deepEqual(readdirSync(journalDir), [], 'the unreadable journal is gone');
   assert.equal(existsSync(join(dir, 'ipam', 'net', '10.244.0.9')), false, 'the address is released');
 });
@@ -101,7 +100,7 @@ test('a failed ADD reports its own error even when releasing the address fails t
   const server = apiServer(agent, new AgentMetrics(), () => {});
   await listenUnix(server, socket);
   t.after(() => new Promise<void>((r) => server.close(() => r())));
-  const runner = new FakeRunner().on((c) => (c.input.includes('link add eth0') ? { exitCode: 1, stderr: 'RTNETLINK answers: File exists\nCommand failed -:1\n' } : undefined));
+  const runner = new FakeRunner().on((c) => (c.input.includes('link add name eth0') ? { exitCode: 1, stderr: 'RTNETLINK answers: File exists\nCommand failed -:1\n' } : undefined));
   const out = await handleCni({ CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'c1', CNI_NETNS: '/proc/self/ns/net', CNI_IFNAME: 'eth0', CNI_PATH: '/x' },
     () => JSON.stringify({ ...config, ipam: { type: 'cluster', agentSocket: socket } }), { log: new Logger('error'), runner, sys: new FakeSystem(['lo'], new Set(['/proc/self/ns/net'])) });
   assert.equal(out.exitCode, 1);

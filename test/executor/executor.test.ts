@@ -56,7 +56,7 @@ test('host-gw ADD runs in two processes: one pod batch, one node batch; node sys
   assert.deepEqual(runner.calls[0]!.argv, ['/usr/bin/nsenter', `--net=${POD}`, '--', '/usr/sbin/ip', '-batch', '-']);
   assert.deepEqual(runner.calls[1]!.argv, ['/usr/sbin/ip', '-batch', '-']);
   const hostLines = runner.calls[1]!.input.trim().split('\n');
-  assert.ok(hostLines[0]!.startsWith('link add testcni0 '), 'the missing bridge is created');
+  assert.ok(hostLines[0]!.startsWith('link add name testcni0 '), 'the missing bridge is created');
   assert.equal(j.steps['sysctl:host:net.ipv4.ip_forward']!.status, 'skipped', 'a node sysctl already right is not written');
   for (const key of ['net.ipv4.conf.default.forwarding', 'net.ipv4.conf.eth0.forwarding', 'net.ipv4.conf.testcni0.forwarding']) {
     assert.equal(sys.sysctls.get(key), '1', `${key} written in-process`);
@@ -73,7 +73,7 @@ test('a node step whose probe holds is skipped and runs nothing', async (t) => {
   const sys = new FakeSystem(['lo', 'testcni0'], new Set([POD]));
   const j = await new Executor({ runner, facts: FAKE_FACTS, journals: tempJournals(t), sys }).apply(hostGwPlan(), null);
   assert.equal(j.steps['link.bridge:host:testcni0']!.status, 'skipped');
-  assert.ok(!runner.batchLines().some((l) => l.startsWith('link add testcni0')), 'no bridge creation attempted');
+  assert.ok(!runner.batchLines().some((l) => l.startsWith('link add name testcni0')), 'no bridge creation attempted');
   assert.equal(runner.calls.length, 2, 'the probe itself started no process');
 });
 
@@ -149,12 +149,12 @@ test('teardown: a failed undo whose effect is gone is done; one whose effect rem
   const plan = hostGwPlan({ ipMasq: true });
   const steps = teardownSteps(plan.steps);
   assert.deepEqual(steps.map((s) => s.id), ['undo:masq:host:10.244.0.5', 'undo:link.veth:pod:eth0']);
-  const host = argvOf(steps[1]!)[3]!;
+  const host = argvOf(steps[1]!)[4]!; // link del dev HOST
   // iptables -D fails because the rule is gone (-C exits 1); link del fails but the link stays.
   const runner = new FakeRunner()
     .on((c) => (c.argv.includes('-D') ? { exitCode: 1, stderr: 'Bad rule' } : undefined))
     .on((c) => (c.argv.includes('-C') ? { exitCode: 1 } : undefined))
-    .on((c) => (c.input.includes(`link del ${host}`) ? batchFailure(1, 'RTNETLINK answers: Operation not permitted') : undefined))
+    .on((c) => (c.input.includes(`link del dev ${host}`) ? batchFailure(1, 'RTNETLINK answers: Operation not permitted') : undefined))
     .on((c) => (c.argv.includes('-j') ? { stdout: JSON.stringify([{ ifname: host }]) } : undefined));
   const sys = new FakeSystem(['lo', 'testcni0', host], new Set([POD]));
   const report = await new Executor({ runner, facts: FAKE_FACTS, journals: tempJournals(t), sys }).teardown(steps);
@@ -166,13 +166,13 @@ test('teardown: a failed undo whose effect is gone is done; one whose effect rem
 
 test('CHECK reports exactly the steps whose probes no longer hold', async (t) => {
   const plan = hostGwPlan();
-  const host = argvOf(plan.steps.find((s) => s.id.startsWith('link.veth'))!)[12]!;
+  const host = argvOf(plan.steps.find((s) => s.id.startsWith('link.veth'))!)[13]!; // … peer name HOST
   const runner = new FakeRunner()
     .on((c) => (c.argv.includes('exact') ? { stdout: JSON.stringify([{ dst: '10.244.0.1', dev: 'eth0', scope: 'link' }]) } : undefined))
     .on((c) => (c.argv.includes('route') ? { stdout: '[]' } : undefined)) // the default route is gone
     .on((c) => (c.argv.includes('addr') && c.argv.includes('eth0') ? { stdout: JSON.stringify([{ addr_info: [{ local: '10.244.0.5', prefixlen: 32 }] }]) } : undefined))
     .on((c) => (c.argv.includes('addr') ? { stdout: JSON.stringify([{ addr_info: [{ local: '10.244.0.1', prefixlen: 24 }] }]) } : undefined))
-    .on((c) => (c.argv.includes(host) ? { stdout: JSON.stringify([{ ifname: host, master: 'testcni0', flags: ['UP'], operstate: 'UP' }]) } : undefined))
+    .on((c) => (c.argv.includes(host) ? { stdout: JSON.stringify([{ ifname: host, master: 'testcni0', flags: ['UP'], operstate: 'UP', linkinfo: { info_slave_data: { hairpin: true } } }]) } : undefined))
     .on((c) => (c.argv.includes('link') ? { stdout: JSON.stringify([{ ifname: 'eth0', flags: ['UP'] }, { ifname: 'testcni0', flags: ['UP'] }]) } : undefined));
   const sys = new FakeSystem(['lo', 'testcni0', host], new Set([POD]));
   for (const key of ['net.ipv4.ip_forward', 'net.ipv4.conf.default.forwarding', 'net.ipv4.conf.eth0.forwarding', 'net.ipv4.conf.testcni0.forwarding']) sys.sysctls.set(key, '1\n');
@@ -185,7 +185,7 @@ test('a shared node object created by a concurrent ADD between probe and command
   const sys = new FakeSystem(['lo'], new Set([POD]));
   // The bridge appears (another ADD made it) just as ours tries to create it.
   const runner = new FakeRunner().on((c) => {
-    if (c.input.startsWith('link add testcni0')) {
+    if (c.input.startsWith('link add name testcni0')) {
       sys.links.push('testcni0');
       return batchFailure(1);
     }
@@ -195,7 +195,55 @@ test('a shared node object created by a concurrent ADD between probe and command
   assert.equal(j.state, 'applied');
   assert.equal(j.steps['link.bridge:host:testcni0']!.status, 'skipped');
   const last = runner.calls[runner.calls.length - 1]!;
-  assert.ok(!last.input.includes('link add testcni0'), 'the rest of the node batch ran again without the bridge');
+  assert.ok(!last.input.includes('link add name testcni0'), 'the rest of the node batch ran again without the bridge');
   assert.match(last.input, /addr replace 10\.244\.0\.1\/24 dev testcni0/);
   assert.match(last.input, /master testcni0 up/);
+});
+
+/** A journal store on a disk that fills up: the n-th append (1-based) fails with ENOSPC. */
+class FillingJournals extends JournalStore {
+  appends = 0;
+  constructor(dir: string, private readonly failAt: number) {
+    super(dir);
+  }
+  override append(...args: Parameters<JournalStore['append']>): void {
+    if (++this.appends === this.failAt) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' });
+    super.append(...args);
+  }
+}
+
+test('a journal append that fails (disk full) rolls back whatever ran, at every append of the plan', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tcx-exec-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const plan = undoablePlan(4);
+  // A successful apply appends once per unit and once for the final state.
+  const ok = new FillingJournals(join(dir, 'ok'), Infinity);
+  await new Executor({ runner: new FakeRunner(), facts: FAKE_FACTS, journals: ok, sys: new FakeSystem(['lo'], new Set([POD])) }).apply(plan, null);
+  assert.ok(ok.appends >= 3, `${ok.appends} appends`);
+  for (let failAt = 1; failAt <= ok.appends; failAt++) {
+    const runner = new FakeRunner();
+    const journals = new FillingJournals(join(dir, String(failAt)), failAt);
+    const err = await new Executor({ runner, facts: FAKE_FACTS, journals, sys: new FakeSystem(['lo'], new Set([POD])) }).apply(plan, null)
+      .then(() => null, (e: unknown) => e);
+    assert.ok(err instanceof CniError, `append ${failAt}: a CniError, not ${err}`);
+    assert.equal(err.code, 5, `append ${failAt}: I/O failure, rolled back (${err.message}: ${err.details})`);
+    assert.match(err.details, /rollback complete/);
+    const ran = runner.batchLines().filter((l) => l.startsWith('link add')).length;
+    assert.ok(ran > 0, `append ${failAt}: something ran before the failure`);
+    assert.ok(runner.batchLines().some((l) => l.startsWith('link del')), `append ${failAt}: undo commands ran`);
+    const j = journals.read(plan);
+    assert.equal(j?.state, 'rolled-back', `append ${failAt}: the journal says rolled back`);
+    const left = Object.entries(j!.steps).filter(([, r]) => r.status === 'applied' || r.status === 'unknown');
+    assert.deepEqual(left, [], `append ${failAt}: no step is left applied`);
+    assert.equal(Object.values(j!.steps).filter((r) => r.status === 'undone').length, ran, `append ${failAt}: each step that ran is undone`);
+  }
+});
+
+test('the journal\'s first write failing (disk full) is code 5 and runs nothing', async (t) => {
+  const runner = new FakeRunner();
+  const journals = tempJournals(t);
+  journals.write = () => { throw Object.assign(new Error('ENOSPC: no space left on device, open'), { code: 'ENOSPC', syscall: 'open' }); };
+  const err = await new Executor({ runner, facts: FAKE_FACTS, journals, sys: new FakeSystem(['lo'], new Set([POD])) }).apply(undoablePlan(2), null).then(() => null, (e: unknown) => e);
+  assert.ok(err instanceof CniError && err.code === 5, String(err));
+  assert.equal(runner.calls.length, 0);
 });

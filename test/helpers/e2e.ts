@@ -64,7 +64,7 @@ export function makeComparableNode(prefix: string): TestNode {
   return node;
 }
 
-function sleepSync(ms: number): void {
+export function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 

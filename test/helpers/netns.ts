@@ -2,17 +2,25 @@
 // as a runtime runs it, and snapshots of node state. Everything carries a unique prefix and is
 // removed in teardown.
 import { spawnSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync, readdirSync, statSync, readFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readdirSync, lstatSync, readlinkSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 export const PLUGIN = join(ROOT, 'dist', 'testcni.cjs');
+/** The single executable the build makes beside the bundle (runs without Node installed). */
+export const EXECUTABLE = join(ROOT, 'dist', 'testcni');
 export const NETNS_DIR = '/var/run/netns';
 
 function has(cmd: string): boolean {
-  return ['/usr/sbin', '/usr/bin', '/sbin', '/bin'].some((d) => existsSync(join(d, cmd)));
+  return toolPath(cmd) !== null;
+}
+
+/** Absolute path of a system tool, or null: for calls whose PATH does not hold it. */
+export function toolPath(cmd: string): string | null {
+  for (const d of ['/usr/sbin', '/usr/bin', '/sbin', '/bin']) if (existsSync(join(d, cmd))) return join(d, cmd);
+  return null;
 }
 
 /** Why root-level tests cannot run here, or null when they can. */
@@ -59,6 +67,8 @@ export interface PluginCall {
   /** the node namespace the plugin runs in */
   nodeNs: string;
   env?: Record<string, string | undefined>;
+  /** the plugin's argv (default: node dist/testcni.cjs) */
+  program?: string[];
 }
 
 export interface PluginResult {
@@ -81,8 +91,9 @@ export function pluginEnv(call: PluginCall): Record<string, string> {
   return Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined)) as Record<string, string>;
 }
 
-export function pluginArgv(nodeNs: string): string[] {
-  return ['nsenter', `--net=${join(NETNS_DIR, nodeNs)}`, '--', process.execPath, PLUGIN];
+export function pluginArgv(nodeNs: string, program: string[] = [process.execPath, PLUGIN]): string[] {
+  // nsenter by absolute path: a call may give the plugin a PATH without it.
+  return [toolPath('nsenter') ?? 'nsenter', `--net=${join(NETNS_DIR, nodeNs)}`, '--', ...program];
 }
 
 function parse(stdout: string): Record<string, unknown> | null {
@@ -96,7 +107,7 @@ function parse(stdout: string): Record<string, unknown> | null {
 
 /** Runs the built plugin as a runtime would: env + stdin, inside the node namespace. */
 export function runPlugin(call: PluginCall): PluginResult {
-  const argv = pluginArgv(call.nodeNs);
+  const argv = pluginArgv(call.nodeNs, call.program);
   const r = spawnSync(argv[0]!, argv.slice(1), {
     input: typeof call.config === 'string' ? call.config : JSON.stringify(call.config),
     env: pluginEnv(call),
@@ -107,7 +118,7 @@ export function runPlugin(call: PluginCall): PluginResult {
 }
 
 export function runPluginAsync(call: PluginCall): Promise<PluginResult> {
-  const argv = pluginArgv(call.nodeNs);
+  const argv = pluginArgv(call.nodeNs, call.program);
   return new Promise((resolve) => {
     const child = spawn(argv[0]!, argv.slice(1), { env: pluginEnv(call) });
     let stdout = '';
@@ -126,10 +137,13 @@ export function treeSnapshot(dir: string): Record<string, string> {
   const walk = (d: string) => {
     for (const name of readdirSync(d).sort()) {
       const p = join(d, name);
-      if (statSync(p).isDirectory()) {
+      const st = lstatSync(p);
+      if (st.isDirectory()) {
         out[`${p.slice(dir.length)}/`] = '';
         walk(p);
-      } else out[p.slice(dir.length)] = readFileSync(p, 'utf8');
+      } else if (st.isSymbolicLink()) out[p.slice(dir.length)] = readlinkSync(p); // a lock: its owner's PID
+      else if (st.isFile()) out[p.slice(dir.length)] = readFileSync(p, 'utf8');
+      else out[p.slice(dir.length)] = '(special file)';
     }
   };
   walk(dir);

@@ -118,7 +118,7 @@ test('ADD and DEL through the CNI boundary run the mode\'s plan with its tool, o
   const del = await call('DEL', delRunner, new FakeSystem(['lo', 'toyveth'], new Set(['/proc/self/ns/net'])));
   assert.equal(del.exitCode, 0, JSON.stringify(del.doc));
   assert.ok(delRunner.calls.some((c) => c.argv.includes('unpaint')), 'DEL runs the mode\'s undo');
-  assert.ok(delRunner.batchLines().includes('link del toyveth'));
+  assert.ok(delRunner.batchLines().includes('link del dev toyveth'));
 });
 
 test('the agent\'s node reconcile runs the mode\'s node plan: its queries, then its steps', async () => {

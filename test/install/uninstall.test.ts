@@ -197,7 +197,8 @@ test('fileContains finds a marker across chunk boundaries', async (t) => {
 });
 
 test('node teardowns: one per mode, chosen by the network\'s mode', () => {
-  assert.deepEqual(NODE_TEARDOWNS.map((t) => t.mode), ['host-gw']);
+  assert.deepEqual(NODE_TEARDOWNS.map((t) => t.mode), ['host-gw', 'ipip']);
+  assert.deepEqual(teardownsFor('ipip').map((t) => t.mode), ['ipip']);
   assert.deepEqual(teardownsFor('host-gw').map((t) => t.mode), ['host-gw']);
   assert.deepEqual(teardownsFor('vxlan'), []);
 });

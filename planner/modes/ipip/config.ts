@@ -103,5 +103,10 @@ export function encapsulates(bgp: Pick<BgpConfig, 'ipipMode'>): boolean {
   return bgp.ipipMode !== 'never';
 }
 
+/** The IPIP device: the kernel's fallback tunl0 unless configured. */
+export function tunnelOf(bgp: Pick<BgpConfig, 'tunnelDevice'>): string {
+  return bgp.tunnelDevice ?? BGP_DEFAULTS.tunnelDevice;
+}
+
 /** IPIP adds an outer IPv4 header. */
 export const IPIP_OVERHEAD = 20;

@@ -15,12 +15,12 @@ import { birdView, birdNodeOf, BGP_DEFAULTS, BIRD_ROUTE_PROTOCOL, type BgpSettin
 import { birdDaemon } from '../../bird/daemon.ts';
 import { bgpSessionsOf } from '../../bird/protocols.ts';
 import { checkPassword } from '../../bird/view.ts';
-import { encapsulates, IPIP_OVERHEAD, asConfigError, type BgpConfig, type IpipConfig } from './config.ts';
+import { encapsulates, tunnelOf, IPIP_OVERHEAD, asConfigError, type BgpConfig, type IpipConfig } from './config.ts';
+import { teardown } from './teardown.ts';
 
 type Ctx = NodeContext<IpipConfig>;
 
 const bgpOf = (ctx: Ctx): BgpConfig => ctx.config.modeConfig.bgp;
-export const tunnelOf = (bgp: BgpConfig): string => bgp.tunnelDevice ?? BGP_DEFAULTS.tunnelDevice;
 const tableOf = (bgp: BgpConfig): number => bgp.kernel?.table ?? BGP_DEFAULTS.kernel.table;
 
 const MESH_PASSWORD = 'bgp.meshPasswordFile';
@@ -78,13 +78,13 @@ function tunnelSteps(ctx: Ctx, observed: Record<string, unknown>): Step[] {
     // the tunnel. A device of another name needs a local address not to collide with it.
     const local = dev === BGP_DEFAULTS.tunnelDevice ? [] : ['local', ctx.self.underlayIp];
     steps.push(nodeStep(ctx, {
-      id: `link.ipip:host:${dev}`, kind: 'link.add', args: ['link', 'add', dev, 'type', 'ipip', ...local],
+      id: `link.ipip:host:${dev}`, kind: 'link.add', args: ['link', 'add', 'name', dev, 'type', 'ipip', ...local],
       idempotent: false, probe: linkExistsProbe(ctx.facts, HOST, dev), describe: `create the IPIP tunnel ${dev}`,
     }));
   }
   if (!have || have.mtu !== mtu || !(have.flags ?? []).includes('UP')) {
     steps.push(nodeStep(ctx, {
-      id: `link.set:host:${dev}`, kind: 'link.set', args: ['link', 'set', dev, 'mtu', String(mtu), 'up'], idempotent: true,
+      id: `link.set:host:${dev}`, kind: 'link.set', args: ['link', 'set', 'dev', dev, 'mtu', String(mtu), 'up'], idempotent: true,
       probe: { ns: HOST, mech: 'exec', argv: [ip, '-j', 'link', 'show', 'dev', dev], expect: { $some: { mtu, flags: { $some: 'UP' } } } },
       describe: `${dev} up with mtu ${mtu} (the uplink's less ${IPIP_OVERHEAD})`,
     }));
@@ -218,4 +218,5 @@ export const nodePlanner: NodePlanner<IpipConfig> = {
     return [birdDaemon(birdPaths(ctx.dirs), tools, view, learned(observed).length > 0)];
   },
   sessions: (daemon, output) => (daemon === 'bird' ? bgpSessionsOf(output) : []),
+  teardown,
 };

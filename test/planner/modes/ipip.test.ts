@@ -83,7 +83,7 @@ test('pod plan: /32, gateway 169.254.1.1 as a permanent neighbour with the host 
   assert.ok(!lines.some((l) => /tunl0|bird/.test(l)), 'the tunnel and BIRD are the node plan\'s, not the pod\'s');
   assert.deepEqual(p.result!.ips, [{ address: '10.244.1.7/32', gateway: '169.254.1.1', interface: 1 }]);
   // Every pod step on the node side goes with the veth: DEL deletes the veth, nothing else.
-  assert.deepEqual(argvs(plan({}, 'DEL').steps), [`/usr/sbin/ip link del ${host}`]);
+  assert.deepEqual(argvs(plan({}, 'DEL').steps), [`/usr/sbin/ip link del dev ${host}`]);
 });
 
 const nodes = [
@@ -137,4 +137,27 @@ test('lab options: --ipip-mode becomes bgp.ipipMode; every mode but never needs 
   assert.deepEqual(lab.linkTypes({ 'ipip-mode': 'never' }), []);
   assert.deepEqual(lab.linkTypes({ 'ipip-mode': 'always' }).map((x) => x.type), ['ipip']);
   assert.deepEqual(lab.linkTypes({ 'ipip-mode': 'crossSubnet' }).map((x) => x.type), ['ipip']);
+});
+
+test('uninstall: the blackhole, the routes BIRD left (cluster subnet only) and the tunnel\'s addresses go; tunl0 stays', () => {
+  const td = ipip.node!.teardown!;
+  const tctx = { config: load({ bgp: { ipipMode: 'always' } }), facts: FAKE_FACTS, routeProtocol: 151 };
+  assert.deepEqual(Object.values(td.observe(tctx)).map((p) => (p.mech === 'exec' ? p.argv.slice(1).join(' ') : '')), [
+    '-j route show type blackhole proto 151', '-j route show table 254 proto 12', '-j -d addr show type ipip',
+  ]);
+  const { steps, kept } = td.plan(tctx, {
+    blackholes: [{ type: 'blackhole', dst: '10.244.1.0/24' }],
+    learned: [{ dst: '10.244.2.0/24', gateway: '198.18.0.12', dev: 'tunl0' }, { dst: '192.0.2.0/24', gateway: '198.18.0.1' }],
+    tunnel: [{}, { ifname: 'tunl0', addr_info: [{ family: 'inet', local: '10.244.1.1', prefixlen: 32 }, { family: 'inet', local: '192.0.2.9', prefixlen: 32 }] }],
+  });
+  assert.deepEqual(argvs(steps), [
+    '/usr/sbin/ip route del blackhole 10.244.1.0/24 proto 151',
+    '/usr/sbin/ip route del 10.244.2.0/24 table 254 proto 12',
+    '/usr/sbin/ip addr del 10.244.1.1/32 dev tunl0',
+  ]);
+  assert.equal(kept.length, 2);
+  assert.match(kept[0]!, /192\.0\.2\.0\/24 .*not testcni's/);
+  assert.match(kept[1]!, /tunl0: the kernel's fallback IPIP device/);
+  const other = td.plan({ ...tctx, config: load({ bgp: { tunnelDevice: 'ipip0' } }) }, { blackholes: [], learned: [], tunnel: [{ ifname: 'ipip0', addr_info: [] }] });
+  assert.deepEqual(argvs(other.steps), ['/usr/sbin/ip link del dev ipip0'], 'a tunnel of its own name is testcni\'s');
 });

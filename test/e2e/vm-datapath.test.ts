@@ -1,18 +1,16 @@
-// The ipip and ipvlan datapaths, proven in an emulated VM (this machine's kernel has neither
-// device; see test/helpers/vm.ts). Each scenario is one job of a single boot: it builds an
-// underlay, runs node and pod plans inside the node netns as the plugin would (hand-written
-// stand-ins in rendered form, test/helpers/vm-plans.ts, plus one real rendered plan), pings,
-// and reports "RESULT key value" lines that the assertions below read.
+// The ipvlan datapath and the kernel facts the ipip and ipvlan modes rely on, proven in an
+// emulated VM (this machine's kernel has neither device; see test/helpers/vm.ts). Each scenario
+// is one job of a single boot: it builds an underlay, runs node and pod plans inside the node
+// netns as the plugin would (hand-written stand-ins in rendered form, test/helpers/vm-plans.ts,
+// plus one real rendered plan), pings, and reports "RESULT key value" lines that the assertions
+// below read. The ipip datapath from rendered plans with real BIRDs: test/e2e/vm-ipip.test.ts.
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../helpers/netns.ts';
-import { runJobsInVm, vmSkipReason, vmToolSkipReason, type VmJob, type VmRun, type VmJobResult } from '../helpers/vm.ts';
-import { FAST_TIMERS } from '../helpers/bgp.ts';
-import { birdView, type BirdNode } from '../../planner/bird/view.ts';
-import { renderBirdConf } from '../../planner/bird/render.ts';
-import { birdKernelRoutes, ipipNodePlan, ipipPodPlan, ipvlanPodPlan, type IpvlanPod } from '../helpers/vm-plans.ts';
+import { runJobsInVm, vmSkipReason, type VmJob, type VmRun, type VmJobResult } from '../helpers/vm.ts';
+import { ipvlanPodPlan, type IpvlanPod } from '../helpers/vm-plans.ts';
 
 const skip = vmSkipReason() ?? undefined;
 const LAB = readFileSync(join(ROOT, 'test/helpers/vm-lab.sh'), 'utf8');
@@ -33,137 +31,6 @@ apply node1 plan.sh
 result pod_gateway at cni-1234 ${PING} 10.244.1.1
 report pod_eth0 "$(at cni-1234 ip -j addr show dev eth0)"
 `, { 'plan.sh': readFileSync(join(ROOT, 'fixtures/host-gw-add-1.0.0/plan.sh'), 'utf8') });
-
-// --- ipip, ipipMode always -------------------------------------------------------------------
-
-const ipipPod = (cid: string, pod: string, veth: string, address: string) =>
-  ipipPodPlan({ containerId: cid, netns: `/var/run/netns/${pod}`, hostVeth: veth, address, mtu: 1480 });
-
-/** Node i's plan (block 10.244.i.0/24) and the plan of its pod `pod<i>` (10.244.i.10). */
-function ipipNode(i: number): Record<string, string> {
-  return {
-    [`node${i}.sh`]: ipipNodePlan({ name: `node${i}`, block: `10.244.${i}.0/24`, tunnelAddress: `10.244.${i}.1`, tunnelMtu: 1480 }),
-    [`pod${i}.sh`]: ipipPod(`c${i}`, `pod${i}`, `tcpod${i}`, `10.244.${i}.10`),
-  };
-}
-
-const ipipAlways = job('ipip-always', `
-# Nodes have a default route, as real ones do: proxy ARP answers for 169.254.1.1 only then.
-segment sw0
-node node1 198.18.0.1/24 sw0 198.18.0.254
-node node2 198.18.0.2/24 sw0 198.18.0.254
-router gw 198.18.0.254/24 sw0
-pod pod1; pod pod1b; pod pod2
-wait_ping node1 198.18.0.2
-apply node1 node1.sh; apply node2 node2.sh
-apply node1 pod1.sh; apply node1 pod1b.sh; apply node2 pod2.sh
-result before_bird at pod1 ${NO_PING} 10.244.2.10
-apply node1 bird1.sh; apply node2 bird2.sh
-report tunl0_1_before "$(at node1 ip -j -s link show dev tunl0)"
-report tunl0_2_before "$(at node2 ip -j -s link show dev tunl0)"
-result pod1_pod2 at pod1 ${PING} 10.244.2.10
-result pod2_pod1 at pod2 ${PING} 10.244.1.10
-result pod1_pod2_df1480 at pod1 ping -c 1 -W 2 -M do -s 1452 10.244.2.10
-result pod1_pod2_df1481 at pod1 ping -c 1 -W 2 -M do -s 1453 10.244.2.10
-result pod1_pod1b at pod1 ${PING} 10.244.1.11
-report tunl0_1_after "$(at node1 ip -j -s link show dev tunl0)"
-report tunl0_2_after "$(at node2 ip -j -s link show dev tunl0)"
-report pod1_eth0 "$(at pod1 ip -j link show dev eth0)"
-report node1_tunl0 "$(at node1 ip -j -d link show dev tunl0)"
-report node1_routes "$(at node1 ip -j route show)"
-`, {
-  ...ipipNode(1),
-  ...ipipNode(2),
-  'pod1b.sh': ipipPod('c1b', 'pod1b', 'tcpod1b', '10.244.1.11'),
-  'bird1.sh': birdKernelRoutes('node1', [{ block: '10.244.2.0/24', via: '198.18.0.2', encapsulate: true }]),
-  'bird2.sh': birdKernelRoutes('node2', [{ block: '10.244.1.0/24', via: '198.18.0.1', encapsulate: true }]),
-});
-
-// --- ipip, ipipMode crossSubnet --------------------------------------------------------------
-
-const CROSS_SUBNET_LAB = `
-# node1 and node2 share subnet A; node3 is in subnet B behind a router that knows no pod blocks.
-segment swa; segment swb
-node node1 198.18.1.1/24 swa 198.18.1.254
-node node2 198.18.1.2/24 swa 198.18.1.254
-node node3 198.18.2.3/24 swb 198.18.2.254
-router rtr 198.18.1.254/24 swa 198.18.2.254/24 swb
-pod pod1; pod pod2; pod pod3
-wait_ping node1 198.18.1.2; wait_ping node1 198.18.2.3
-apply node1 node1.sh; apply node2 node2.sh; apply node3 node3.sh
-apply node1 pod1.sh; apply node2 pod2.sh; apply node3 pod3.sh
-`;
-
-/** Pings within subnet A, then across to B, with node1's tunl0 counters between them. */
-const CROSS_SUBNET_CHECKS = `
-report tunl0_1_a "$(at node1 ip -j -s link show dev tunl0)"
-result pod1_pod2 at pod1 ${PING} 10.244.2.10
-result pod2_pod1 at pod2 ${PING} 10.244.1.10
-report tunl0_1_b "$(at node1 ip -j -s link show dev tunl0)"
-result pod1_pod3 at pod1 ${PING} 10.244.3.10
-result pod3_pod2 at pod3 ${PING} 10.244.2.10
-report tunl0_1_c "$(at node1 ip -j -s link show dev tunl0)"
-report rtr_routes "$(at rtr ip -j route show)"
-report node1_routes "$(at node1 ip -j route show)"
-`;
-
-const ipipCrossSubnet = job('ipip-cross-subnet', `
-${CROSS_SUBNET_LAB}
-# Plain routing towards another subnet does not work: the router has no route to the block.
-at node1 ip route replace 10.244.3.0/24 via 198.18.1.254 dev eth0
-result plain_across at pod1 ${NO_PING} 10.244.3.10
-apply node1 bird1.sh; apply node2 bird2.sh; apply node3 bird3.sh
-${CROSS_SUBNET_CHECKS}
-`, {
-  ...ipipNode(1),
-  ...ipipNode(2),
-  ...ipipNode(3),
-  'bird1.sh': birdKernelRoutes('node1', [
-    { block: '10.244.2.0/24', via: '198.18.1.2', encapsulate: false },
-    { block: '10.244.3.0/24', via: '198.18.2.3', encapsulate: true },
-  ]),
-  'bird2.sh': birdKernelRoutes('node2', [
-    { block: '10.244.1.0/24', via: '198.18.1.1', encapsulate: false },
-    { block: '10.244.3.0/24', via: '198.18.2.3', encapsulate: true },
-  ]),
-  'bird3.sh': birdKernelRoutes('node3', [
-    { block: '10.244.1.0/24', via: '198.18.1.1', encapsulate: true },
-    { block: '10.244.2.0/24', via: '198.18.1.2', encapsulate: true },
-  ]),
-});
-
-// The same, with real BIRDs on bird.conf files rendered by planner/bird (ipipMode crossSubnet)
-// in place of the stand-in routes: BGP over the underlay (multihop through the router to node3).
-const birdSkip = skip ?? vmToolSkipReason('bird') ?? undefined;
-const CROSS_SUBNET_NODES: BirdNode[] = [
-  { name: 'node1', underlayIp: '198.18.1.1', blocks: ['10.244.1.0/24'] },
-  { name: 'node2', underlayIp: '198.18.1.2', blocks: ['10.244.2.0/24'] },
-  { name: 'node3', underlayIp: '198.18.2.3', blocks: ['10.244.3.0/24'] },
-];
-const birdConf = (self: BirdNode, subnet: string) =>
-  renderBirdConf(birdView({ self: { ...self, underlaySubnet: subnet }, nodes: CROSS_SUBNET_NODES, bgp: { ipipMode: 'crossSubnet', timers: FAST_TIMERS } }));
-
-const ipipBird = job('ipip-bird-cross-subnet', `
-${CROSS_SUBNET_LAB}
-start=$(cut -d' ' -f1 /proc/uptime)
-for n in 1 2 3; do
-  nsenter --net=$NETNS/node$n -- bird -f -c ./bird$n.conf -s /run/bird$n.ctl -P /run/bird$n.pid >bird$n.log 2>&1 &
-done
-wait_bird_routes node1 2 || { cat bird1.log; exit 1; }
-wait_bird_routes node2 2 || { cat bird2.log; exit 1; }
-wait_bird_routes node3 2 || { cat bird3.log; exit 1; }
-report bird_converged_s "$(awk -v s="$start" '{ print $1 - s }' /proc/uptime)"
-report bird_routes_1 "$(at node1 ip -j route show proto bird)"
-report bird_routes_3 "$(at node3 ip -j route show proto bird)"
-${CROSS_SUBNET_CHECKS}
-`, {
-  ...ipipNode(1),
-  ...ipipNode(2),
-  ...ipipNode(3),
-  'bird1.conf': birdConf(CROSS_SUBNET_NODES[0]!, '198.18.1.0/24'),
-  'bird2.conf': birdConf(CROSS_SUBNET_NODES[1]!, '198.18.1.0/24'),
-  'bird3.conf': birdConf(CROSS_SUBNET_NODES[2]!, '198.18.2.0/24'),
-});
 
 // --- ipvlan ----------------------------------------------------------------------------------
 
@@ -318,7 +185,7 @@ report tunl0 "$(ip -j link show dev tunl0)"
 `);
 
 const JOBS = [
-  renderedHostGw, ipipAlways, ipipCrossSubnet, ...(birdSkip ? [] : [ipipBird]),
+  renderedHostGw,
   ipvlanL2, ipvlanL3, ipvlanFacts, ipvlanNodePath, ipipFacts, proxyArpFacts, ipipAutoload,
 ];
 
@@ -343,14 +210,6 @@ function get(r: Results, key: string): string {
 
 function json(r: Results, key: string): Record<string, any> {
   return JSON.parse(get(r, key))[0];
-}
-
-function tx(r: Results, key: string): number {
-  return json(r, key).stats64.tx.packets;
-}
-
-function rx(r: Results, key: string): number {
-  return json(r, key).stats64.rx.packets;
 }
 
 describe('datapaths in an emulated VM (qemu TCG, Debian kernel)', { skip }, () => {
@@ -382,52 +241,6 @@ describe('datapaths in an emulated VM (qemu TCG, Debian kernel)', { skip }, () =
     const { r, log } = scenario('rendered-host-gw', t);
     assert.equal(get(r, 'pod_gateway'), '0', `pod -> its gateway on the node bridge${log}`);
     assert.equal(json(r, 'pod_eth0').addr_info[0].local, '10.244.1.7', log);
-  });
-
-  it('ipip always: pod -> pod across nodes through tunl0; full-size packets fit at MTU underlay - 20', (t) => {
-    const { r, log } = scenario('ipip-always', t);
-    assert.notEqual(get(r, 'before_bird'), '0', `without the routes BIRD installs there is no path${log}`);
-    assert.equal(get(r, 'pod1_pod2'), '0', `pod1 -> pod2${log}`);
-    assert.equal(get(r, 'pod2_pod1'), '0', `pod2 -> pod1${log}`);
-    assert.equal(get(r, 'pod1_pod1b'), '0', `pod1 -> pod1b on the same node${log}`);
-    assert.equal(get(r, 'pod1_pod2_df1480'), '0', `a 1480-byte packet with DF crosses (1500 on the underlay)${log}`);
-    assert.notEqual(get(r, 'pod1_pod2_df1481'), '0', `a 1481-byte packet with DF does not leave the pod${log}`);
-    assert.equal(json(r, 'pod1_eth0').mtu, 1480);
-    assert.equal(json(r, 'node1_tunl0').mtu, 1480);
-    // The traffic really went through the tunnel on both ends.
-    assert.ok(tx(r, 'tunl0_1_after') - tx(r, 'tunl0_1_before') >= 5, `node1 tunl0 tx${log}`);
-    assert.ok(rx(r, 'tunl0_2_after') - rx(r, 'tunl0_2_before') >= 5, `node2 tunl0 rx${log}`);
-    const routes = JSON.parse(get(r, 'node1_routes')) as Record<string, any>[];
-    const remote = routes.find((x) => x.dst === '10.244.2.0/24');
-    assert.deepEqual([remote?.gateway, remote?.dev, remote?.flags], ['198.18.0.2', 'tunl0', ['onlink']], log);
-  });
-
-  /** Within subnet A plain (tunl0 untouched), across to B encapsulated; the router learns no pod route. */
-  function crossSubnetChecks(r: Results, log: string): void {
-    assert.equal(get(r, 'pod1_pod2'), '0', `pod1 -> pod2, same subnet${log}`);
-    assert.equal(get(r, 'pod2_pod1'), '0', `pod2 -> pod1, same subnet${log}`);
-    assert.equal(tx(r, 'tunl0_1_b'), tx(r, 'tunl0_1_a'), `no encapsulation within the subnet${log}`);
-    assert.equal(get(r, 'pod1_pod3'), '0', `pod1 -> pod3, across subnets${log}`);
-    assert.equal(get(r, 'pod3_pod2'), '0', `pod3 -> pod2, across subnets${log}`);
-    assert.ok(tx(r, 'tunl0_1_c') - tx(r, 'tunl0_1_b') >= 3, `encapsulated across subnets${log}`);
-    const rtr = JSON.parse(get(r, 'rtr_routes')) as { dst: string }[];
-    assert.ok(!rtr.some((x) => x.dst.startsWith('10.244.')), `the router never learns a pod route${log}`);
-  }
-
-  it('ipip crossSubnet: plain routing within a subnet, encapsulated across subnets', (t) => {
-    const { r, log } = scenario('ipip-cross-subnet', t);
-    assert.notEqual(get(r, 'plain_across'), '0', `plain routing through the router fails (it knows no blocks)${log}`);
-    crossSubnetChecks(r, log);
-  });
-
-  it('ipip crossSubnet with real BIRDs (rendered bird.conf): the routes they install carry the traffic', { skip: birdSkip }, (t) => {
-    const { r, log } = scenario('ipip-bird-cross-subnet', t);
-    t.diagnostic(`BIRD start -> every node holds both other blocks: ${get(r, 'bird_converged_s')} s (guest clock)`);
-    const routes = (key: string) => (JSON.parse(get(r, key)) as Record<string, any>[])
-      .map((x) => `${x.dst} via ${x.gateway} dev ${x.dev}${x.flags?.includes('onlink') ? ' onlink' : ''}`).sort();
-    assert.deepEqual(routes('bird_routes_1'), ['10.244.2.0/24 via 198.18.1.2 dev eth0', '10.244.3.0/24 via 198.18.2.3 dev tunl0 onlink'], log);
-    assert.deepEqual(routes('bird_routes_3'), ['10.244.1.0/24 via 198.18.1.1 dev tunl0 onlink', '10.244.2.0/24 via 198.18.1.2 dev tunl0 onlink'], log);
-    crossSubnetChecks(r, log);
   });
 
   it('ipvlan l2: children made in the pod and renamed; pod <-> pod on a node and across nodes', (t) => {

@@ -1,9 +1,10 @@
 // Node facts for the planner, gathered cheaply: tool paths and the uplink MTU come from the
 // file system; a process is started only when /sys cannot be trusted for this namespace.
 import { existsSync, readFileSync } from 'node:fs';
-import type { NodeFacts, Tools } from '../model/plan.ts';
+import type { NodeFacts, Probe, Tools } from '../model/plan.ts';
 import type { Runner } from './runner.ts';
-import { sysfsIsOurs } from './system.ts';
+import { queryOutput } from './probe.ts';
+import { realSystem, sysfsIsOurs, type NodeSystem } from './system.ts';
 
 const SEARCH = ['/usr/sbin', '/usr/bin', '/sbin', '/bin', '/usr/local/sbin', '/usr/local/bin'];
 
@@ -62,15 +63,24 @@ export interface FactsWanted {
   mtuConfigured: boolean;
   /** tools beyond the base set */
   tools: readonly string[];
+  /** the mode's own queries to answer into facts.observed (ModeDefinition.observe) */
+  observe?: (facts: NodeFacts) => Record<string, Probe>;
 }
 
-export async function gatherFacts(want: FactsWanted, runner: Runner): Promise<NodeFacts> {
+export async function gatherFacts(want: FactsWanted, runner: Runner, sys: NodeSystem = realSystem): Promise<NodeFacts> {
   const tools = resolveTools(want.tools);
   const uplink = want.uplink ?? defaultRouteDevice();
-  return {
+  const facts: NodeFacts = {
     tools,
     hostPid: process.pid,
     uplink,
     uplinkMtu: want.mtuConfigured ? null : await uplinkMtu(uplink, runner, tools.ip),
   };
+  if (!want.observe) return facts;
+  const observed: Record<string, unknown> = {};
+  for (const [name, probe] of Object.entries(want.observe(facts))) {
+    const out = await queryOutput(probe, facts, runner, sys);
+    observed[name] = out.exitCode === 0 ? (out.json ?? out.stdout) : null;
+  }
+  return { ...facts, observed };
 }

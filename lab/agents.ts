@@ -6,7 +6,7 @@ import { AgentStore } from '../ipam/agent-store.ts';
 import type { AgentStatus } from '../ipam/agent-protocol.ts';
 import type { LabRecord, LabState, LabNode } from './state.ts';
 import { inNetns, ownedPid, stopOwned, waitUntil, logTail, LabError } from './sys.ts';
-import { nodeNetns, nodeUnderlayIp } from './topology.ts';
+import { nodeNetns, nodeUnderlayIp, underlaySubnet, UNDERLAY, UNDERLAY_POD_RANGE } from './topology.ts';
 import { MODES } from '../planner/registry.ts';
 import { writeFileAtomic } from '../lib/atomic-file.ts';
 
@@ -22,17 +22,28 @@ export interface AgentTuning {
 
 export const LAB_AGENT_TUNING: AgentTuning = { leaseTtlSeconds: 3, resyncSeconds: 5, metrics: false };
 
-/** The agents' shared config file (when the mode's lab options give them network config keys). */
+/** The agents' shared config file (when the mode's lab options or its addressing give them network config keys). */
 export function agentConfigPath(s: LabState): string {
   return join(s.dir, 'agent.json');
 }
 
-/** The network config keys the mode's lab options ask for (ModeLab.networkConfig), if any. */
+/** The network config keys the lab's agents get: the mode's lab options' (ModeLab.networkConfig)
+ *  and, for a mode whose pods live on the node network (pool `subnet`), the underlay's pod range. */
 function labNetworkConfig(s: LabState): Record<string, unknown> {
-  return MODES.require(s.mode).lab?.networkConfig(s.modeOptions ?? {}) ?? {};
+  const mode = MODES.require(s.mode);
+  const own = mode.lab?.networkConfig(s.modeOptions ?? {}) ?? {};
+  if (mode.addressing.pool !== 'subnet') return own;
+  return { ...own, ipam: { rangeStart: UNDERLAY_POD_RANGE.start, rangeEnd: UNDERLAY_POD_RANGE.end, gateway: UNDERLAY.gateway } };
 }
 
-/** Writes the agents' config file when the mode's options need one. */
+/** Agent options that depend on the mode: the cluster subnet of a mode on the node network (the
+ *  underlay itself), and the config file writeAgentConfig writes. */
+function modeArgs(s: LabState): string[] {
+  const onUnderlay = MODES.require(s.mode).addressing.pool === 'subnet' ? ['--cluster-subnet', underlaySubnet()] : [];
+  return [...onUnderlay, ...(Object.keys(labNetworkConfig(s)).length > 0 ? ['--config', agentConfigPath(s)] : [])];
+}
+
+/** Writes the agents' config file when their mode needs one (see modeArgs). */
 export function writeAgentConfig(s: LabState): void {
   const networkConfig = labNetworkConfig(s);
   if (Object.keys(networkConfig).length === 0) return;
@@ -69,7 +80,7 @@ export function defineNode(s: LabState, index: number, tuning: AgentTuning): Lab
     '--lease-ttl', String(tuning.leaseTtlSeconds),
     '--resync', String(tuning.resyncSeconds),
     '--route-protocol', String(s.routeProtocol),
-    ...(Object.keys(labNetworkConfig(s)).length > 0 ? ['--config', agentConfigPath(s)] : []),
+    ...modeArgs(s),
   ]);
   return node;
 }

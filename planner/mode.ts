@@ -20,7 +20,12 @@ export interface PlanRequest<S = unknown> {
   netns: string;
   lease: Lease;
   facts: NodeFacts;
+  /** CNI_ARGS as KEY=VALUE pairs (e.g. MAC), when the runtime passed any */
+  args?: Record<string, string>;
 }
+
+/** What a mode may check before anything is leased: the request without its address. */
+export type PreflightRequest<S = unknown> = Omit<PlanRequest<S>, 'lease'>;
 
 /** Where a mode's pod addresses come from. */
 export interface ModeAddressing {
@@ -126,6 +131,19 @@ export interface ModeDefinition<M extends string = string, S = unknown> {
   /** the ordered ADD steps; DEL and CHECK are derived from them */
   planAdd(req: PlanRequest<S>): Step[];
   resultOf(req: PlanRequest<S>): Result;
+  /** The node device the mode's pods hang off when the mode names its own (ipvlan, macvlan:
+   *  their `master`); facts.uplink and facts.uplinkMtu then describe it, and its MTU is read on
+   *  every ADD (null: no such device). Default: the configured `uplink`, else the default
+   *  route's interface. */
+  uplinkOf?(config: NetworkConfig<string, S>): string | null;
+  /** Read-only node queries an ADD plan depends on (e.g. the mode a master already carries),
+   *  run before anything is leased; the answers reach `preflight` and `planAdd` as
+   *  facts.observed (parsed JSON or text, null when a query failed). Pure. */
+  observe?(config: NetworkConfig<string, S>, facts: NodeFacts): Record<string, Probe>;
+  /** Checks an ADD against the node facts before anything is leased or changed (the master
+   *  exists, the MTU fits, ...): throws CniError code 7 naming the field. compile() runs it for
+   *  every ADD plan, the ADD verb before it leases an address. Pure. */
+  preflight?(req: PreflightRequest<S>): void;
   /** node-scoped state, reconciled by the agent; null when the mode has none */
   node: NodePlanner<S> | null;
   /** why `testcni lab` cannot run this mode on this build, or null when it can */

@@ -1,16 +1,24 @@
 // The ipvlan datapath and the kernel facts the ipip and ipvlan modes rely on, proven in an
 // emulated VM (this machine's kernel has neither device; see test/helpers/vm.ts). Each scenario
 // is one job of a single boot: it builds an underlay, runs node and pod plans inside the node
-// netns as the plugin would (hand-written stand-ins in rendered form, test/helpers/vm-plans.ts,
-// plus one real rendered plan), pings, and reports "RESULT key value" lines that the assertions
-// below read. The ipip datapath from rendered plans with real BIRDs: test/e2e/vm-ipip.test.ts.
+// netns as the plugin would (rendered plans: the golden host-gw one and ipvlan's as testcni
+// compiles them), pings, and reports "RESULT key value" lines that the assertions below read.
+// The ipip datapath, from rendered node and pod plans with real BIRDs: test/e2e/vm-ipip.test.ts.
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../helpers/netns.ts';
 import { runJobsInVm, vmSkipReason, type VmJob, type VmRun, type VmJobResult } from '../helpers/vm.ts';
-import { ipvlanPodPlan, type IpvlanPod } from '../helpers/vm-plans.ts';
+import { loadConfig } from '../../cni/config.ts';
+import { compile } from '../../planner/compile.ts';
+import { renderPlan, shellQuote } from '../../planner/render.ts';
+import { MODES } from '../../planner/registry.ts';
+import { holds } from '../../planner/predicate.ts';
+import { anchorName, ANCHOR_QUERY } from '../../planner/modes/ipvlan/anchor.ts';
+import { inNetnsArgv } from '../../lib/netns.ts';
+import { HOST, type NodeFacts, type Plan } from '../../model/plan.ts';
+import { CniError } from '../../model/errors.ts';
 
 const skip = vmSkipReason() ?? undefined;
 const LAB = readFileSync(join(ROOT, 'test/helpers/vm-lab.sh'), 'utf8');
@@ -32,17 +40,72 @@ result pod_gateway at cni-1234 ${PING} 10.244.1.1
 report pod_eth0 "$(at cni-1234 ip -j addr show dev eth0)"
 `, { 'plan.sh': readFileSync(join(ROOT, 'fixtures/host-gw-add-1.0.0/plan.sh'), 'utf8') });
 
-// --- ipvlan ----------------------------------------------------------------------------------
+// --- ipvlan: the plans testcni compiles, rendered --------------------------------------------
 
-function ipvlanPods(mode: IpvlanPod['mode']): Record<string, string> {
-  const pod = (cid: string, ns: string, tempName: string, address: string) =>
-    ipvlanPodPlan({ containerId: cid, netns: `/var/run/netns/${ns}`, master: 'eth0', tempName, mode, address, gateway: '198.18.0.254', mtu: 1500 });
-  return {
-    'pod1a.sh': pod('c1a', 'pod1a', 'tcv1a2b3c4d5e6', '198.18.0.11/24'),
-    'pod1b.sh': pod('c1b', 'pod1b', 'tcv6e5d4c3b2a1', '198.18.0.12/24'),
-    'pod2a.sh': pod('c2a', 'pod2a', 'tcv0f1e2d3c4b5', '198.18.0.21/24'),
-  };
+const VM_FACTS: NodeFacts = { tools: { ip: '/usr/sbin/ip', nsenter: '/usr/bin/nsenter', sysctl: '/usr/sbin/sysctl' }, hostPid: 1, uplink: 'eth0', uplinkMtu: 1500 };
+const IPVLAN = MODES.require('ipvlan');
+
+/** What the plugin's pre-planning query finds on a node whose master carries `mode` already. */
+const anchorSeen = (mode: string) => [{ ifname: anchorName('eth0'), link: 'eth0', linkinfo: { info_kind: 'ipvlan', info_data: { mode } } }];
+
+interface VmPod { cid: string; ns: string; address: string; file: string; node: string; anchor: unknown }
+
+function ipvlanPlan(mode: string, command: 'ADD' | 'DEL', p: VmPod): Plan {
+  const { config } = loadConfig({
+    cniVersion: '1.1.0', name: 'lan', type: 'testcni', mode: 'ipvlan', subnet: '198.18.0.0/24', ipvlan: { master: 'eth0', mode },
+    ipam: { rangeStart: '198.18.0.11', rangeEnd: '198.18.0.30', gateway: '198.18.0.254' },
+  });
+  return compile({
+    command, config, containerId: p.cid, ifName: 'eth0', netns: `/var/run/netns/${p.ns}`,
+    lease: { address: `${p.address}/24`, gateway: '198.18.0.254' }, facts: { ...VM_FACTS, observed: { [ANCHOR_QUERY]: p.anchor } },
+  }, IPVLAN);
 }
+
+/** node1's first pod plans the master's anchor, its second finds it; node2's first plans its own. */
+function ipvlanPods(mode: string): VmPod[] {
+  return [
+    { cid: 'c1a', ns: 'pod1a', address: '198.18.0.11', file: 'pod1a', node: 'node1', anchor: null },
+    { cid: 'c1b', ns: 'pod1b', address: '198.18.0.12', file: 'pod1b', node: 'node1', anchor: anchorSeen(mode) },
+    { cid: 'c2a', ns: 'pod2a', address: '198.18.0.21', file: 'pod2a', node: 'node2', anchor: null },
+  ];
+}
+
+/** A script (run in the node, like the plugin) that runs every probe of the plan and reports
+ *  its exit status and output as `<tag>.<i>.rc` / `<tag>.<i>.out`. */
+function probeScript(plan: Plan, tag: string): string {
+  const lines = plan.steps.filter((s) => s.probe).map((s, i) => {
+    const p = s.probe!;
+    assert.ok(p.mech !== 'file', `${s.id}: a file probe cannot run in the VM`);
+    const argv = p.ns === HOST ? p.argv : inNetnsArgv(VM_FACTS.tools.nsenter, p.ns, p.argv);
+    return `probe ${tag}.${i} ${argv.map(shellQuote).join(' ')}`;
+  });
+  return ['#!/bin/sh', 'set -eu', '. ./lab.sh', ...lines].join('\n') + '\n';
+}
+
+/** Steps of the plan whose probe does not hold on what the VM reported under `tag`. */
+function failingProbes(r: Results, plan: Plan, tag: string): string[] {
+  return plan.steps.filter((s) => s.probe).flatMap((s, i) => {
+    const stdout = get(r, `${tag}.${i}.out`);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(stdout);
+    } catch { /* not JSON: JSON predicates see nothing */ }
+    return holds(s.probe!.expect, { exitCode: Number(get(r, `${tag}.${i}.rc`)), stdout, json: parsed }) ? [] : [s.id];
+  });
+}
+
+function ipvlanFiles(mode: string): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const p of ipvlanPods(mode)) {
+    files[`${p.file}.sh`] = renderPlan(ipvlanPlan(mode, 'ADD', p), 'sh', VM_FACTS);
+    files[`${p.file}-del.sh`] = renderPlan(ipvlanPlan(mode, 'DEL', p), 'sh', VM_FACTS);
+  }
+  files['probes.sh'] = probeScript(ipvlanPlan(mode, 'ADD', ipvlanPods(mode)[0]!), 'probe');
+  files['probes-after-del.sh'] = probeScript(ipvlanPlan(mode, 'ADD', ipvlanPods(mode)[0]!), 'gone');
+  return files;
+}
+
+const ANCHOR = anchorName('eth0');
 
 const IPVLAN_SETUP = `
 segment sw0
@@ -51,9 +114,28 @@ node node2 198.18.0.2/24 sw0
 router gw 198.18.0.254/24 sw0
 pod pod1a; pod pod1b; pod pod2a
 wait_ping node1 198.18.0.2; wait_ping node1 198.18.0.254
+report pod1a_before "$(at pod1a ip -j link show)"
+report node1_before "$(at node1 ip -j link show)"
 apply node1 pod1a.sh; apply node1 pod1b.sh; apply node2 pod2a.sh
 report pod1a_eth0 "$(at pod1a ip -j -d link show dev eth0)"
 report node1_eth0 "$(at node1 ip -j -d link show dev eth0)"
+`;
+
+// After the pings: CHECK's probes, DEL (twice), what is left, and the anchor's view of the master.
+const IPVLAN_TEARDOWN = `
+apply node1 probes.sh
+report anchor "$(at node1 ip -j -d link show dev ${ANCHOR})"
+apply node1 pod1a-del.sh
+apply node1 probes-after-del.sh
+report pod1a_after_del "$(at pod1a ip -j link show)"
+apply node1 pod1a-del.sh
+result pod1b_pod2a_after_del at pod1b ${PING} 198.18.0.21
+apply node1 pod1b-del.sh; apply node2 pod2a-del.sh
+report node1_after_del "$(at node1 ip -j link show)"
+report pod2a_after_del "$(at pod2a ip -j link show)"
+# Anyone creating a child of another mode switches the master, and the anchor shows it.
+at node1 ip link add tcx0 link eth0 type ipvlan mode ${'$'}{OTHER_MODE}
+report anchor_switched "$(at node1 ip -j -d link show dev ${ANCHOR})"
 `;
 
 const ipvlanL2 = job('ipvlan-l2', `
@@ -65,7 +147,9 @@ result pod1a_gateway at pod1a ${PING} 198.18.0.254
 result pod1a_node2 at pod1a ${PING} 198.18.0.2
 result pod1a_node1 at pod1a ${NO_PING} 198.18.0.1
 report pod1a_routes "$(at pod1a ip -j route show)"
-`, ipvlanPods('l2'));
+OTHER_MODE=l3
+${IPVLAN_TEARDOWN}
+`, ipvlanFiles('l2'));
 
 const ipvlanL3 = job('ipvlan-l3', `
 ${IPVLAN_SETUP}
@@ -80,7 +164,9 @@ at node1 ip route add 198.18.0.21/32 via 198.18.0.2 dev eth0
 result pod1a_node2 at pod1a ${PING} 198.18.0.2
 result pod1a_pod2a at pod1a ${PING} 198.18.0.21
 result pod2a_pod1b at pod2a ${PING} 198.18.0.12
-`, ipvlanPods('l3'));
+OTHER_MODE=l2
+${IPVLAN_TEARDOWN}
+`, ipvlanFiles('l3'));
 
 // --- kernel facts the modes rely on ----------------------------------------------------------
 
@@ -243,7 +329,30 @@ describe('datapaths in an emulated VM (qemu TCG, Debian kernel)', { skip }, () =
     assert.equal(json(r, 'pod_eth0').addr_info[0].local, '10.244.1.7', log);
   });
 
-  it('ipvlan l2: children made in the pod and renamed; pod <-> pod on a node and across nodes', (t) => {
+  /** What every ipvlan job checks after its pings: probes, DEL, the anchor. */
+  function ipvlanLifecycle(r: Results, log: string, mode: string, other: string): void {
+    const plan = ipvlanPlan(mode, 'ADD', ipvlanPods(mode)[0]!);
+    assert.deepEqual(failingProbes(r, plan, 'probe'), [], `CHECK: every probe of pod1a's plan holds after its ADD${log}`);
+    const anchor = json(r, 'anchor');
+    assert.deepEqual([anchor.linkinfo.info_kind, anchor.linkinfo.info_data.mode, anchor.flags.includes('UP')], ['ipvlan', mode, false], `the anchor, down${log}`);
+    // After DEL: the child is gone under both names; the anchor stays (node state).
+    assert.deepEqual(failingProbes(r, plan, 'gone').sort(), [`link.ipvlan:pod:eth0`, 'link.name:pod:eth0', 'addr:pod:eth0', 'link.up:pod:eth0', 'route:pod:default'].sort(), log);
+    // (The VM's ipip module gives every namespace a tunl0: compare with what was there before.)
+    const names = (key: string) => (JSON.parse(get(r, key)) as { ifname: string }[]).map((l) => l.ifname).sort();
+    assert.deepEqual(names('pod1a_after_del'), names('pod1a_before'), `nothing left in the pod${log}`);
+    assert.equal(get(r, 'pod1b_pod2a_after_del'), '0', `the other pods are untouched by pod1a's DEL (run twice)${log}`);
+    assert.deepEqual(names('node1_after_del'), [...names('node1_before'), ANCHOR].sort(), `the node keeps the anchor, nothing else${log}`);
+    assert.deepEqual(names('pod2a_after_del'), names('pod1a_before'), log);
+    // The anchor reports the master's mode as the kernel keeps it: after a child of another mode,
+    // an ADD asking for this network's mode is refused before anything changes.
+    const switched = JSON.parse(get(r, 'anchor_switched'));
+    assert.equal(switched[0].linkinfo.info_data.mode, other, log);
+    const { config } = loadConfig({ cniVersion: '1.1.0', name: 'lan', type: 'testcni', mode: 'ipvlan', subnet: '198.18.0.0/24', ipvlan: { master: 'eth0', mode } });
+    assert.throws(() => IPVLAN.preflight!({ command: 'ADD', config, containerId: 'c9', ifName: 'eth0', netns: '/var/run/netns/p9', facts: { ...VM_FACTS, observed: { [ANCHOR_QUERY]: switched } } }),
+      (e: unknown) => e instanceof CniError && e.code === 7 && e.message.includes('ipvlan.mode') && e.details.includes(`carries ipvlan mode ${other}`));
+  }
+
+  it('ipvlan l2 from rendered plans: the child made in the pod and renamed; pod <-> pod on a node and across nodes; CHECK, DEL', (t) => {
     const { r, log } = scenario('ipvlan-l2', t);
     const eth0 = json(r, 'pod1a_eth0');
     assert.deepEqual([eth0.ifname, eth0.linkinfo.info_kind, eth0.linkinfo.info_data.mode], ['eth0', 'ipvlan', 'l2']);
@@ -254,9 +363,10 @@ describe('datapaths in an emulated VM (qemu TCG, Debian kernel)', { skip }, () =
     assert.equal(get(r, 'pod1a_gateway'), '0', `the node network's gateway${log}`);
     assert.equal(get(r, 'pod1a_node2'), '0', `another node${log}`);
     assert.notEqual(get(r, 'pod1a_node1'), '0', `its own node's master address is unreachable (an ipvlan property)${log}`);
+    ipvlanLifecycle(r, log, 'l2', 'l3');
   });
 
-  it('ipvlan l3: pods on a node talk; other nodes reach them only through routes via their node', (t) => {
+  it('ipvlan l3 from rendered plans: pods on a node talk; other nodes reach them only through routes via their node; CHECK, DEL', (t) => {
     const { r, log } = scenario('ipvlan-l3', t);
     assert.equal(json(r, 'pod1a_eth0').linkinfo.info_data.mode, 'l3');
     assert.ok(json(r, 'pod1a_eth0').flags.includes('NOARP'), 'l3 children do no ARP');
@@ -266,6 +376,7 @@ describe('datapaths in an emulated VM (qemu TCG, Debian kernel)', { skip }, () =
     assert.equal(get(r, 'pod1a_node2'), '0', `another node, with a route back${log}`);
     assert.equal(get(r, 'pod1a_pod2a'), '0', `across nodes, routed${log}`);
     assert.equal(get(r, 'pod2a_pod1b'), '0', `across nodes, the other way${log}`);
+    ipvlanLifecycle(r, log, 'l3', 'l2');
   });
 
   it('ipvlan facts: a second mode on a master silently re-modes it; MTU above the master is accepted', (t) => {

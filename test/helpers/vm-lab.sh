@@ -110,3 +110,16 @@ wait_bird_routes() {
     sleep 0.2
   done
 }
+
+# probe KEY CMD...: run a plan's probe query, report its exit status as KEY.rc and its stdout
+# (one line) as KEY.out, for the test to judge with the probe's own predicate
+probe() {
+  key=$1
+  shift
+  set +e
+  out=$("$@" 2>/dev/null)
+  rc=$?
+  set -e
+  echo "RESULT $key.rc $rc"
+  echo "RESULT $key.out $(echo "$out" | tr '\n' ' ' | sed 's/ *$//')"
+}

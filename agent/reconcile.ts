@@ -55,8 +55,9 @@ export interface ReconcilerDeps {
   daemonBackoff?: Partial<Backoff>;
 }
 
-/** How soon a node that waits for something looks again: doubling from the first to the last. */
-const WAIT_POLL_MS = { first: 100, max: 5000 };
+/** How soon a node that waits for something looks again: growing by half from the first to the
+ *  last (BGP routes arrive about a second after BIRD starts; each look is a few `ip` queries). */
+const WAIT_POLL_MS = { first: 100, growth: 1.5, max: 2000 };
 
 export class NodeReconciler {
   private running: Promise<void> | null = null;
@@ -190,7 +191,7 @@ export class NodeReconciler {
       return;
     }
     this.schedule(this.pollMs);
-    this.pollMs = Math.min(this.pollMs * 2, WAIT_POLL_MS.max);
+    this.pollMs = Math.min(Math.round(this.pollMs * WAIT_POLL_MS.growth), WAIT_POLL_MS.max);
   }
 
   /** No run starts after this, also none asked for by a run still in progress. */

@@ -11,6 +11,7 @@ import { register } from 'tsx/esm/api';
 import { join } from 'node:path';
 import { tmpdir, cpus, release, loadavg } from 'node:os';
 import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { PLUGIN, summary, fmt, table, parseArgs, fail, roundNumbers, which } from './lib.mjs';
 import { Scratch } from './scratch.mjs';
 
@@ -28,6 +29,7 @@ if (process.getuid?.() !== 0) fail('ipip: needs root (it creates network namespa
 if (!existsSync(PLUGIN)) fail(`ipip: ${PLUGIN} is missing: run npm run build first`);
 for (const t of ['ip', 'nsenter', 'bird', 'birdc', 'etcd']) if (!which(t)) fail(`ipip: needs ${t} (scripts/setup.sh installs it)`);
 const progress = (msg) => process.stderr.write(`ipip: ${msg}\n`);
+const IP = which('ip');
 
 register();
 const { labUp } = await import('../lab/up.ts');
@@ -56,10 +58,24 @@ async function allEstablished(nodes) {
   const sts = await Promise.all(nodes.map((n) => agentStatus(n, 2000)));
   return sts.every((st) => (bird(st)?.sessions ?? []).filter((s) => s.established).length === nodes.length - 1);
 }
-/** Every node converged: its kernel holds a route from BIRD to every other member's block. */
-async function allRoutes(nodes) {
+/** Every node's kernel holds a route from BIRD (protocol 12) to every other member's block. */
+function allRoutes(nodes) {
+  return nodes.every((n) => {
+    const r = spawnSync(IP, ['-n', n.netns, '-j', 'route', 'show', 'proto', 'bird'], { encoding: 'utf8' });
+    const have = new Set(r.status === 0 ? JSON.parse(r.stdout || '[]').map((x) => x.dst) : []);
+    return nodes.every((o) => o === n || (blocks.get(o.name) !== undefined && have.has(blocks.get(o.name))));
+  });
+}
+/** Every agent reports its node converged (it also waits for BIRD's routes), for the nodes there are. */
+async function allConverged(nodes) {
   const sts = await Promise.all(nodes.map((n) => agentStatus(n, 2000)));
-  return sts.every((st) => st?.converged && st.routes.length === nodes.length - 1 && st.nodes.length === nodes.length);
+  return sts.every((st) => st?.converged && st.nodes.length === nodes.length);
+}
+/** Each node's block, as its agent claimed it. */
+const blocks = new Map();
+async function learnBlocks(nodes) {
+  for (const n of nodes) blocks.set(n.name, (await agentStatus(n, 2000))?.block ?? undefined);
+  return nodes.every((n) => blocks.get(n.name));
 }
 const reloads = async (nodes) => Promise.all(nodes.map(async (n) => bird(await agentStatus(n, 2000))?.reloads ?? NaN));
 
@@ -71,6 +87,7 @@ async function bgpRound(round) {
     // (1) start: the agents of a new lab, from their start (their PIDs in lab.json) on.
     let started = null;
     let established = null;
+    let routedAt = null;
     let done = false;
     const up = labUp({ name, dir, nodes: 3, pods: 0, mode: 'ipip', modeOptions: { 'ipip-mode': 'never' }, binary: PLUGIN, nodeExec: process.execPath })
       .finally(() => { done = true; });
@@ -78,14 +95,17 @@ async function bgpRound(round) {
       const s = readLabState(dir);
       if (started === null && s && s.nodes.length === 3 && s.nodes.some((n) => n.agentPid)) started = now();
       if (started !== null && established === null && (await allEstablished(s.nodes))) established = now();
+      if (established !== null && routedAt === null && (await learnBlocks(s.nodes)) && allRoutes(s.nodes)) routedAt = now();
       if (done && established === null && started === null) break;
       await sleep(POLL_MS);
     }
     const report = await up;
     const nodes = [...report.record.state.nodes]; // a copy: the join adds n4 to the state
-    const routed = await until(() => allRoutes(nodes), 30_000, 'routes after start');
+    const routed = routedAt ?? (await until(async () => (await learnBlocks(nodes)) && allRoutes(nodes), 30_000, 'routes after start'));
+    const converged = await until(() => allConverged(nodes), 30_000, 'the agents converged');
     out.startEstablishedMs = established - started;
     out.startRoutesMs = routed - started;
+    out.startAgentsConvergedMs = converged - started;
 
     // (2) join: a 4th node, made as `lab up` makes one, its agent started at t0.
     const rec = report.record;
@@ -97,7 +117,8 @@ async function bgpRound(round) {
     const t1 = now();
     await startAgent(rec, n4);
     const all = [...nodes, n4];
-    out.joinRoutesMs = (await until(() => allRoutes(all), 30_000, 'routes after the join')) - t1;
+    out.joinRoutesMs = (await until(async () => (await learnBlocks(all)) && allRoutes(all), 30_000, 'routes after the join')) - t1;
+    out.joinAgentsConvergedMs = (await until(() => allConverged(all), 30_000, 'the agents converged after the join')) - t1;
     await sleep(500); // a late second reload would show now
     const after = await reloads(nodes);
     out.reloadsPerJoin = after.reduce((a, r, i) => a + r - before[i], 0) / nodes.length;
@@ -109,14 +130,14 @@ async function bgpRound(round) {
     process.kill(old, 'SIGKILL');
     out.killConvergedMs = (await until(async () => {
       const b = bird(await agentStatus(victim, 2000));
-      return b && b.pid !== old && b.running && (await allEstablished(all)) && (await allRoutes(all));
+      return b && b.pid !== old && b.running && (await allEstablished(all)) && allRoutes(all);
     }, 30_000, 'convergence after the kill')) - t2;
 
     // (4) leave: n4's agent stopped; its block gone from the others once its registration lapses.
     const beforeLeave = await reloads(nodes);
     const t3 = now();
     await stopAgent(rec, n4);
-    out.leaveWithdrawnMs = (await until(() => allRoutes(nodes), 60_000, 'the leave')) - t3;
+    out.leaveWithdrawnMs = (await until(() => nodes.every((n) => !spawnSync(IP, ['-n', n.netns, '-j', 'route', 'show', 'proto', 'bird'], { encoding: 'utf8' }).stdout.includes(blocks.get(n4.name))), 60_000, 'the leave')) - t3;
     await sleep(500);
     const afterLeave = await reloads(nodes);
     out.reloadsPerLeave = afterLeave.reduce((a, r, i) => a + r - beforeLeave[i], 0) / nodes.length;
@@ -175,8 +196,9 @@ async function main() {
   say(`(b) BGP through the agents (lab, 3 nodes, ipipMode never, lab timers: hold 9 s, keepalive 3 s, connect delay 1 s), ${opts.rounds} round(s)`);
   say(table(['figure (ms, or reloads per existing node)', 'n', 'p50', 'p95', 'min', 'max'],
     Object.entries(r.bgp).map(([k, s]) => [k, s.n, fmt(s.p50), fmt(s.p95), fmt(s.min), fmt(s.max)])));
-  say('  start: from the agents\' start (lab.json has their PIDs; polled every 25 ms) to every session Established / every');
-  say('  kernel holding every other block. A leave waits for the registration lease (3 s) and the route grace (3 s).');
+  say('  start: from the agents\' start (lab.json has their PIDs; polled every 25 ms) to every session Established, to every');
+  say('  kernel holding every other block from BIRD (Routes), and to every agent reporting its node converged (it looks again');
+  say('  at a growing interval while it waits for BGP routes). A leave waits for the registration lease (3 s) and the route grace (3 s).');
 }
 
 try {

@@ -81,17 +81,24 @@ export interface PeerSession {
   routes: RouteCounts;
 }
 
-/** What the agent reports of one daemon. */
-export interface DaemonStatus {
-  name: string;
+/** How a supervised daemon runs. */
+export interface DaemonRunState {
   running: boolean;
   pid: number | null;
   startedAt: string | null;
+  /** reloads that succeeded */
   reloads: number;
+  /** times it was started again after it died */
   restarts: number;
   lastReloadAt: string | null;
   lastError: string | null;
+  /** its configuration file */
   config: string;
+}
+
+/** What the agent reports of one daemon. */
+export interface DaemonStatus extends DaemonRunState {
+  name: string;
   /** null when the mode reads no sessions or the query failed (see sessionsError) */
   sessions: PeerSession[] | null;
   sessionsError?: string;

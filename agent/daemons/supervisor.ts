@@ -12,7 +12,7 @@ import { startDaemon, tail, type Runner, type RunResult } from '../../executor/r
 import { findTool } from '../../executor/facts.ts';
 import { pidAlive, stopPid } from '../../lib/process.ts';
 import { inNetnsArgv } from '../../lib/netns.ts';
-import { CONFIG_PATH_ARG, type DaemonCommand, type DaemonSpec } from '../../model/daemon.ts';
+import { CONFIG_PATH_ARG, type DaemonCommand, type DaemonRunState, type DaemonSpec } from '../../model/daemon.ts';
 
 export interface Backoff {
   initialMs: number;
@@ -42,16 +42,7 @@ export interface DaemonSupervisorOptions {
 
 export type ApplyOutcome = 'unchanged' | 'written' | 'reloaded';
 
-export interface SupervisorStatus {
-  running: boolean;
-  pid: number | null;
-  startedAt: string | null;
-  reloads: number;
-  restarts: number;
-  lastReloadAt: string | null;
-  lastError: string | null;
-  config: string;
-}
+export type SupervisorStatus = DaemonRunState;
 
 /** A configuration the daemon's own validator refused. */
 export class DaemonConfigInvalid extends Error {}

@@ -11,16 +11,15 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../helpers/netns.ts';
-import { runJobsInVm, vmSkipReason, vmToolSkipReason, type VmJob, type VmRun, type VmJobResult } from '../helpers/vm.ts';
+import { vmSkipReason, vmToolSkipReason, type VmJob } from '../helpers/vm.ts';
+import { vmBoot, resultText, resultJson, probeScript, failingProbes, type VmResults } from '../helpers/vm-results.ts';
 import { FAST_TIMERS } from '../helpers/bgp.ts';
 import { loadConfig } from '../../cni/config.ts';
 import { compile } from '../../planner/compile.ts';
 import { MODES } from '../../planner/registry.ts';
-import { renderPlan, renderNodeScript, shellQuote } from '../../planner/render.ts';
+import { renderPlan, renderNodeScript } from '../../planner/render.ts';
 import { renderTemplate } from '../../planner/templates.ts';
-import { holds } from '../../planner/predicate.ts';
-import { inNetnsArgv } from '../../lib/netns.ts';
-import { HOST, type NodeFacts, type Plan, type Step } from '../../model/plan.ts';
+import type { NodeFacts, Plan, Step } from '../../model/plan.ts';
 import type { NodeRecord } from '../../model/node.ts';
 import type { NodeContext } from '../../planner/mode.ts';
 import type { IpipConfig } from '../../planner/modes/ipip/config.ts';
@@ -36,17 +35,8 @@ const VM_FACTS: NodeFacts = {
   hostPid: 1, uplink: 'eth0', uplinkMtu: 1500,
 };
 
-/** `probe KEY ARGV...`: runs a plan's probe query and reports its exit status and output. */
-const PROBE_FN = `
-probe() {
-  key=$1; shift
-  set +e; out=$("$@" 2>/dev/null); rc=$?; set -e
-  echo "RESULT $key.rc $rc"
-  echo "RESULT $key.out $(printf '%s' "$out" | tr '\\n' ' ')"
-}`;
-
 function job(name: string, body: string, files: Record<string, string>): VmJob {
-  return { name, script: `#!/bin/sh\nset -eu\n. ./lab.sh\n${PROBE_FN}\n${body.trim()}\n`, files: { 'lab.sh': LAB, ...files }, timeoutMs: 90_000 };
+  return { name, script: `#!/bin/sh\nset -eu\n. ./lab.sh\n${body.trim()}\n`, files: { 'lab.sh': LAB, ...files }, timeoutMs: 90_000 };
 }
 
 function networkConfig(ipipMode: string): NodeContext<IpipConfig>['config'] {
@@ -85,16 +75,6 @@ function podPlan(ipipMode: string, p: VmPod, command: 'ADD' | 'DEL'): Plan {
     command, config: networkConfig(ipipMode), containerId: p.cid, ifName: 'eth0', netns: `/var/run/netns/${p.ns}`,
     lease: { address: `${p.address}/24`, gateway: block.replace(/\.0$/, '.1') }, facts: VM_FACTS,
   }, IPIP);
-}
-
-/** Lines that run every probe of `steps` (in the node `node`, or in the pod's netns) as `<tag>.<i>`. */
-function probeLines(steps: Step[], node: string, tag: string): string {
-  return steps.filter((s) => s.probe).map((s, i) => {
-    const p = s.probe!;
-    assert.ok(p.mech !== 'file', `${s.id}: a file probe cannot run in the VM`);
-    const argv = p.ns === HOST ? p.argv : inNetnsArgv(VM_FACTS.tools.nsenter, p.ns, p.argv);
-    return `probe ${tag}.${i} at ${node} ${argv.map(shellQuote).join(' ')}`;
-  }).join('\n');
 }
 
 const block = (i: number) => `10.244.${i}.0/24`;
@@ -141,8 +121,8 @@ result pod1_pod2c_first at pod1 ping -c 1 -W 2 10.244.2.11
 report pod1_eth0 "$(at pod1 ip -j link show dev eth0)"
 report node1_tunl0 "$(at node1 ip -j -d addr show dev tunl0)"
 report node1_routes "$(at node1 ip -j route show)"
-${probeLines(alwaysPod1.steps, 'node1', 'pod1probe')}
-${probeLines(alwaysNode1.steps, 'node1', 'node1probe')}
+apply node1 pod1-probes.sh
+apply node1 node1-probes.sh
 apply node1 pod1b-del.sh
 report pod1b_links "$(at pod1b ip -j link show)"
 report node1_links "$(at node1 ip -j link show)"
@@ -150,6 +130,8 @@ report node1_links "$(at node1 ip -j link show)"
   'node1.sh': alwaysNode1.script,
   'node2.sh': nodePlan('always', ALWAYS_NODES[1]!, ALWAYS_NODES).script,
   'pod1.sh': renderPlan(alwaysPod1, 'sh', VM_FACTS),
+  'pod1-probes.sh': probeScript(alwaysPod1.steps, VM_FACTS.tools.nsenter, 'pod1probe'),
+  'node1-probes.sh': probeScript(alwaysNode1.steps, VM_FACTS.tools.nsenter, 'node1probe'),
   'pod1b.sh': renderPlan(podPlan('always', ALWAYS_PODS.pod1b!, 'ADD'), 'sh', VM_FACTS),
   'pod1b-del.sh': renderPlan(podPlan('always', ALWAYS_PODS.pod1b!, 'DEL'), 'sh', VM_FACTS),
   'pod2.sh': renderPlan(podPlan('always', ALWAYS_PODS.pod2!, 'ADD'), 'sh', VM_FACTS),
@@ -198,81 +180,32 @@ report node3_routes "$(at node3 ip -j route show proto bird)"
 
 const JOBS = [ipipAlways, ipipCrossSubnet];
 
-type Results = Map<string, string>;
-
-function results(j: VmJobResult): Results {
-  const m = new Map<string, string>();
-  for (const line of j.output.split('\n')) {
-    const r = /^RESULT (\S+) ?(.*)$/.exec(line);
-    if (r) m.set(r[1]!, r[2]!);
-  }
-  return m;
-}
-
-function get(r: Results, key: string): string {
-  const v = r.get(key);
-  assert.ok(v !== undefined, `no result ${key}`);
-  return v;
-}
-
-function json(r: Results, key: string): Record<string, any> {
-  return JSON.parse(get(r, key))[0];
-}
-
-const tx = (r: Results, key: string): number => json(r, key).stats64.tx.packets;
-const rx = (r: Results, key: string): number => json(r, key).stats64.rx.packets;
-
-/** Steps whose probe does not hold on what the VM reported under `tag`. */
-function failingProbes(r: Results, steps: Step[], tag: string): string[] {
-  return steps.filter((s) => s.probe).flatMap((s, i) => {
-    const stdout = get(r, `${tag}.${i}.out`);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(stdout);
-    } catch { /* not JSON: JSON predicates see nothing */ }
-    return holds(s.probe!.expect, { exitCode: Number(get(r, `${tag}.${i}.rc`)), stdout, json: parsed }) ? [] : [s.id];
-  });
-}
+const tx = (r: VmResults, key: string): number => resultJson(r, key).stats64.tx.packets;
+const rx = (r: VmResults, key: string): number => resultJson(r, key).stats64.rx.packets;
 
 describe('ipip in an emulated VM, from rendered plans with real BIRDs (qemu TCG, Debian kernel)', { skip }, () => {
-  let run: VmRun;
-  const byName = new Map<string, VmJobResult>();
+  const vm = vmBoot(JOBS);
+  before(() => vm.boot());
+  const scenario = vm.scenario.bind(vm);
 
-  before(async () => {
-    run = await runJobsInVm(JOBS);
-    for (const j of run.jobs) byName.set(j.name, j);
-  });
-
-  function scenario(name: string, t: { diagnostic(m: string): void }): { r: Results; log: string } {
-    const j = byName.get(name)!;
-    t.diagnostic(`${name}: ${j.ms} ms in the VM`);
-    const log = `\n--- ${name} output ---\n${j.output}\n---`;
-    assert.equal(j.exitCode, 0, `${name} exited ${j.exitCode}${j.timedOut ? ' (time limit)' : ''}${log}`);
-    return { r: results(j), log };
-  }
-
-  it('boots and runs every job', (t) => {
-    t.diagnostic(`kernel ${run.kernelVersion}; ready after ${run.bootMs} ms; whole run ${run.totalMs} ms`);
-    assert.deepEqual(run.moduleFailures, []);
-    assert.deepEqual(run.jobs.map((j) => j.exitCode !== null), JOBS.map(() => true), run.console.slice(-3000));
-  });
+  it('boots and runs every job', (t) => vm.assertRanAll(t));
 
   it('always: pod -> pod across nodes through tunl0 on the routes BIRD installs; full-size packets fit at MTU underlay - 20', (t) => {
     const { r, log } = scenario('ipip-always-rendered', t);
-    assert.equal(get(r, 'pod1_pod2'), '0', `pod1 -> pod2${log}`);
-    assert.equal(get(r, 'pod2_pod1'), '0', `pod2 -> pod1${log}`);
-    assert.equal(get(r, 'pod1_pod1b'), '0', `pod1 -> pod1b on the same node${log}`);
-    assert.equal(get(r, 'node1_pod2'), '0', `node1 -> a pod of node2 (from the tunnel's address)${log}`);
-    assert.equal(get(r, 'pod1_pod2_df1480'), '0', `a 1480-byte packet with DF crosses (1500 on the underlay)${log}`);
-    assert.notEqual(get(r, 'pod1_pod2_df1481'), '0', `a 1481-byte packet with DF does not leave the pod${log}`);
-    assert.equal(get(r, 'pod1_pod2c_first'), '0', `a new pod answers the first ping right after its ADD${log}`);
-    assert.equal(json(r, 'pod1_eth0').mtu, 1480);
-    const tunl0 = json(r, 'node1_tunl0');
+    assert.equal(resultText(r, 'pod1_pod2'), '0', `pod1 -> pod2${log}`);
+    assert.equal(resultText(r, 'pod2_pod1'), '0', `pod2 -> pod1${log}`);
+    assert.equal(resultText(r, 'pod1_pod1b'), '0', `pod1 -> pod1b on the same node${log}`);
+    assert.equal(resultText(r, 'node1_pod2'), '0', `node1 -> a pod of node2 (from the tunnel's address)${log}`);
+    assert.equal(resultText(r, 'pod1_pod2_df1480'), '0', `a 1480-byte packet with DF crosses (1500 on the underlay)${log}`);
+    assert.notEqual(resultText(r, 'pod1_pod2_df1481'), '0', `a 1481-byte packet with DF does not leave the pod${log}`);
+    assert.equal(resultText(r, 'pod1_pod2c_first'), '0', `a new pod answers the first ping right after its ADD${log}`);
+    assert.equal(resultJson(r, 'pod1_eth0').mtu, 1480);
+    const tunl0 = resultJson(r, 'node1_tunl0');
     assert.equal(tunl0.mtu, 1480);
     assert.deepEqual(tunl0.addr_info.map((a: { local: string; prefixlen: number }) => `${a.local}/${a.prefixlen}`), ['10.244.1.1/32'], 'the block\'s first address on the tunnel');
     assert.ok(tx(r, 'tunl0_1_after') - tx(r, 'tunl0_1_before') >= 5, `node1 tunl0 tx${log}`);
     assert.ok(rx(r, 'tunl0_2_after') - rx(r, 'tunl0_2_before') >= 5, `node2 tunl0 rx${log}`);
-    const routes = JSON.parse(get(r, 'node1_routes')) as Record<string, any>[];
+    const routes = JSON.parse(resultText(r, 'node1_routes')) as Record<string, any>[];
     const remote = routes.find((x) => x.dst === '10.244.2.0/24');
     assert.deepEqual([remote?.gateway, remote?.dev, remote?.flags, remote?.protocol], ['198.18.0.2', 'tunl0', ['onlink'], 'bird'], log);
     const own = routes.find((x) => x.dst === '10.244.1.0/24');
@@ -284,29 +217,29 @@ describe('ipip in an emulated VM, from rendered plans with real BIRDs (qemu TCG,
     assert.deepEqual(failingProbes(r, alwaysPod1.steps, 'pod1probe'), [], `pod plan probes${log}`);
     assert.deepEqual(failingProbes(r, alwaysNode1.steps, 'node1probe'), [], `node plan probes${log}`);
     // The kernel gives every netns its fallback tunl0 (the pod's too): nothing else is left.
-    assert.deepEqual((JSON.parse(get(r, 'pod1b_links')) as { ifname: string }[]).map((l) => l.ifname), ['lo', 'tunl0'], log);
-    const links = (JSON.parse(get(r, 'node1_links')) as { ifname: string }[]).map((l) => l.ifname);
+    assert.deepEqual((JSON.parse(resultText(r, 'pod1b_links')) as { ifname: string }[]).map((l) => l.ifname), ['lo', 'tunl0'], log);
+    const links = (JSON.parse(resultText(r, 'node1_links')) as { ifname: string }[]).map((l) => l.ifname);
     assert.ok(!links.includes(hostVethName('c1b', 'eth0')), `pod1b's host veth is gone${log}`);
     assert.ok(links.includes(hostVethName('c1', 'eth0')), `pod1's stays${log}`);
   });
 
   it('crossSubnet: plainly routed within a subnet, through tunl0 across subnets, on the routes BIRD installs', (t) => {
     const { r, log } = scenario('ipip-cross-subnet-rendered', t);
-    assert.notEqual(get(r, 'plain_across'), '0', `plain routing through the router fails (it knows no blocks)${log}`);
-    assert.equal(get(r, 'pod1_pod2'), '0', `pod1 -> pod2, same subnet${log}`);
-    assert.equal(get(r, 'pod2_pod1'), '0', `pod2 -> pod1, same subnet${log}`);
+    assert.notEqual(resultText(r, 'plain_across'), '0', `plain routing through the router fails (it knows no blocks)${log}`);
+    assert.equal(resultText(r, 'pod1_pod2'), '0', `pod1 -> pod2, same subnet${log}`);
+    assert.equal(resultText(r, 'pod2_pod1'), '0', `pod2 -> pod1, same subnet${log}`);
     assert.equal(tx(r, 'tunl0_1_b'), tx(r, 'tunl0_1_a'), `no encapsulation within the subnet${log}`);
-    assert.equal(get(r, 'pod1_pod3'), '0', `pod1 -> pod3, across subnets${log}`);
-    assert.equal(get(r, 'pod3_pod2'), '0', `pod3 -> pod2, across subnets${log}`);
+    assert.equal(resultText(r, 'pod1_pod3'), '0', `pod1 -> pod3, across subnets${log}`);
+    assert.equal(resultText(r, 'pod3_pod2'), '0', `pod3 -> pod2, across subnets${log}`);
     assert.ok(tx(r, 'tunl0_1_c') - tx(r, 'tunl0_1_b') >= 3, `encapsulated across subnets${log}`);
-    const rtr = JSON.parse(get(r, 'rtr_routes')) as { dst: string }[];
+    const rtr = JSON.parse(resultText(r, 'rtr_routes')) as { dst: string }[];
     assert.ok(!rtr.some((x) => x.dst.startsWith('10.244.')), `the router never learns a pod route${log}`);
-    const n1 = JSON.parse(get(r, 'node1_routes')) as Record<string, any>[];
+    const n1 = JSON.parse(resultText(r, 'node1_routes')) as Record<string, any>[];
     assert.deepEqual(n1.map((x) => [x.dst, x.gateway, x.dev, x.flags]).sort(), [
       ['10.244.2.0/24', '198.18.1.2', 'eth0', []],
       ['10.244.3.0/24', '198.18.2.3', 'tunl0', ['onlink']],
     ], log);
-    const n3 = JSON.parse(get(r, 'node3_routes')) as Record<string, any>[];
+    const n3 = JSON.parse(resultText(r, 'node3_routes')) as Record<string, any>[];
     assert.ok(n3.every((x) => x.dev === 'tunl0'), `node3 reaches both others through the tunnel${log}`);
   });
 });

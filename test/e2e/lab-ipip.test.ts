@@ -114,6 +114,14 @@ describe('ipip lab, BGP with BIRD (ipipMode never): 3 nodes x 3 pods', { skip, t
     assert.match(st.stdout, /DAEMON bird {2}running \(pid \d+/);
     assert.match(st.stdout, /2 of 2 session\(s\) established/);
     for (const o of nodes.slice(1)) assert.match(st.stdout, new RegExp(`node_${o.underlayIp.replace(/\./g, '_')} +${o.underlayIp.replace(/\./g, '\\.')} +64512 +Established +\\S+ +1 +1`));
+    const lab_ = spawnSync(process.execPath, [PLUGIN, 'lab', 'status', '--json', '--name', lab.name, '--dir', lab.dir], { encoding: 'utf8', env: { PATH: process.env.PATH } });
+    assert.equal(lab_.status, 0, lab_.stderr);
+    const report = JSON.parse(lab_.stdout) as { modeOptions: Record<string, string>; nodes: { name: string; daemons: unknown[]; routes: { dst: string }[] }[] };
+    assert.deepEqual(report.modeOptions, { 'ipip-mode': 'never' });
+    for (const node of report.nodes) {
+      assert.deepEqual(node.daemons, [{ name: 'bird', running: true, sessions: { established: 2, total: 2 } }], node.name);
+      assert.equal(node.routes.length, 2, `${node.name}: the routes BIRD installed, as its agent reports them`);
+    }
     const script = `fetch('http://${n.underlayIp}:${METRICS_PORT}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`;
     const m = spawnSync(findTool('nsenter'), [`--net=${netnsPath(n.netns)}`, '--', process.execPath, '-e', script], { encoding: 'utf8' });
     assert.equal(m.status, 0, m.stderr);

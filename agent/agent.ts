@@ -2,7 +2,7 @@
 // routes converged. It never makes the plugin wait on a dead datastore: requests fail fast
 // with "try again later" (CNI code 11) while etcd is unreachable.
 import type { Server } from 'node:http';
-import { join } from 'node:path';
+import { join, dirname } from 'node:path';
 import type { Watcher } from 'etcd3';
 import type { AgentConfig } from './config.ts';
 import { EtcdStore, DatastoreUnavailable, BlocksExhausted, withTimeout } from './datastore/etcd-store.ts';
@@ -26,6 +26,7 @@ import type { AnyMode } from '../planner/mode.ts';
 import { poolOf } from '../ipam/pool.ts';
 import { formatIp } from '../lib/ipv4.ts';
 import { removeIfExists } from '../lib/atomic-file.ts';
+import { readSecretFiles } from './secrets.ts';
 
 export const AGENT_VERSION = '0.2.0';
 const HEALTH_INTERVAL_MS = 1000;
@@ -59,6 +60,7 @@ export class Agent implements AgentHandlers {
     this.store = new EtcdStore(cfg.etcd);
     this.members = new Membership(cfg.routeGraceSeconds * 1000);
     const mode = MODES.require(cfg.networkConfig.mode);
+    const nodePlanner = mode.node;
     this.mode = mode;
     this.reconciler = new NodeReconciler({
       mode,
@@ -68,7 +70,7 @@ export class Agent implements AgentHandlers {
       generation: () => this.generation,
       runner: new ProcessRunner(),
       facts: {
-        tools: resolveTools(mode.tools(cfg.networkConfig)),
+        tools: resolveTools([...mode.tools(cfg.networkConfig), ...(nodePlanner?.tools?.(cfg.networkConfig) ?? [])]),
         hostPid: process.pid,
         uplink: cfg.underlayInterface ?? defaultRouteDevice(),
         uplinkMtu: null,
@@ -76,9 +78,14 @@ export class Agent implements AgentHandlers {
       journals: new JournalStore(cfg.stateDir),
       sys: systemWithProcSys(cfg.procSys),
       routeProtocol: cfg.routeProtocol,
+      underlaySubnet: cfg.underlaySubnet,
+      dirs: { run: dirname(cfg.socket), state: cfg.stateDir },
+      // Read on every run: a rotated password reaches BIRD with the next reconcile.
+      secrets: () => readSecretFiles(nodePlanner?.secretFiles?.(cfg.networkConfig) ?? {}, nodePlanner?.checkSecret?.bind(nodePlanner)),
       metrics: this.metrics,
       log,
     });
+    this.metrics.watchDaemons(() => this.reconciler.daemonStatus());
   }
 
   private self(): NodeRecord {
@@ -312,13 +319,22 @@ export class Agent implements AgentHandlers {
     };
   }
 
+  /** The status with the node daemons and their peer sessions (asked now). */
+  async detailedStatus(): Promise<AgentStatus> {
+    const st = this.status();
+    const daemons = await this.reconciler.daemonStatus();
+    return daemons.length > 0 ? { ...st, daemons } : st;
+  }
+
   /** Stops serving. The registration is left to expire, and this node's routes stay in the
-   *  kernel: a restart within the lease keeps every pod reachable. */
+   *  kernel: a restart within the lease keeps every pod reachable. The node's daemons stop
+   *  for a restart too (BIRD: graceful restart, peers keep this node's routes meanwhile). */
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.reconciler.stop();
+    await this.reconciler.stopDaemons('restart');
     await Promise.all(this.servers.map((s) => new Promise((r) => s.close(r))));
     removeIfExists(this.cfg.socket);
     try {

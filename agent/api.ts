@@ -16,6 +16,8 @@ export interface AgentHandlers {
   find(key: AttachmentKey): Promise<string | null>;
   gc(valid: AttachmentKey[]): Promise<string[]>;
   status(): AgentStatus;
+  /** the status with what takes a process to learn (the node daemons' peer sessions) */
+  detailedStatus?(): Promise<AgentStatus>;
 }
 
 /** An error with the HTTP status and CNI code the API answers with. */
@@ -81,7 +83,7 @@ export function apiServer(h: AgentHandlers, metrics: AgentMetrics, onError: (e: 
     let status = 200;
     try {
       let body: unknown;
-      if (req.method === 'GET' && path === API.status) body = h.status();
+      if (req.method === 'GET' && path === API.status) body = h.detailedStatus ? await h.detailedStatus() : h.status();
       else if (req.method === 'GET' && path === API.healthz) {
         const s = h.status();
         status = s.ready ? 200 : 503;

@@ -12,12 +12,15 @@ import { LATEST } from '../model/cni-version.ts';
 import { CniError } from '../model/errors.ts';
 import { MODES } from '../planner/registry.ts';
 import { loadNetworkConfig } from '../schemas/network-config.ts';
+import { readSecretFiles } from './secrets.ts';
 
 export interface AgentConfig {
   nodeName: string;
   /** underlay interface and address; found from the default route when not given */
   underlayInterface: string | null;
   underlayIp: string;
+  /** the underlay network the address is on (CIDR): peers inside it are one hop away (BGP) */
+  underlaySubnet: string | null;
   etcd: EtcdSettings;
   network: string;
   clusterSubnet: string;
@@ -70,6 +73,7 @@ Options override the config file (YAML or JSON, same names in camelCase).
   --node-name NAME         this node's name (default: the host name)
   --underlay-interface IF  underlay interface (default: the default route's)
   --underlay-ip ADDR       underlay address (default: IF's first IPv4 address)
+  --underlay-subnet CIDR   the underlay network (default: from the interface holding ADDR)
   --etcd-endpoints URLS    comma-separated, e.g. http://198.18.0.1:2379
   --etcd-ca FILE --etcd-cert FILE --etcd-key FILE   TLS for etcd
   --etcd-prefix PREFIX     key prefix (default ${AGENT_DEFAULTS.etcdPrefix})
@@ -95,6 +99,16 @@ Options override the config file (YAML or JSON, same names in camelCase).
 
 function firstIpv4(dev: string): string | null {
   return networkInterfaces()[dev]?.find((a) => a.family === 'IPv4' && !a.internal)?.address ?? null;
+}
+
+/** The network of the interface address `ip` (its prefix from the interface), or null. */
+function networkOf(ip: string): string | null {
+  for (const addrs of Object.values(networkInterfaces())) {
+    const a = addrs?.find((x) => x.family === 'IPv4' && x.address === ip);
+    const c = a?.cidr ? parseCidr(a.cidr) : null;
+    if (c) return formatCidr(c);
+  }
+  return null;
 }
 
 function str(v: unknown): string | undefined {
@@ -125,7 +139,7 @@ export function validatedNetwork(name: string, entry: Record<string, unknown>): 
   try {
     return loadNetworkConfig({ cniVersion: LATEST, name, ...entry }, LATEST, MODES);
   } catch (e) {
-    if (e instanceof CniError) throw new AgentConfigError(`network config: ${e.message}${e.details ? ` (${e.details})` : ''}`);
+    if (e instanceof CniError) throw networkConfigError(e);
     throw e;
   }
 }
@@ -143,7 +157,7 @@ function routeGrace(v: unknown, leaseTtl: number): number {
   return n;
 }
 
-const FLAGS = ['config', 'node-name', 'underlay-interface', 'underlay-ip', 'etcd-endpoints', 'etcd-ca', 'etcd-cert', 'etcd-key', 'etcd-prefix',
+const FLAGS = ['config', 'node-name', 'underlay-interface', 'underlay-ip', 'underlay-subnet', 'etcd-endpoints', 'etcd-ca', 'etcd-cert', 'etcd-key', 'etcd-prefix',
   'cluster-subnet', 'block-size', 'mode', 'network', 'state-dir', 'socket', 'proc-sys', 'metrics-address', 'cni-conf-dir', 'lease-ttl',
   'resync', 'route-grace', 'route-protocol', 'log-level'] as const;
 
@@ -180,6 +194,8 @@ export function loadAgentConfig(argv: string[], hostname: string): AgentConfig {
   const underlayInterface = pick(values['underlay-interface'], 'underlayInterface') ?? defaultRouteDevice();
   const underlayIp = pick(values['underlay-ip'], 'underlayIp') ?? (underlayInterface ? firstIpv4(underlayInterface) : null);
   if (!underlayIp) throw new AgentConfigError('no underlay address: give --underlay-ip, or --underlay-interface with an IPv4 address, or a default route');
+  const subnetFlag = pick(values['underlay-subnet'], 'underlaySubnet');
+  const underlaySubnet = subnetFlag === undefined ? networkOf(underlayIp) : formatCidr(parseCidr(subnetFlag) ?? fail(`underlaySubnet ${JSON.stringify(subnetFlag)} is not an IPv4 CIDR`));
   const endpointsRaw = values['etcd-endpoints'] ?? (Array.isArray(etcdFile.endpoints) ? (etcdFile.endpoints as string[]).join(',') : str(etcdFile.endpoints));
   const endpoints = (endpointsRaw ?? '').split(',').map((s) => s.trim()).filter(Boolean);
   if (endpoints.length === 0) throw new AgentConfigError('no etcd endpoints: give --etcd-endpoints or etcd.endpoints');
@@ -201,6 +217,7 @@ export function loadAgentConfig(argv: string[], hostname: string): AgentConfig {
     nodeName: pick(values['node-name'], 'nodeName') ?? hostname,
     underlayInterface: underlayInterface ?? null,
     underlayIp,
+    underlaySubnet,
     etcd: {
       endpoints,
       caFile: values['etcd-ca'] ?? str(etcdFile.caFile) ?? null,
@@ -227,5 +244,28 @@ export function loadAgentConfig(argv: string[], hostname: string): AgentConfig {
     logLevel: level as AgentConfig['logLevel'],
   };
   const pluginEntry = pluginEntryOf(cfg, file.networkConfig);
-  return { ...cfg, pluginEntry, networkConfig: validatedNetwork(cfg.network, pluginEntry) };
+  const networkConfig = validatedNetwork(cfg.network, pluginEntry);
+  checkSecretFiles(networkConfig);
+  return { ...cfg, pluginEntry, networkConfig };
+}
+
+/** A network config the plugin would refuse: its CNI error, code included. */
+function networkConfigError(e: CniError): AgentConfigError {
+  return new AgentConfigError(`network config: ${e.message}${e.details ? ` (${e.details})` : ''} [CNI code ${e.code}]`);
+}
+
+function fail(message: string): never {
+  throw new AgentConfigError(message);
+}
+
+/** The mode's secret files (BGP passwords) must be readable and acceptable before anything
+ *  starts; the reconciler reads them again on every run (rotation). */
+function checkSecretFiles(net: NetworkConfig): void {
+  const node = MODES.require(net.mode).node;
+  try {
+    readSecretFiles(node?.secretFiles?.(net) ?? {}, node?.checkSecret?.bind(node));
+  } catch (e) {
+    if (e instanceof CniError) throw networkConfigError(e);
+    throw e;
+  }
 }

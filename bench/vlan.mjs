@@ -3,11 +3,12 @@
 // against the underlay itself (node -> node), with iperf3; and ADD/DEL latency and processes per
 // call of macvlan beside host-gw's, on the same node with the same plugin bundle. Prints figures;
 // always exits 0 once it has measured (2: cannot run here).
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, readFileSync, copyFileSync, existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir, cpus, release, loadavg } from 'node:os';
-import { PLUGIN, TOOL_PATH, which, liveChildren, timedRun, summary, fmt, table, parseArgs, fail, roundNumbers, execsByPid, spawnedFromLog } from './lib.mjs';
+import { cpus, release, loadavg } from 'node:os';
+import { PLUGIN, TOOL_PATH, which, timedRun, summary, fmt, table, parseArgs, fail, roundNumbers } from './lib.mjs';
+import { Scratch, nsPath } from './scratch.mjs';
 
 const USAGE = `usage: node bench/vlan.mjs [--iterations N] [--seconds S] [--runs R] [--json]   (as root)
   --iterations N  ADD+DEL pairs per mode for the latency figures (default 30)
@@ -31,149 +32,44 @@ const NSENTER = which('nsenter');
 const IPERF = which('iperf3');
 if (!IP || !NSENTER) fail('vlan: needs ip (iproute2) and nsenter (util-linux)');
 if (!IPERF) fail('vlan: needs iperf3 (Debian: apt-get install iperf3)');
-const STRACE = which('strace');
 
 const progress = (msg) => process.stderr.write(`vlan: ${msg}\n`);
 
 // ---- what this run creates, removed at the end whatever happens ----
-const prefix = `tcv-${(process.pid % 1296).toString(36).padStart(2, '0')}${Math.floor(Math.random() * 1296).toString(36).padStart(2, '0')}`;
-const owned = { netns: new Set(), dir: null, servers: [] };
-let cleanedUp = false;
-
-function ip(args, input) {
-  const r = spawnSync(IP, args, { input, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
-  return r.stdout;
-}
-
-function deleteNetns(names) {
-  if (names.length === 0) return;
-  spawnSync(IP, ['-force', '-batch', '-'], { input: names.map((n) => `netns del ${n}\n`).join(''), stdio: ['pipe', 'ignore', 'ignore'] });
-  for (const n of names) owned.netns.delete(n);
-}
-
-function cleanup() {
-  if (cleanedUp) return;
-  cleanedUp = true;
-  for (const child of [...liveChildren, ...owned.servers]) {
-    try { process.kill(child.pid, 'SIGKILL'); } catch { /* already gone */ }
-  }
-  deleteNetns([...owned.netns]);
-  if (owned.dir) rmSync(owned.dir, { recursive: true, force: true });
-  const left = spawnSync(IP, ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.startsWith(prefix));
-  if (left.length > 0) process.stderr.write(`vlan: could not remove netns: ${left.join(', ')}\n`);
-}
-
-process.on('exit', cleanup);
-for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]]) {
-  process.on(sig, () => {
-    process.stderr.write(`vlan: ${sig}: cleaning up\n`);
-    cleanup();
-    process.exit(code);
-  });
-}
-
-function createNetns(names) {
-  for (const n of names) owned.netns.add(n);
-  ip(['-batch', '-'], names.map((n) => `netns add ${n}\n`).join(''));
-}
-
-const nsPath = (name) => `/var/run/netns/${name}`;
+const scratch = new Scratch('vlan');
+const { prefix } = scratch;
 
 // ---- the cluster: an underlay bridge, two nodes on it ----
 const GATEWAY = '198.18.0.1';
 const NODES = [{ ip: '198.18.0.11', range: ['198.18.0.128', '198.18.0.189'] }, { ip: '198.18.0.12', range: ['198.18.0.190', '198.18.0.250'] }];
 
 function setup() {
-  owned.dir = mkdtempSync(join(tmpdir(), `${prefix}-`));
-  const pluginFile = join(owned.dir, 'testcni.cjs');
-  copyFileSync(PLUGIN, pluginFile); // a rebuild of dist/ during the run cannot change what is measured
   const u = `${prefix}u`;
   const nodes = NODES.map((n, i) => ({ ...n, ns: `${prefix}n${i + 1}` }));
-  createNetns([u, ...nodes.map((n) => n.ns)]);
-  ip(['-n', u, '-batch', '-'], ['link add br0 type bridge', `addr add ${GATEWAY}/24 dev br0`, 'link set br0 up',
+  scratch.createNetns([u, ...nodes.map((n) => n.ns)]);
+  scratch.ip(['-n', u, '-batch', '-'], ['link add br0 type bridge', `addr add ${GATEWAY}/24 dev br0`, 'link set br0 up',
     ...nodes.flatMap((n, i) => [`link add up${i} type veth peer name eth0 netns ${n.ns}`, `link set up${i} master br0 up`])].join('\n') + '\n');
-  for (const n of nodes) ip(['-n', n.ns, '-batch', '-'], ['link set eth0 up', `addr add ${n.ip}/24 dev eth0`, `route add default via ${GATEWAY}`].join('\n') + '\n');
+  for (const n of nodes) scratch.ip(['-n', n.ns, '-batch', '-'], ['link set eth0 up', `addr add ${n.ip}/24 dev eth0`, `route add default via ${GATEWAY}`].join('\n') + '\n');
   const network = (mode, node, i) => ({
-    cniVersion: '1.1.0', name: `${prefix}${mode}`, type: 'testcni', stateDir: join(owned.dir, `state-${i}`),
+    cniVersion: '1.1.0', name: `${prefix}${mode}`, type: 'testcni', stateDir: join(scratch.dir, `state-${i}`),
     ...(mode === 'macvlan'
       ? { mode, subnet: '198.18.0.0/24', macvlan: { master: 'eth0', mode: 'bridge' },
-          ipam: { rangeStart: node.range[0], rangeEnd: node.range[1], gateway: GATEWAY, dataDir: join(owned.dir, `ipam-${i}`) } }
-      : { mode, subnet: '10.244.0.0/16', bridge: `${prefix}b`.slice(0, 15), mtu: 1500, ipam: { dataDir: join(owned.dir, `ipam-${i}`) } }),
+          ipam: { rangeStart: node.range[0], rangeEnd: node.range[1], gateway: GATEWAY, dataDir: join(scratch.dir, `ipam-${i}`) } }
+      : { mode, subnet: '10.244.0.0/16', bridge: `${prefix}b`.slice(0, 15), mtu: 1500, ipam: { dataDir: join(scratch.dir, `ipam-${i}`) } }),
   });
-  return { dir: owned.dir, pluginFile, nodes: nodes.map((n, i) => ({ ...n, macvlan: network('macvlan', n, i), hostGw: network('host-gw', n, i) })) };
-}
-
-let podSeq = 0;
-function makePods(count) {
-  const pods = Array.from({ length: count }, () => {
-    const name = `${prefix}p${podSeq++}`;
-    return { name, path: nsPath(name), containerId: name, result: null };
-  });
-  createNetns(pods.map((p) => p.name));
-  return pods;
-}
-
-/** One CNI call as a runtime makes it: the plugin in the node's netns, CNI_* env, config on stdin. */
-async function cni(ctx, node, config, verb, pod, { wrap = [], env = {} } = {}) {
-  const argv = [...wrap, NSENTER, `--net=${nsPath(node.ns)}`, '--', process.execPath, ctx.pluginFile];
-  const input = { ...config, ...(verb === 'DEL' && pod.result ? { prevResult: pod.result } : {}) };
-  const r = await timedRun(argv, {
-    env: { PATH: TOOL_PATH, CNI_COMMAND: verb, CNI_CONTAINERID: pod.containerId, CNI_NETNS: pod.path, CNI_IFNAME: 'eth0', CNI_PATH: '/opt/cni/bin', ...env },
-    input: JSON.stringify(input),
-  });
-  if (r.code !== 0) throw new Error(`${config.mode} ${verb} ${pod.containerId} exited ${r.code}: ${(r.stdout + r.stderr).trim().slice(-600)}`);
-  if (verb === 'ADD') pod.result = JSON.parse(r.stdout);
-  return r;
+  return { nodes: nodes.map((n, i) => ({ ...n, macvlan: network('macvlan', n, i), hostGw: network('host-gw', n, i) })) };
 }
 
 // ---- (a) ADD/DEL latency and processes per call, macvlan beside host-gw ----
-async function latency(ctx) {
+function latency(ctx) {
   const node = ctx.nodes[0];
-  const modes = [['macvlan', node.macvlan], ['host-gw', node.hostGw]];
-  for (const [, config] of modes) {
-    for (const pod of makePods(WARMUP)) {
-      await cni(ctx, node, config, 'ADD', pod);
-      await cni(ctx, node, config, 'DEL', pod);
-      deleteNetns([pod.name]);
-    }
-  }
-  const ms = Object.fromEntries(modes.map(([m]) => [m, { ADD: [], DEL: [] }]));
-  for (let i = 0; i < opts.iterations; i++) {
-    const order = i % 2 === 0 ? modes : [...modes].reverse();
-    for (const [m, config] of order) {
-      const [pod] = makePods(1);
-      ms[m].ADD.push((await cni(ctx, node, config, 'ADD', pod)).ms);
-      ms[m].DEL.push((await cni(ctx, node, config, 'DEL', pod)).ms);
-      deleteNetns([pod.name]);
-    }
-  }
-  const procs = {};
-  for (const [m, config] of modes) {
-    procs[m] = { ADD: [], DEL: [], straceADD: [], straceDEL: [] };
-    for (let i = 0; i < COUNT_RUNS; i++) {
-      const [pod] = makePods(1);
-      for (const verb of ['ADD', 'DEL']) {
-        const traceFile = join(ctx.dir, `strace-${m}-${verb}-${i}.log`);
-        const wrap = STRACE ? [STRACE, '-f', '-e', 'trace=execve', '-qq', '-o', traceFile] : [];
-        const r = await cni(ctx, node, { ...config, logLevel: 'debug' }, verb, pod, { wrap });
-        procs[m][verb].push(spawnedFromLog(r.stderr));
-        if (STRACE) {
-          const byPid = execsByPid(readFileSync(traceFile, 'utf8'));
-          const root = [...byPid.keys()][0]; // nsenter, which execs node: the plugin itself
-          procs[m][`strace${verb}`].push([...byPid.entries()].filter(([pid]) => pid !== root).map(([, chain]) => chain.join('→')));
-        }
-      }
-      deleteNetns([pod.name]);
-    }
-  }
-  return Object.fromEntries(modes.map(([m]) => [m, { ADD: summary(ms[m].ADD), DEL: summary(ms[m].DEL), processes: procs[m] }]));
+  return scratch.modeLatency(node, [['macvlan', node.macvlan], ['host-gw', node.hostGw]], { iterations: opts.iterations, warmup: WARMUP, countRuns: COUNT_RUNS });
 }
 
 // ---- (b) throughput: pod -> pod across the nodes, node -> node on the underlay ----
 function startServer(ns, port) {
   const child = spawn(NSENTER, [`--net=${nsPath(ns)}`, '--', IPERF, '-s', '-p', String(port)], { stdio: 'ignore', env: { PATH: TOOL_PATH } });
-  owned.servers.push(child);
+  scratch.servers.push(child);
   return child;
 }
 
@@ -190,9 +86,9 @@ async function iperf(ns, server, port) {
 
 async function throughput(ctx) {
   const [n1, n2] = ctx.nodes;
-  const [a, b] = makePods(2);
-  await cni(ctx, n1, n1.macvlan, 'ADD', a);
-  await cni(ctx, n2, n2.macvlan, 'ADD', b);
+  const [a, b] = scratch.makePods(2);
+  await scratch.cni(n1, n1.macvlan, 'ADD', a);
+  await scratch.cni(n2, n2.macvlan, 'ADD', b);
   const podB = b.result.ips[0].address.split('/')[0];
   startServer(b.name, 5201);
   startServer(n2.ns, 5202);
@@ -204,9 +100,9 @@ async function throughput(ctx) {
       gbps[path].push(path === 'pod' ? await iperf(a.name, podB, 5201) : await iperf(n1.ns, n2.ip, 5202));
     }
   }
-  for (const s of owned.servers.splice(0)) s.kill('SIGKILL');
-  await cni(ctx, n1, n1.macvlan, 'DEL', a);
-  await cni(ctx, n2, n2.macvlan, 'DEL', b);
+  for (const s of scratch.servers.splice(0)) s.kill('SIGKILL');
+  await scratch.cni(n1, n1.macvlan, 'DEL', a);
+  await scratch.cni(n2, n2.macvlan, 'DEL', b);
   return { pod: summary(gbps.pod), underlay: summary(gbps.underlay), runs: gbps };
 }
 
@@ -246,6 +142,6 @@ try {
   await main();
 } catch (e) {
   process.stderr.write(`vlan: ${e.stack ?? e}\n`);
-  cleanup();
+  scratch.cleanup();
   process.exit(1);
 }

@@ -8,6 +8,7 @@ import { JournalStore } from '../executor/journal.ts';
 import { AgentStore } from '../ipam/agent-store.ts';
 import type { AgentStatus } from '../ipam/agent-protocol.ts';
 import { textTable } from '../lib/text-table.ts';
+import type { DaemonStatus } from '../model/daemon.ts';
 
 export interface StatusReport extends Readiness {
   network: string;
@@ -62,6 +63,9 @@ export function renderStatus(s: StatusReport, config: NetworkConfig): string {
       n.name === a.node ? '(this node)' : via.get(n.block) === n.underlayIp ? `route via ${n.underlayIp}` : 'NO ROUTE']);
     for (const name of a.leaving ?? []) peers.push([name, '', '', 'left: routes kept for the grace period']);
     lines.push(...textTable([['NODE', 'UNDERLAY', 'BLOCK', 'ROUTE'], ...peers]).map((l) => `  ${l}`));
+    if (rc?.waitingFor) lines.push(`  waiting for ${rc.waitingFor}`);
+    for (const d of a.daemons ?? []) lines.push('', ...renderDaemon(d));
+    if ((a.daemons ?? []).length > 0) lines.push('');
   }
   lines.push(`state     ${config.stateDir}`, '', 'ATTACHMENTS');
   if (s.attachments.length === 0) lines.push('  (none)');
@@ -70,4 +74,23 @@ export function renderStatus(s: StatusReport, config: NetworkConfig): string {
       ...s.attachments.map((a) => [a.containerId.slice(0, 24), a.ifName, a.ip, a.state, `${a.netns}${a.netnsExists ? '' : ' (gone)'}`])]).map((l) => `  ${l}`));
   }
   return lines.join('\n') + '\n';
+}
+
+/** A node daemon (BIRD for ipip) and its sessions: peer, state, since, routes in and out. */
+export function renderDaemon(d: DaemonStatus): string[] {
+  const lines = [
+    `DAEMON ${d.name}  ${d.running ? `running (pid ${d.pid}, since ${d.startedAt})` : 'NOT RUNNING'}, ${d.reloads} reload(s), ${d.restarts} restart(s)` +
+      `${d.lastError ? `; last error: ${d.lastError}` : ''}`,
+    `  config ${d.config}${d.lastReloadAt ? `, last reload ${d.lastReloadAt}` : ''}`,
+  ];
+  if (d.sessionsError) lines.push(`  sessions unreadable: ${d.sessionsError}`);
+  if (d.sessions) {
+    const up = d.sessions.filter((x) => x.established).length;
+    lines.push(`  ${up} of ${d.sessions.length} session(s) established`);
+    if (d.sessions.length > 0) {
+      lines.push(...textTable([['SESSION', 'PEER', 'AS', 'STATE', 'SINCE', 'ROUTES IN', 'ROUTES OUT', 'LAST ERROR'],
+        ...d.sessions.map((x) => [x.name, x.peer, String(x.peerAs ?? '-'), x.state, x.since, String(x.routes.imported), String(x.routes.exported), x.lastError ?? ''])]).map((l) => `  ${l}`));
+    }
+  }
+  return lines;
 }

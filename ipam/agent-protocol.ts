@@ -1,4 +1,6 @@
 // The node agent's HTTP/JSON API on its unix socket, shared by the agent and the plugin.
+import type { DaemonStatus } from '../model/daemon.ts';
+
 export const API = {
   allocate: '/v1/allocate', // POST AttachmentKey -> Lease
   release: '/v1/release', // POST AttachmentKey -> { released: string[] }
@@ -29,9 +31,11 @@ export interface AgentStatus {
   leaving: string[];
   /** routes of this node's mode-owned state, as last observed */
   routes: { dst: string; via: string }[];
-  lastReconcile: { at: string; ok: boolean; changes: number; generation: number; error?: string } | null;
-  /** the last reconcile succeeded for the registry as it is now */
+  lastReconcile: { at: string; ok: boolean; changes: number; generation: number; error?: string; waitingFor?: string } | null;
+  /** the last reconcile succeeded for the registry as it is now, and the node waits for nothing */
   converged: boolean;
+  /** the daemons the mode's node plan runs (BIRD for ipip), with their peer sessions */
+  daemons?: DaemonStatus[];
   mode: string;
   registeredAt: string | null;
   /** the registration's lease lapsed and the agent is registering again */

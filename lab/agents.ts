@@ -22,24 +22,32 @@ export interface AgentTuning {
 
 export const LAB_AGENT_TUNING: AgentTuning = { leaseTtlSeconds: 3, resyncSeconds: 5, metrics: false };
 
-/** The agents' shared config file (only for modes whose pods live on the node network). */
+/** The agents' shared config file (when the mode's lab options or its addressing give them network config keys). */
 export function agentConfigPath(s: LabState): string {
   return join(s.dir, 'agent.json');
 }
 
-/** Options that depend on where the mode's pods get their addresses: blocks of the default
- *  cluster subnet, or (pool `subnet`) the pod range of the underlay, from a config file that
- *  writeAgentConfig writes. */
-function addressingArgs(s: LabState): string[] {
-  if (MODES.require(s.mode).addressing.pool !== 'subnet') return [];
-  return ['--cluster-subnet', underlaySubnet(), '--config', agentConfigPath(s)];
+/** The network config keys the lab's agents get: the mode's lab options' (ModeLab.networkConfig)
+ *  and, for a mode whose pods live on the node network (pool `subnet`), the underlay's pod range. */
+function labNetworkConfig(s: LabState): Record<string, unknown> {
+  const mode = MODES.require(s.mode);
+  const own = mode.lab?.networkConfig(s.modeOptions ?? {}) ?? {};
+  if (mode.addressing.pool !== 'subnet') return own;
+  return { ...own, ipam: { rangeStart: UNDERLAY_POD_RANGE.start, rangeEnd: UNDERLAY_POD_RANGE.end, gateway: UNDERLAY.gateway } };
 }
 
-/** Writes the agents' config file when their mode needs one (see addressingArgs). */
+/** Agent options that depend on the mode: the cluster subnet of a mode on the node network (the
+ *  underlay itself), and the config file writeAgentConfig writes. */
+function modeArgs(s: LabState): string[] {
+  const onUnderlay = MODES.require(s.mode).addressing.pool === 'subnet' ? ['--cluster-subnet', underlaySubnet()] : [];
+  return [...onUnderlay, ...(Object.keys(labNetworkConfig(s)).length > 0 ? ['--config', agentConfigPath(s)] : [])];
+}
+
+/** Writes the agents' config file when their mode needs one (see modeArgs). */
 export function writeAgentConfig(s: LabState): void {
-  if (MODES.require(s.mode).addressing.pool !== 'subnet') return;
-  const ipam = { rangeStart: UNDERLAY_POD_RANGE.start, rangeEnd: UNDERLAY_POD_RANGE.end, gateway: UNDERLAY.gateway };
-  writeFileAtomic(agentConfigPath(s), JSON.stringify({ networkConfig: { ipam } }, null, 2) + '\n', { mode: 0o644 });
+  const networkConfig = labNetworkConfig(s);
+  if (Object.keys(networkConfig).length === 0) return;
+  writeFileAtomic(agentConfigPath(s), JSON.stringify({ networkConfig }, null, 2) + '\n', { mode: 0o644 });
 }
 
 /** A node's record: names, addresses, paths and the agent command line. */
@@ -72,7 +80,7 @@ export function defineNode(s: LabState, index: number, tuning: AgentTuning): Lab
     '--lease-ttl', String(tuning.leaseTtlSeconds),
     '--resync', String(tuning.resyncSeconds),
     '--route-protocol', String(s.routeProtocol),
-    ...addressingArgs(s),
+    ...modeArgs(s),
   ]);
   return node;
 }

@@ -12,6 +12,13 @@ import { diagnose, renderDiagnosis, neighbourTable } from './diagnose.ts';
 import { MAX_NODES } from './topology.ts';
 import { LabError } from './sys.ts';
 
+/** Every mode's own `up` options (ModeLab.flags), by flag name. */
+const MODE_FLAGS = MODES.all().flatMap((m) => (m.lab?.flags ?? []).map((f) => ({ mode: m.name, ...f })));
+
+function modeFlagHelp(): string {
+  return MODE_FLAGS.map((f) => `  --${f.name} V`.padEnd(16) + `(mode ${f.mode}) ${f.description}; default ${f.default}\n`).join('');
+}
+
 const COMMON = `  --name NAME   lab name, used in namespace names (default ${DEFAULT_LAB_NAME})
   --dir DIR     where the lab keeps its state, logs and sockets (default ${defaultLabDir('NAME')})
 `;
@@ -31,7 +38,7 @@ Needs root, iproute2, nsenter, ping, fping and etcd (Debian: etcd-server, etcd-c
 
 Run "testcni lab <command> --help" for a command's options.
 `,
-  up: `usage: testcni lab up [--nodes N] [--pods P] [--mode MODE] [--name NAME] [--dir DIR] [--metrics]
+  up: `usage: testcni lab up [--nodes N] [--pods P] [--mode MODE [mode options]] [--name NAME] [--dir DIR] [--metrics]
 
 Creates the underlay and N nodes, starts etcd and one agent per node, waits until every agent
 is ready and every node routes to every other node's block, then attaches P pods per node
@@ -41,7 +48,7 @@ DIR/lab.json as it is made; if up fails or is interrupted, \`testcni lab down\` 
   --nodes N     nodes, 1..${MAX_NODES} (default 3)
   --pods P      pods per node, 0..${MAX_PODS_PER_NODE} (default 2)
   --mode MODE   ${LAB_MODES.join(', ')} (default ${MODES.defaultMode})
-  --metrics     agents serve /metrics on <node underlay address>:9603 inside their node
+${modeFlagHelp()}  --metrics     agents serve /metrics on <node underlay address>:9603 inside their node
 ${COMMON}`,
   check: `usage: testcni lab check [--name NAME] [--dir DIR]
 
@@ -103,6 +110,7 @@ export async function runLab(argv: string[]): Promise<number> {
   const options: ParseArgsConfig['options'] = {
     name: { type: 'string' }, dir: { type: 'string' }, help: { type: 'boolean', short: 'h' },
     ...(sub === 'up' ? { nodes: { type: 'string' }, pods: { type: 'string' }, mode: { type: 'string' }, metrics: { type: 'boolean' } } : {}),
+    ...(sub === 'up' ? Object.fromEntries(MODE_FLAGS.map((f) => [f.name, { type: 'string' as const }])) : {}),
     ...(sub === 'status' ? { json: { type: 'boolean' } } : {}),
   };
   let v: Record<string, string | boolean | undefined>;
@@ -128,6 +136,7 @@ export async function runLab(argv: string[]): Promise<number> {
           nodes: count(v.nodes as string | undefined, 3, '--nodes'),
           pods: count(v.pods as string | undefined, 2, '--pods'),
           mode: (v.mode as string | undefined) ?? MODES.defaultMode,
+          modeOptions: Object.fromEntries(MODE_FLAGS.filter((f) => typeof v[f.name] === 'string').map((f) => [f.name, v[f.name] as string])),
           binary: runningBinary(),
           tuning: { metrics: v.metrics === true },
           log: (line) => out(line + '\n'),

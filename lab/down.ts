@@ -1,13 +1,13 @@
 // `testcni lab down`: removes everything lab.json says the lab made, in reverse: pods (DEL, best
 // effort), agents, etcd, namespaces, then the lab dir. Works on a half-built lab; a second run
 // finds nothing to do.
-import { rmSync, rmdirSync, readdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { rmSync, rmdirSync, readdirSync, readFileSync, existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { LabRecord, readLabState, LAB_ROOT } from './state.ts';
 import { stopAgent } from './agents.ts';
 import { deletePod } from './pods.ts';
 import { delNetns } from './topology.ts';
-import { stopOwned } from './sys.ts';
+import { stopOwned, ownedPid } from './sys.ts';
 
 /** Removes the lab in `dir`; false when there is none. Throws (keeping lab.json) if something
  *  could not be removed, so a later `down` can try again. */
@@ -32,6 +32,9 @@ export async function labDown(dir: string, log: (line: string) => void = () => {
 
   await Promise.all(state.nodes.map((n) => attempt(`stop agent ${n.name}`, () => stopAgent(rec, n))));
   if (state.nodes.length > 0) log(`agents    ${state.nodes.length} stopped`);
+  // A stopped agent stops its node's daemons (BIRD); one that was killed leaves them running.
+  const strays = await Promise.all(state.nodes.map((n) => stopDaemonsLeftIn(n.dir, (e) => problems.push(e))));
+  if (strays.some((x) => x > 0)) log(`daemons   ${strays.reduce((a, b) => a + b, 0)} left by killed agents stopped`);
   if (state.etcd) {
     const etcd = state.etcd;
     await attempt('stop etcd', () => stopOwned(etcd.pid, etcd.dir));
@@ -54,4 +57,22 @@ export async function labDown(dir: string, log: (line: string) => void = () => {
   if (dirname(dir) === LAB_ROOT && readdirSync(LAB_ROOT).length === 0) rmdirSync(LAB_ROOT);
   log(`lab ${state.name} removed (${dir})`);
   return true;
+}
+
+/** Stops the processes whose PID files are in a node's dir and whose command lines name that
+ *  dir (daemons of an agent that died without stopping them); returns how many it stopped. */
+async function stopDaemonsLeftIn(dir: string, problem: (e: string) => void): Promise<number> {
+  if (!existsSync(dir)) return 0;
+  let stopped = 0;
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.pid'))) {
+    const pid = Number(readFileSync(join(dir, f), 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 0 || !ownedPid(pid, dir)) continue;
+    try {
+      await stopOwned(pid, dir);
+      stopped++;
+    } catch (e) {
+      problem(`stop ${join(dir, f)}: ${(e as Error).message}`);
+    }
+  }
+  return stopped;
 }

@@ -42,6 +42,8 @@ export interface LabState {
   name: string;
   dir: string;
   mode: string;
+  /** the mode's own `lab up` options (ModeLab.flags), with their defaults filled in */
+  modeOptions?: Record<string, string>;
   /** the testcni entry (dist/testcni.cjs) the agents and pod ADDs run */
   binary: string;
   /** the Node.js executable that runs it */

@@ -3,7 +3,7 @@
 import type { LabState } from './state.ts';
 import type { NodeRoute } from '../planner/node-routes.ts';
 import { agentRunning, agentStatus } from './agents.ts';
-import { nodeRoutes } from './topology.ts';
+import { nodeRoutes, sortRoutes } from './topology.ts';
 import { ownedPid } from './sys.ts';
 import { textTable } from '../lib/text-table.ts';
 
@@ -11,6 +11,7 @@ export interface LabStatusReport {
   name: string;
   dir: string;
   mode: string;
+  modeOptions?: Record<string, string>;
   phase: LabState['phase'];
   etcd: { endpoint: string; pid: number | null; running: boolean } | null;
   nodes: {
@@ -21,6 +22,8 @@ export interface LabStatusReport {
     agent: { pid: number | null; running: boolean; ready: boolean; reason?: string };
     ipam: { used: number; free: number } | null;
     routes: NodeRoute[];
+    /** the node's daemons (BIRD for ipip): running, and their sessions established of all */
+    daemons: { name: string; running: boolean; sessions: { established: number; total: number } | null }[];
   }[];
   pods: { name: string; node: string; netns: string; containerId: string; ifName: string; ip: string | null; state: string }[];
 }
@@ -31,10 +34,14 @@ export async function labStatus(s: LabState): Promise<LabStatusReport> {
       const running = agentRunning(n);
       const st = running ? await agentStatus(n) : null;
       const reason = !running ? 'agent not running' : !st ? 'agent does not answer' : st.ready ? undefined : st.reason;
-      let routes: NodeRoute[] = [];
-      try {
-        routes = await nodeRoutes(s, n);
-      } catch { /* the node netns is gone (half-built lab) */ }
+      // The agent reports the routes its mode's node state holds (whoever installs them: the
+      // agent itself, or BIRD for ipip); without an agent, the kernel's routes of the agent's.
+      let routes: NodeRoute[] = st ? sortRoutes(st.routes) : [];
+      if (!st) {
+        try {
+          routes = await nodeRoutes(s, n);
+        } catch { /* the node netns is gone (half-built lab) */ }
+      }
       return {
         name: n.name,
         netns: n.netns,
@@ -43,6 +50,11 @@ export async function labStatus(s: LabState): Promise<LabStatusReport> {
         agent: { pid: n.agentPid, running, ready: st?.ready ?? false, ...(reason ? { reason } : {}) },
         ipam: st?.ipam ?? null,
         routes,
+        daemons: (st?.daemons ?? []).map((d) => ({
+          name: d.name,
+          running: d.running,
+          sessions: d.sessions ? { established: d.sessions.filter((x) => x.established).length, total: d.sessions.length } : null,
+        })),
       };
     }),
   );
@@ -50,6 +62,7 @@ export async function labStatus(s: LabState): Promise<LabStatusReport> {
     name: s.name,
     dir: s.dir,
     mode: s.mode,
+    ...(s.modeOptions ? { modeOptions: s.modeOptions } : {}),
     phase: s.phase,
     etcd: s.etcd ? { endpoint: s.etcd.endpoint, pid: s.etcd.pid, running: ownedPid(s.etcd.pid, s.etcd.dir) } : null,
     nodes,
@@ -59,17 +72,18 @@ export async function labStatus(s: LabState): Promise<LabStatusReport> {
 
 export function renderStatus(r: LabStatusReport): string {
   const lines = [
-    `lab    ${r.name} (${r.mode}, ${r.phase})  dir ${r.dir}`,
+    `lab    ${r.name} (${r.mode}${Object.entries(r.modeOptions ?? {}).map(([k, v]) => ` --${k} ${v}`).join('')}, ${r.phase})  dir ${r.dir}`,
     `etcd   ${r.etcd ? `${r.etcd.endpoint}  pid ${r.etcd.pid ?? '-'}  ${r.etcd.running ? 'running' : 'NOT RUNNING'}` : 'none'}`,
     '',
     ...textTable([
-      ['NODE', 'UNDERLAY', 'BLOCK', 'AGENT', 'IPAM', 'ROUTES'],
+      ['NODE', 'UNDERLAY', 'BLOCK', 'AGENT', 'IPAM', ...(r.nodes.some((n) => n.daemons.length > 0) ? ['DAEMONS'] : []), 'ROUTES'],
       ...r.nodes.map((n) => [
         n.name,
         n.underlayIp,
         n.block ?? '-',
         n.agent.ready ? `ready (pid ${n.agent.pid})` : `NOT READY: ${n.agent.reason ?? ''}`,
         n.ipam ? `${n.ipam.used} used` : '-',
+        ...(r.nodes.some((x) => x.daemons.length > 0) ? [n.daemons.map((d) => `${d.name} ${d.running ? 'running' : 'NOT RUNNING'}${d.sessions ? ` (${d.sessions.established}/${d.sessions.total} sessions up)` : ''}`).join(', ') || '-'] : []),
         n.routes.map((x) => `${x.dst} via ${x.via}`).join(', ') || '(none)',
       ]),
     ]),

@@ -10,6 +10,8 @@ import { defineNode, writeAgentConfig, startAgent, waitAgentReady, waitNodesConv
 import { MODES } from '../planner/registry.ts';
 import { addPods } from './pods.ts';
 import { netnsPath, LabError } from './sys.ts';
+import { linkTypeRefusal } from './kernel.ts';
+import type { AnyMode } from '../planner/mode.ts';
 
 /** The modes the lab can run on this build (the registry's, less those it cannot carry). */
 export const LAB_MODES: string[] = MODES.all().filter((m) => m.labUnsupported === null).map((m) => m.name);
@@ -25,6 +27,8 @@ export interface UpOptions {
   nodes: number;
   pods: number;
   mode: string;
+  /** the mode's own options (ModeLab.flags, without dashes): e.g. { 'ipip-mode': 'never' } */
+  modeOptions?: Record<string, string>;
   /** the built testcni entry (dist/testcni.cjs) the agents and pod ADDs run */
   binary: string;
   /** the Node.js executable (default: this process's) */
@@ -63,7 +67,38 @@ export function validateUp(o: UpOptions): void {
   if (existsSync(o.dir) && readdirSync(o.dir).length > 0) throw new LabError(`${o.dir} is not empty: give another --dir`);
 }
 
+/** The mode's options with their defaults; an option the mode does not have, or a value it does
+ *  not take, is refused. */
+export function modeOptionsOf(mode: AnyMode, given: Record<string, string> = {}): Record<string, string> {
+  const flags = mode.lab?.flags ?? [];
+  for (const [name, value] of Object.entries(given)) {
+    const f = flags.find((x) => x.name === name);
+    if (!f) throw new LabError(`--${name} is not an option of mode ${mode.name}${flags.length ? ` (its options: ${flags.map((x) => `--${x.name}`).join(', ')})` : ''}`);
+    if (!f.values.includes(value)) throw new LabError(`--${name} must be one of ${f.values.join(', ')}, got ${JSON.stringify(value)}`);
+  }
+  return Object.fromEntries(flags.map((f) => [f.name, given[f.name] ?? f.default]));
+}
+
+/** Why the lab cannot run the mode with these options on this kernel (it probes once), or null. */
+export async function kernelRefusal(mode: AnyMode, options: Record<string, string>): Promise<string | null> {
+  for (const need of mode.lab?.linkTypes(options) ?? []) {
+    const refused = await linkTypeRefusal(need.type);
+    if (refused === null) continue;
+    const opts = Object.entries(options).map(([k, v]) => `--${k} ${v}`).join(' ');
+    const others = (mode.lab?.flags ?? []).map((f) => `${f.name}: ${f.values.join(', ')}`).join('; ');
+    return `mode ${mode.name}${opts ? ` ${opts}` : ''} needs the kernel's ${need.type} device (${need.why}), and this kernel has none ` +
+      `(\`ip link add … type ${need.type}\`: ${refused}); choose other options (${others}) or a kernel with ${need.type}`;
+  }
+  return null;
+}
+
 export async function labUp(o: UpOptions): Promise<UpReport> {
+  // The mode's options and what they need of the kernel first: an option this kernel cannot
+  // carry is the reason to give, whatever else is wrong.
+  const modeDef = MODES.get(o.mode);
+  const modeOptions = modeDef ? modeOptionsOf(modeDef, o.modeOptions) : {};
+  const refusal = modeDef ? await kernelRefusal(modeDef, modeOptions) : null;
+  if (refusal) throw new LabError(refusal);
   validateUp(o);
   const mode = MODES.require(o.mode);
   const say = o.log ?? (() => {});
@@ -84,6 +119,7 @@ export async function labUp(o: UpOptions): Promise<UpReport> {
     name: o.name,
     dir: o.dir,
     mode: o.mode,
+    ...(Object.keys(modeOptions).length > 0 ? { modeOptions } : {}),
     binary: o.binary,
     nodeExec: o.nodeExec ?? process.execPath,
     createdAt: new Date().toISOString(),

@@ -10,6 +10,7 @@ export type StepKind =
   | 'link.set'
   | 'link.wait'
   | 'addr.add'
+  | 'addr.del'
   | 'route.add'
   | 'route.del'
   | 'neigh.add'

@@ -7,6 +7,7 @@ import type { NodeFacts, PlanCommand, Probe, Step } from '../model/plan.ts';
 import type { Lease } from '../model/lease.ts';
 import type { NodeRecord } from '../model/node.ts';
 import type { Result } from '../model/result.ts';
+import type { DaemonSpec, PeerSession } from '../model/daemon.ts';
 
 /** A JSON Schema (draft 2019-09) object. */
 export type JsonSchema = Record<string, unknown>;
@@ -45,6 +46,12 @@ export interface NodeContext<S = unknown> {
   nodes: NodeRecord[];
   /** kernel route protocol number that marks the routes testcni owns */
   routeProtocol: number;
+  /** the underlay network this node's address is on (CIDR), when the agent knows it */
+  underlaySubnet: string | null;
+  /** this node's directories: `run` for sockets and PID files, `state` for files that persist */
+  dirs: { run: string; state: string };
+  /** the text of the secret files the node planner named (secretFiles), by field */
+  secrets: Record<string, string>;
 }
 
 /**
@@ -60,6 +67,20 @@ export interface NodePlanner<S = unknown> {
   plan(ctx: NodeContext<S>, observed: Record<string, unknown>): Step[];
   /** the routes this mode's node state holds, for status displays */
   routes?(observed: Record<string, unknown>): { dst: string; via: string }[];
+  /** What the node still waits for that others bring (routes learned over BGP), or null: the
+   *  agent counts as converged only once this is null, and looks again until it is. */
+  waitingFor?(ctx: NodeContext<S>, observed: Record<string, unknown>): string | null;
+  /** programs the node plan and its daemons run beyond the base set (resolved by the agent) */
+  tools?(config: NetworkConfig<string, S>): string[];
+  /** Files holding secrets (passwords), by the config field that names them. The agent reads
+   *  them (an unreadable one is code 7 naming the field) and hands their text in ctx.secrets. */
+  secretFiles?(config: NetworkConfig<string, S>): Record<string, string>;
+  /** Checks a secret file's text (throws CniError code 7 naming the field, never echoing it). */
+  checkSecret?(field: string, text: string): void;
+  /** the long-running programs the node needs, configured for this context */
+  daemons?(ctx: NodeContext<S>, observed: Record<string, unknown>): DaemonSpec[];
+  /** a daemon's `status` output as peer sessions */
+  sessions?(daemon: string, output: string): PeerSession[];
   /** what `testcni uninstall` removes of this mode's node state */
   teardown?: NodeTeardownPlanner<S>;
 }
@@ -91,6 +112,25 @@ export interface ModeDeploy {
   netSysctls?: string;
   /** reference plugins that cannot work chained after this mode, each with why */
   unchainable?: Record<string, string>;
+}
+
+/** An option of `testcni lab up` that a mode declares (e.g. --ipip-mode). */
+export interface LabFlag {
+  /** the flag without its dashes */
+  name: string;
+  values: readonly string[];
+  default: string;
+  description: string;
+}
+
+/** What `testcni lab` needs to know of a mode beyond the registry entry. */
+export interface ModeLab {
+  flags: readonly LabFlag[];
+  /** network config keys (the mode's section) the lab's agents get for these flag values */
+  networkConfig(values: Record<string, string>): Record<string, unknown>;
+  /** kernel device types the nodes must be able to create for these values, each with why;
+   *  the lab probes the kernel once and refuses with the reason when one is missing */
+  linkTypes(values: Record<string, string>): { type: string; why: string }[];
 }
 
 export interface ModeDefinition<M extends string = string, S = unknown> {
@@ -126,6 +166,8 @@ export interface ModeDefinition<M extends string = string, S = unknown> {
   deploy?: ModeDeploy;
   /** why `testcni lab` cannot run this mode on this build, or null when it can */
   labUnsupported: string | null;
+  /** the mode's own `lab up` options and what they need of the kernel */
+  lab?: ModeLab;
   /** a validator of the mode's closed schema, for a mode registered at run time (the build
    *  compiles the built-in modes' validators ahead of time; see schemas/compose.ts) */
   validator?: (data: unknown) => boolean;

@@ -3,6 +3,7 @@
 import { CniError, Code } from '../model/errors.ts';
 import type { AnyMode } from './mode.ts';
 import { hostGw } from './modes/host-gw/index.ts';
+import { ipip } from './modes/ipip/index.ts';
 import { ipvlan } from './modes/ipvlan/index.ts';
 import { macvlan } from './modes/macvlan/index.ts';
 
@@ -38,4 +39,4 @@ export function createRegistry(modes: readonly AnyMode[]): ModeRegistry {
 }
 
 /** The modes this build carries; the first is the default. */
-export const MODES: ModeRegistry = createRegistry([hostGw, ipvlan, macvlan]);
+export const MODES: ModeRegistry = createRegistry([hostGw, ipip, ipvlan, macvlan]);

@@ -2,6 +2,7 @@
 import { HOST, type Plan, type Step, type NodeFacts, type Operation } from '../model/plan.ts';
 import { inNetnsArgv } from '../lib/netns.ts';
 import { canonicalJson } from '../lib/canonical-json.ts';
+import { CONFIG_PATH_ARG, type DaemonSpec } from '../model/daemon.ts';
 
 export type Format = 'text' | 'sh' | 'json';
 
@@ -79,7 +80,7 @@ function waitLines(op: Extract<Operation, { mech: 'wait' }>, facts: Pick<NodeFac
   ).join('\n');
 }
 
-function commandLine(plan: Plan, s: Step, facts: Pick<NodeFacts, 'tools' | 'hostPid'> | null): string {
+function commandLine(plan: Pick<Plan, 'command'>, s: Step, facts: Pick<NodeFacts, 'tools' | 'hostPid'> | null): string {
   if (s.mech === 'file') return fileWriteLines(s);
   if (s.mech === 'wait') return waitLines(s, facts);
   const argv = s.ns === HOST ? s.argv : inNetnsArgv(facts?.tools.nsenter ?? 'nsenter', s.ns, s.argv);
@@ -105,6 +106,34 @@ function renderSh(plan: Plan, facts: Pick<NodeFacts, 'tools' | 'hostPid'> | null
       lines.push(`# ${s.describe}`, commandLine(plan, s, facts));
     }
   }
+  return lines.join('\n') + '\n';
+}
+
+/** A node daemon as a script starts it: its configuration written and checked, the program in
+ *  the background with its output in its log, then a wait until it answers. */
+function daemonLines(spec: DaemonSpec, text: string): string[] {
+  const q = (argv: string[]) => argv.map(shellQuote).join(' ');
+  const { path, mode } = spec.config;
+  const dirs = [...new Set([path, spec.pidFile, spec.logFile].map((f) => f.slice(0, f.lastIndexOf('/')) || '/'))];
+  return [
+    `# daemon ${spec.name}: its configuration (checked before use), then the program in the background`,
+    `mkdir -p ${dirs.map(shellQuote).join(' ')}`,
+    fileWriteLines({ mech: 'file', path, content: text, mode }),
+    q(spec.validate.map((a) => (a === CONFIG_PATH_ARG ? path : a))),
+    `${q(spec.argv)} >>${shellQuote(spec.logFile)} 2>&1 </dev/null &`,
+    `i=0; until ${q(spec.ready)} >/dev/null 2>&1; do i=$((i+1)); [ "$i" -lt 100 ] || { echo ${shellQuote(`${spec.name} does not answer`)} >&2; exit 1; }; sleep 0.1; done`,
+  ];
+}
+
+/**
+ * A node plan as a shell script: its steps (shared node objects tolerated when already there),
+ * then its daemons started with their configuration (`text`: rendered by the caller, as the
+ * agent does). For running a node plan where the agent cannot run (an emulated VM).
+ */
+export function renderNodeScript(title: string, steps: Step[], facts: Pick<NodeFacts, 'tools' | 'hostPid'> | null, daemons: { spec: DaemonSpec; text: string }[] = []): string {
+  const lines = ['#!/bin/sh', `# ${title}`, `# Plan: ${count(steps.length, 'step')}, ${count(daemons.length, 'daemon')}.`, 'set -eu'];
+  for (const s of steps) lines.push(`# ${s.describe}`, commandLine({ command: 'ADD' }, s, facts));
+  for (const d of daemons) lines.push(...daemonLines(d.spec, d.text));
   return lines.join('\n') + '\n';
 }
 

@@ -1,15 +1,12 @@
-// BIRD's control socket through birdc (processes only through the runner): reconfigure, and the
-// BGP sessions for `testcni status` and the agent's metrics.
+// BIRD's control socket through birdc (processes only through the runner), for callers that
+// talk to one BIRD directly (the BGP tests and benchmark): does it answer, and its BGP sessions.
+// The agent reaches BIRD through the daemon spec's commands (planner/bird/daemon.ts).
 import type { Runner } from '../../executor/runner.ts';
 import { tail } from '../../executor/runner.ts';
 import { findTool } from '../../executor/facts.ts';
-import { parseProtocols, bgpSessions, type BgpSession } from './protocols.ts';
+import { bgpSessionsOf, type BgpSession } from '../../planner/bird/protocols.ts';
 
 export class BirdcError extends Error {}
-
-// Reply codes (BIRD's doc/reply_codes): 0003 reconfigured, 0004 reconfiguration in progress,
-// 0005 queued behind one in progress, 0025 graceful restart requested. 8xxx and 9xxx are errors.
-const CONFIGURED = /^000[345][ -]/m;
 
 export class Birdc {
   constructor(
@@ -19,33 +16,13 @@ export class Birdc {
     private readonly timeoutMs = 10_000,
   ) {}
 
-  private async run(args: string[], verbose = false) {
-    return this.runner.run([this.birdc, ...(verbose ? ['-v'] : []), '-s', this.socket, ...args], { timeoutMs: this.timeoutMs });
+  private async run(args: string[]) {
+    return this.runner.run([this.birdc, '-s', this.socket, ...args], { timeoutMs: this.timeoutMs });
   }
 
   /** True when BIRD answers on its socket. */
   async answers(): Promise<boolean> {
     return (await this.run(['show', 'status'])).exitCode === 0;
-  }
-
-  /** Makes BIRD re-read the configuration file it was started with. */
-  async configure(): Promise<void> {
-    const r = await this.run(['configure'], true);
-    if (r.exitCode !== 0 || !CONFIGURED.test(r.stdout)) {
-      throw new BirdcError(`birdc configure failed (exit ${r.exitCode}): ${tail(r.stdout + r.stderr)}`);
-    }
-  }
-
-  /** Exports a protocol's routes again (e.g. the kernel's, once the tunnel device exists). */
-  async reloadOut(protocol: string): Promise<void> {
-    const r = await this.run(['reload', 'out', protocol], true);
-    if (r.exitCode !== 0) throw new BirdcError(`birdc reload out ${protocol} failed (exit ${r.exitCode}): ${tail(r.stdout + r.stderr)}`);
-  }
-
-  /** Asks BIRD to shut down for graceful restart (peers keep its routes); true when it agreed. */
-  async gracefulRestart(): Promise<boolean> {
-    const r = await this.run(['graceful', 'restart'], true);
-    return r.exitCode === 0 && /^0025[ -]/m.test(r.stdout);
   }
 
   async protocolsText(): Promise<string> {
@@ -55,6 +32,6 @@ export class Birdc {
   }
 
   async bgpSessions(): Promise<BgpSession[]> {
-    return bgpSessions(parseProtocols(await this.protocolsText()));
+    return bgpSessionsOf(await this.protocolsText());
   }
 }

@@ -175,8 +175,9 @@ function network(field: string, v: unknown): Cidr {
   return c;
 }
 
-/** BIRD strings have no escapes: no quote, no newline; TCP MD5 keys are at most 80 bytes. */
-function password(field: string, v: unknown): string {
+/** BIRD strings have no escapes: no quote, no newline; TCP MD5 keys are at most 80 bytes.
+ *  Throws code 7 naming `field`, never echoing the value. */
+export function checkPassword(field: string, v: unknown): string {
   if (typeof v !== 'string' || v.length < 1 || v.length > 80 || !/^[\x20-\x21\x23-\x7e]+$/.test(v)) {
     // Never echo the value: it is a secret.
     invalid(field, 'must be 1 to 80 printable ASCII characters without a double quote');
@@ -279,16 +280,24 @@ const KERNEL_ROUTES: Record<IpipMode, (tunnel: string, subnet: string) => string
   never: () => 'plainly routed via the next hop',
 };
 
-/** The view model of this node's bird.conf. Throws code 7 naming the field on a bad setting. */
-export function birdView(input: BirdInput): BirdView {
-  const { self, bgp } = input;
+/** The BGP settings, checked on their own (what does not depend on this node or the registry). */
+export interface CheckedSettings {
+  asn: number;
+  tunnel: string;
+  timers: BgpTimers;
+  gracefulRestart: GracefulRestart;
+  kernel: KernelSettings;
+  meshPassword: string | undefined;
+  rrCluster: string | null;
+  reflectorIps: Set<number>;
+  external: { ip: number; field: string; address: string; asn: number; password: string | undefined }[];
+}
+
+/** Checks the BGP settings that depend on nothing else (the network config's `bgp` section can
+ *  be checked before the node or the registry are known). Throws code 7 naming the field. */
+export function checkBgpSettings(bgp: BgpSettings): CheckedSettings {
   if (!IPIP_MODES.includes(bgp.ipipMode)) invalid('bgp.ipipMode', `must be one of ${IPIP_MODES.join(', ')}, got ${JSON.stringify(bgp.ipipMode)}`);
   const asn = integer('bgp.asn', bgp.asn ?? BGP_DEFAULTS.asn, 1, U32);
-  const selfIp = address('self.underlayIp', self.underlayIp);
-  const subnet = network('self.underlaySubnet', self.underlaySubnet);
-  if (!contains(subnet, selfIp)) invalid('self.underlaySubnet', `${self.underlaySubnet} does not contain ${self.underlayIp}`);
-  const subnetText = formatCidr(subnet);
-  const ownBlocks = (self.blocks ?? []).map((b, i) => formatCidr(network(`self.blocks[${i}]`, b)));
   const tunnel = bgp.tunnelDevice ?? BGP_DEFAULTS.tunnelDevice;
   if (typeof tunnel !== 'string' || !/^[A-Za-z0-9_.-]{1,15}$/.test(tunnel) || tunnel === '.' || tunnel === '..') invalid('bgp.tunnelDevice', `not an interface name: ${JSON.stringify(tunnel)}`);
   const t = timers(bgp.timers);
@@ -300,7 +309,7 @@ export function birdView(input: BirdInput): BirdView {
   integer('bgp.kernel.table', k.table, 1, U32);
   integer('bgp.kernel.metric', k.metric, 0, U32);
   integer('bgp.kernel.scanTime', k.scanTime, 1, 65535);
-  const meshPassword = bgp.meshPassword === undefined ? undefined : password('bgp.meshPassword', bgp.meshPassword);
+  const meshPassword = bgp.meshPassword === undefined ? undefined : checkPassword('bgp.meshPassword', bgp.meshPassword);
   const rrCluster = bgp.routeReflector === undefined ? null : clusterId('bgp.routeReflector.clusterId', bgp.routeReflector?.clusterId);
 
   const reflectorIps = new Set<number>();
@@ -309,6 +318,28 @@ export function birdView(input: BirdInput): BirdView {
     if (reflectorIps.has(ip)) invalid(`bgp.reflectors[${i}]`, `${r} is listed twice`);
     reflectorIps.add(ip);
   });
+  const seen = new Set<number>();
+  const external = (bgp.externalPeers ?? []).map((p, i) => {
+    const field = `bgp.externalPeers[${i}]`;
+    const ip = address(`${field}.address`, p?.address);
+    if (seen.has(ip) || reflectorIps.has(ip)) invalid(`${field}.address`, `${p.address} is already a peer of this node`);
+    seen.add(ip);
+    const peerAsn = integer(`${field}.asn`, p.asn, 1, U32);
+    const pw = p.password === undefined ? undefined : checkPassword(`${field}.password`, p.password);
+    return { ip, field, address: p.address, asn: peerAsn, password: pw };
+  });
+  return { asn, tunnel, timers: t, gracefulRestart: gr, kernel: k, meshPassword, rrCluster, reflectorIps, external };
+}
+
+/** The view model of this node's bird.conf. Throws code 7 naming the field on a bad setting. */
+export function birdView(input: BirdInput): BirdView {
+  const { self, bgp } = input;
+  const { asn, tunnel, timers: t, gracefulRestart: gr, kernel: k, meshPassword, rrCluster, reflectorIps, external } = checkBgpSettings(bgp);
+  const selfIp = address('self.underlayIp', self.underlayIp);
+  const subnet = network('self.underlaySubnet', self.underlaySubnet);
+  if (!contains(subnet, selfIp)) invalid('self.underlaySubnet', `${self.underlaySubnet} does not contain ${self.underlayIp}`);
+  const subnetText = formatCidr(subnet);
+  const ownBlocks = (self.blocks ?? []).map((b, i) => formatCidr(network(`self.blocks[${i}]`, b)));
 
   const others = usableNodes(self, selfIp, input.nodes ?? []);
   const oneHop = (ip: number) => contains(subnet, ip);
@@ -354,29 +385,25 @@ export function birdView(input: BirdInput): BirdView {
 
   const internalIps = new Set(peers.map((p) => p.ip));
   const secrets = meshPassword === undefined || peers.length === 0 ? [] : [meshPassword];
-  (bgp.externalPeers ?? []).forEach((p, i) => {
-    const f = `bgp.externalPeers[${i}]`;
-    const ip = address(`${f}.address`, p?.address);
-    if (ip === selfIp) invalid(`${f}.address`, `${p.address} is this node`);
-    if (internalIps.has(ip)) invalid(`${f}.address`, `${p.address} is already a peer of this node`);
-    const peerAsn = integer(`${f}.asn`, p.asn, 1, U32);
-    const pw = p.password === undefined ? undefined : password(`${f}.password`, p.password);
-    if (pw !== undefined && !secrets.includes(pw)) secrets.push(pw);
-    internalIps.add(ip);
-    const r = reach(ip, false);
+  for (const p of external) {
+    if (p.ip === selfIp) invalid(`${p.field}.address`, `${p.address} is this node`);
+    if (internalIps.has(p.ip)) invalid(`${p.field}.address`, `${p.address} is already a peer of this node`);
+    if (p.password !== undefined && !secrets.includes(p.password)) secrets.push(p.password);
+    internalIps.add(p.ip);
+    const r = reach(p.ip, false);
     peers.push({
-      ip,
+      ip: p.ip,
       order: 2,
       name: peerName('external', p.address),
       kind: 'external',
       template: 'external_peer',
-      description: `external peer AS${peerAsn}`,
+      description: `external peer AS${p.asn}`,
       address: p.address,
-      asn: peerAsn,
-      options: [...r.options, ...withPassword(pw)],
+      asn: p.asn,
+      options: [...r.options, ...withPassword(p.password)],
       channel: [],
     });
-  });
+  }
   peers.sort((a, b) => a.order - b.order || a.ip - b.ip);
 
   const otherBlocks = others.flatMap((o) => o.blocks).filter((b) => !ownBlocks.includes(b));

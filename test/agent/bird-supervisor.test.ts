@@ -122,7 +122,7 @@ describe('BIRD supervisor (real BIRD in a node namespace)', { skip, timeout: 60_
     assert.equal(pidAlive(orphan), false, 'the orphan was stopped');
     assert.notEqual(node.sup.pid, orphan);
     assert.ok(await node.sup.birdc.answers());
-    assert.ok(logged().includes('stopping a BIRD left running on this socket'));
+    assert.ok(logged().includes('stopping a bird an earlier agent left running'));
     await node.sup.stop();
   });
 
@@ -132,9 +132,9 @@ describe('BIRD supervisor (real BIRD in a node namespace)', { skip, timeout: 60_
     const reloads = node.sup.reloads;
     renameSync(socket, `${socket}.away`); // birdc cannot reach BIRD now
     const c = text();
-    await assert.rejects(node.sup.apply(c.text, c.secrets), /birdc configure failed/);
+    await assert.rejects(node.sup.apply(c.text, c.secrets), /bird reload failed/);
     assert.equal(readFileSync(conf, 'utf8'), c.text, 'the file is written before the reload');
-    assert.match(node.sup.status().lastError ?? '', /birdc configure failed/);
+    assert.match(node.sup.status().lastError ?? '', /bird reload failed/);
     renameSync(`${socket}.away`, socket);
     assert.equal(await node.sup.apply(c.text, c.secrets), 'reloaded');
     assert.equal(node.sup.reloads, reloads + 1);
@@ -144,7 +144,7 @@ describe('BIRD supervisor (real BIRD in a node namespace)', { skip, timeout: 60_
 
   it('start() without a configuration, or on one BIRD refuses to run, fails clearly', async () => {
     const empty = lab.addNode(2);
-    await assert.rejects(empty.sup.start(), /no BIRD configuration/);
+    await assert.rejects(empty.sup.start(), /no bird configuration/);
     // A configuration BIRD accepts, but a control socket it cannot create: start() reports, no restart loop.
     writeFileSync(join(empty.dir, 'bird.conf'), readFileSync(conf, 'utf8'));
     const blocked = new BirdSupervisor({
@@ -153,7 +153,7 @@ describe('BIRD supervisor (real BIRD in a node namespace)', { skip, timeout: 60_
       log: empty.log,
       netns: empty.netnsPath,
     });
-    await assert.rejects(blocked.start(), /BIRD exited after start/);
+    await assert.rejects(blocked.start(), /bird exited after start/);
     await sleep(300);
     assert.equal(blocked.pid, null);
     assert.equal(blocked.restarts, 0);

@@ -171,6 +171,30 @@ test('networkConfig: the mode\'s own keys reach the CNI config the agent writes,
   refuses(['--config', owned, ...BASE], /networkConfig\.subnet: set by the agent/);
 });
 
+test('ipip: the bgp section reaches the CNI config; password files are read at start, an unreadable or bad one refused (code 7 naming the field)', (t) => {
+  const pw = tempFile(t, 'peer.password', 'Peer-pw-1\n');
+  const yaml = (file: string) => ['networkConfig:', '  bgp:', '    ipipMode: never', '    externalPeers:', '      - address: 198.18.0.254', '        asn: 65001', `        passwordFile: ${file}`, ''].join('\n');
+  const ok = tempFile(t, 'ok.yaml', yaml(pw));
+  const c = loadAgentConfig(['--config', ok, ...BASE, '--mode', 'ipip'], 'h');
+  assert.deepEqual((c.pluginEntry.bgp as Record<string, unknown>).externalPeers, [{ address: '198.18.0.254', asn: 65001, passwordFile: pw }], 'the CNI config names the file, never the password');
+  assert.ok(!JSON.stringify(c.pluginEntry).includes('Peer-pw-1'));
+  const missing = tempFile(t, 'missing.yaml', yaml('/nonexistent/peer.password'));
+  refuses(['--config', missing, ...BASE, '--mode', 'ipip'], /invalid network config: bgp\.externalPeers\.0\.passwordFile .*ENOENT.*\[CNI code 7\]/);
+  const quoted = tempFile(t, 'quoted.password', 'has"quote\n');
+  const bad = tempFile(t, 'bad.yaml', yaml(quoted));
+  assert.throws(() => loadAgentConfig(['--config', bad, ...BASE, '--mode', 'ipip'], 'h'), (e: unknown) =>
+    e instanceof AgentConfigError && /bgp\.externalPeers\.0\.passwordFile/.test(e.message) && !e.message.includes('has"quote'));
+  const asn = tempFile(t, 'asn.yaml', ['networkConfig:', '  bgp:', '    asn: 0', ''].join('\n'));
+  refuses(['--config', asn, ...BASE, '--mode', 'ipip'], /invalid network config: bgp\.asn .*\[CNI code 7\]/);
+});
+
+test('the underlay subnet: from the interface holding the address, or given', () => {
+  assert.equal(loadAgentConfig(['--underlay-ip', '127.0.0.1', '--etcd-endpoints', 'http://x:1'], 'h').underlaySubnet, '127.0.0.0/8');
+  assert.equal(loadAgentConfig([...BASE, '--underlay-subnet', '198.18.0.0/24'], 'h').underlaySubnet, '198.18.0.0/24');
+  assert.equal(loadAgentConfig(BASE, 'h').underlaySubnet, null, 'an address no interface holds: unknown');
+  refuses([...BASE, '--underlay-subnet', 'nope'], /underlaySubnet "nope" is not an IPv4 CIDR/);
+});
+
 test('a mode on the node network: the cluster subnet is the node network, its range goes into the CNI config, no block size applies', (t) => {
   const file = tempFile(t, 'mv.yaml', ['networkConfig:', '  macvlan: {mode: private}', '  ipam: {rangeStart: 198.18.0.128, rangeEnd: 198.18.0.254}', ''].join('\n'));
   // --block-size 16 would not fit in a /24 of blocks: here there are none.

@@ -92,3 +92,28 @@ test('after stop() no run starts, not even one asked for while a run was in prog
   await sleep(20);
   assert.equal(runner.calls.length, 1);
 });
+
+test('a node that waits for others (NodePlanner.waitingFor) is not converged, and looks again until it has what it waits for', async () => {
+  const runner = new RouteRunner();
+  const hostGw = MODES.require('host-gw');
+  let looks = 0;
+  const mode = { ...hostGw, node: { ...hostGw.node!, waitingFor: () => (++looks < 3 ? 'routes from BGP for 10.244.9.0/24' : null) } };
+  const { config } = loadConfig({ cniVersion: '1.1.0', name: 'net', type: 'testcni', subnet: '10.244.0.0/16' });
+  const r = new NodeReconciler({
+    mode, config, self: () => SELF, nodes: () => [SELF], generation: () => 1, runner, facts: FAKE_FACTS,
+    journals: new JournalStore('/nonexistent-state-dir'), routeProtocol: 151, metrics: new AgentMetrics(), log: new Logger('error'),
+    sys: new FakeSystem(),
+  });
+  await r.runNow();
+  assert.equal(r.last?.ok, true);
+  assert.equal(r.last?.waitingFor, 'routes from BGP for 10.244.9.0/24');
+  assert.equal(r.converged(), false, 'a run that succeeded, but the node still waits');
+  // It looks again by itself (100 ms, then 150 ms), and is converged once nothing is missing.
+  const deadline = Date.now() + 3000;
+  while (!r.converged() && Date.now() < deadline) await sleep(20);
+  assert.equal(r.converged(), true);
+  assert.equal(looks, 3);
+  await sleep(400);
+  assert.equal(looks, 3, 'no more looks once it has what it waited for');
+  r.stop();
+});

@@ -14,7 +14,8 @@ const END = '<!-- modes:end -->';
 function table(): string {
   const rows = MODES.all().map((m) => {
     const keys = Object.keys(m.schema).map((k) => `\`${k}\``).join(', ') || '—';
-    const lab = m.labUnsupported === null ? 'yes' : `no: ${m.labUnsupported}`;
+    const flags = (m.lab?.flags ?? []).map((f) => `\`--${f.name}\` ${f.values.join(' \\| ')} (default ${f.default})`);
+    const lab = m.labUnsupported === null ? ['yes', ...flags].join('; ') : `no: ${m.labUnsupported}`;
     return `| \`${m.name}\`${m.name === MODES.defaultMode ? ' (default)' : ''} | ${m.summary} | ${keys} | ${m.node ? 'yes' : 'no'} | ${lab} |`;
   });
   return ['| mode | what it does | its own keys | node state (kept by the agent or made by ADD; removed by uninstall) | `testcni lab` |', '|---|---|---|---|---|', ...rows].join('\n');

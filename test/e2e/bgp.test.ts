@@ -6,7 +6,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { uniquePrefix } from '../helpers/netns.ts';
 import { BgpLab, bgpSkipReason, waitFor, sleep, AGENT_PROTO, type SimNode } from '../helpers/bgp.ts';
-import type { BgpSession } from '../../agent/bird/protocols.ts';
+import type { BgpSession } from '../../planner/bird/protocols.ts';
 
 const skip = bgpSkipReason();
 

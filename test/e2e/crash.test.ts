@@ -196,6 +196,13 @@ test('SIGKILL at every step of ADD, then DEL: the node is as before', { skip, ti
   await killAtEveryStep(t, scope, node, node.config({ ipMasq: true }), 10);
 });
 
+test('ipip: SIGKILL at every step of ADD, then DEL: the node is as before', { skip, timeout: 150_000 }, async (t) => {
+  const scope = new Scope(t, uniquePrefix('kp'));
+  const node = scope.node();
+  // Host-side sysctls and routes of the pod veth, a neighbour entry in the pod, and masquerade.
+  await killAtEveryStep(t, scope, node, node.config({ mode: 'ipip', ipMasq: true, bgp: { ipipMode: 'always' } }), 14);
+});
+
 test('macvlan: SIGKILL at every step of ADD, then DEL: the node is as before, nothing left in the pod', { skip, timeout: 150_000 }, async (t) => {
   const scope = new Scope(t, uniquePrefix('km'));
   const { node, config } = uplinkNode(scope);

@@ -101,3 +101,44 @@ test('lab up refuses bad input before making anything', { skip }, () => {
     assert.equal(existsSync(dir), false, 'a refused up makes nothing');
   }
 });
+
+/** Whether this kernel can create an ipip device, asked in a namespace of the test's own. */
+function kernelHasIpip(): boolean {
+  const ns = `tclcipip${process.pid}`;
+  sh(['ip', 'netns', 'add', ns]);
+  try {
+    const r = spawnSync('ip', ['-n', ns, 'link', 'add', 'tcx0', 'type', 'ipip'], { encoding: 'utf8' });
+    return r.status === 0 || /File exists/.test(r.stderr);
+  } finally {
+    sh(['ip', 'netns', 'del', ns]);
+  }
+}
+
+test('a mode\'s own lab options: checked against the mode and the kernel before anything is made', { skip }, () => {
+  const dir = '/tmp/tcnolab-does-not-exist';
+  const up = (...args: string[]) => run('up', '--name', 'tcnolab', '--dir', dir, ...args);
+  for (const [args, why] of [
+    [['--ipip-mode', 'never'], /--ipip-mode is not an option of mode host-gw/],
+    [['--mode', 'ipip', '--ipip-mode', 'sometimes'], /--ipip-mode must be one of always, crossSubnet, never, got "sometimes"/],
+  ] as const) {
+    const r = up(...args);
+    assert.equal(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, why);
+    assert.equal(existsSync(dir), false, 'a refused up makes nothing');
+  }
+  const ipip = kernelHasIpip();
+  for (const mode of ['always', 'crossSubnet']) {
+    const r = up('--mode', 'ipip', '--ipip-mode', mode, '--nodes', '0');
+    if (ipip) {
+      // The kernel can: the option passes and --nodes 0 is what stops it.
+      assert.match(r.stderr, /--nodes must be/, r.stderr);
+    } else {
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`mode ipip --ipip-mode ${mode} needs the kernel's ipip device .*this kernel has none \\(\`ip link add … type ipip\`: .*Unknown device type`));
+    }
+    assert.equal(existsSync(dir), false, 'a refused up makes nothing');
+  }
+  assert.deepEqual(sh(['ip', 'netns', 'list']).stdout.split('\n').filter((l) => l.startsWith('tcprobe-')), [], 'the probe\'s namespace is gone');
+  const help = run('up', '--help');
+  assert.match(help.stdout, /--ipip-mode V +\(mode ipip\) bgp\.ipipMode of the nodes/);
+});

@@ -24,13 +24,13 @@ export interface TestLab {
 }
 
 /** A lab with a unique name and dir; register `down` with after()/t.after() before `up`. */
-export function testLab(tag: string, mode = 'host-gw'): TestLab {
+export function testLab(tag: string, mode = 'host-gw', modeOptions?: Record<string, string>): TestLab {
   const name = uniquePrefix(tag);
   const dir = join(tmpdir(), `${name}-lab`);
   return {
     name,
     dir,
-    up: (nodes, pods, tuning) => labUp({ name, dir, nodes, pods, mode, binary: PLUGIN, nodeExec: process.execPath, ...(tuning ? { tuning } : {}) }),
+    up: (nodes, pods, tuning) => labUp({ name, dir, nodes, pods, mode, ...(modeOptions ? { modeOptions } : {}), binary: PLUGIN, nodeExec: process.execPath, ...(tuning ? { tuning } : {}) }),
     down: async () => {
       await labDown(dir);
     },

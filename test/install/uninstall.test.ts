@@ -200,6 +200,7 @@ test('fileContains finds a marker across chunk boundaries', async (t) => {
 test('node teardowns: one per mode, chosen by the network\'s mode', () => {
   assert.deepEqual(NODE_TEARDOWNS.map((t) => t.mode), MODES.all().filter((m) => m.node?.teardown).map((m) => m.name));
   assert.ok(NODE_TEARDOWNS.some((t) => t.mode === 'ipvlan'), 'ipvlan\'s anchors');
+  assert.deepEqual(teardownsFor('ipip').map((t) => t.mode), ['ipip']);
   assert.deepEqual(teardownsFor('host-gw').map((t) => t.mode), ['host-gw']);
   assert.deepEqual(teardownsFor('macvlan'), [], 'macvlan leaves nothing on the node');
   assert.deepEqual(teardownsFor('no-such-mode'), []);

@@ -1,7 +1,8 @@
 // Golden node plans: fixtures/node-<scenario>/request.json (the mode and its network config, the
 // registry, this node's name, what the mode's node queries returned, facts, the route protocol)
-// in; steps.json and steps.txt out. Same convention as golden.test.ts: regenerate with
-// UPDATE_GOLDEN=1 and review the diff.
+// in; steps.json and steps.txt out, and for a mode with daemons daemons.json (the specs without
+// their view) and each daemon's rendered configuration (bird.conf, also parsed by `bird -p`).
+// Same convention as golden.test.ts: regenerate with UPDATE_GOLDEN=1 and review the diff.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
@@ -12,11 +13,15 @@ import { loadConfig } from '../../cni/config.ts';
 import { MODES } from '../../planner/registry.ts';
 import { renderNodeSteps } from '../../planner/render.ts';
 import { canonicalJson } from '../../lib/canonical-json.ts';
+import { renderTemplate } from '../../planner/templates.ts';
+import { findTool } from '../../executor/facts.ts';
+import { spawnSync } from 'node:child_process';
 import { ROOT } from '../helpers/netns.ts';
 
 const FIXTURES = join(ROOT, 'fixtures');
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
-const OUTPUTS = ['steps.json', 'steps.txt'];
+const OUTPUTS = ['steps.json', 'steps.txt', 'daemons.json', 'bird.conf'];
+const BIRD = findTool('bird');
 
 interface NodeRequest {
   mode: string;
@@ -28,20 +33,33 @@ interface NodeRequest {
   registry: NodeRecord[];
   /** what each of the mode's node queries returned, by name */
   observed: Record<string, unknown>;
+  /** the node's underlay network (default 198.18.0.0/24) */
+  underlaySubnet?: string;
+  /** the secret files' text, by field (what the agent read) */
+  secrets?: Record<string, string>;
 }
+
+const DIRS = { run: '/run/testcni', state: '/var/lib/testcni' };
 
 function artifacts(req: NodeRequest): Record<string, string> {
   const mode = MODES.require(req.mode);
   const { config } = loadConfig({ cniVersion: '1.1.0', name: 'testcni', type: 'testcni', subnet: '10.244.0.0/16', mode: req.mode, ...req.config });
   const self = req.registry.find((n) => n.name === req.self) ?? { name: req.self, underlayIp: '', block: '' };
-  const ctx = { config, facts: req.facts, self, nodes: req.registry, routeProtocol: req.proto };
-  const steps = mode.node!.plan(ctx, req.observed);
+  const ctx = { config, facts: req.facts, self, nodes: req.registry, routeProtocol: req.proto, underlaySubnet: req.underlaySubnet ?? '198.18.0.0/24', dirs: DIRS, secrets: req.secrets ?? {} };
+  const node = mode.node!;
+  const steps = node.plan(ctx, req.observed);
   const others = req.registry.filter((n) => n.name !== req.self).length;
   const title = `testcni node plan for ${req.self} (mode ${req.mode}, route protocol ${req.proto}; ${others} other node${others === 1 ? '' : 's'} in the registry)`;
-  return {
+  const out: Record<string, string> = {
     'steps.json': canonicalJson(steps, 2) + '\n',
     'steps.txt': renderNodeSteps(title, steps),
   };
+  const daemons = node.daemons?.(ctx, req.observed) ?? [];
+  if (daemons.length > 0) {
+    out['daemons.json'] = canonicalJson(daemons.map((d) => ({ ...d, config: { ...d.config, view: `(rendered: ${d.config.template})` } })), 2) + '\n';
+    for (const d of daemons) out[d.config.template] = renderTemplate(d.config.template, d.config.view);
+  }
+  return out;
 }
 
 /** The request with every list in reverse: the plan must not depend on listing order. */
@@ -70,8 +88,19 @@ for (const scenario of scenarios) {
     }
     for (const f of OUTPUTS) {
       const path = join(dir, f);
+      if (!(f in got)) {
+        assert.ok(!existsSync(path), `${scenario}/${f} exists but the planner no longer produces it (UPDATE_GOLDEN=1 to regenerate)`);
+        continue;
+      }
       assert.ok(existsSync(path), `${scenario}/${f} is missing (UPDATE_GOLDEN=1 to generate, then review)`);
       assert.equal(got[f], readFileSync(path, 'utf8'), `${scenario}/${f} differs from the golden file`);
     }
   });
+
+  if (existsSync(join(FIXTURES, scenario, 'bird.conf'))) {
+    test(`bird -p parses ${scenario}/bird.conf`, { skip: existsSync(BIRD) ? undefined : 'needs bird (Debian bird2; scripts/setup.sh installs it)' }, () => {
+      const r = spawnSync(BIRD, ['-p', '-c', join(FIXTURES, scenario, 'bird.conf')], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+    });
+  }
 }

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseProtocols, bgpSessions, parseSince, parseRouteCounts } from '../../agent/bird/protocols.ts';
+import { parseProtocols, bgpSessions, parseSince, parseRouteCounts } from '../../planner/bird/protocols.ts';
 import { ROOT } from '../helpers/netns.ts';
 
 const captured = (name: string) => readFileSync(join(ROOT, 'fixtures', 'birdc', name), 'utf8');

@@ -1,13 +1,8 @@
 // Reads `birdc show protocols all` (BIRD 2 has no machine-readable output) into data: every
 // protocol with its summary row, detail fields and channels, and the BGP sessions among them.
-// Pure: the text comes from birdc (see birdc.ts) or from a captured file in the tests.
-
-export interface RouteCounts {
-  imported: number;
-  filtered: number;
-  exported: number;
-  preferred: number;
-}
+// Pure: the text comes from birdc (agent/bird/birdc.ts, or the agent's daemon status query)
+// or from a captured file in the tests.
+import type { PeerSession, RouteCounts } from '../../model/daemon.ts';
 
 export interface BirdProtocol {
   name: string;
@@ -24,22 +19,8 @@ export interface BirdProtocol {
   channels: Record<string, Record<string, string>>;
 }
 
-export interface BgpSession {
-  /** BIRD protocol name, e.g. node_198_18_0_12 */
-  name: string;
-  peer: string;
-  peerAs: number | null;
-  localAs: number | null;
-  /** BGP state: Established, Active, Connect, Idle, OpenSent, OpenConfirm, Down */
-  state: string;
-  established: boolean;
-  /** when the session state last changed: BIRD's text, and epoch ms when it could be read */
-  since: string;
-  sinceMs: number | null;
-  lastError: string | null;
-  /** IPv4 routes of the session */
-  routes: RouteCounts;
-}
+/** A BGP session (the agent reports it as a peer session). */
+export type BgpSession = PeerSession;
 
 // "Name Proto Table State Since Info": Since is one token with testcni's timeformat
 // ("%FT%T%z"); BIRD's own formats ("2024-05-01 12:00:00", "12:00:00.123") are read too.
@@ -119,4 +100,9 @@ export function bgpSessions(protocols: BirdProtocol[]): BgpSession[] {
       };
     })
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** `birdc show protocols all` output as the BGP sessions in it. */
+export function bgpSessionsOf(text: string): BgpSession[] {
+  return bgpSessions(parseProtocols(text));
 }

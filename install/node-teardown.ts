@@ -16,6 +16,8 @@ export interface TeardownContext {
   network: NetworkConfig;
   /** the route protocol number the agent tags its routes with */
   routeProtocol: number;
+  /** the agent's directories: `run` (its socket's), `state` */
+  dirs: { run: string; state: string };
   ip: string;
   runner: Runner;
 }
@@ -50,7 +52,7 @@ export function modeTeardown(mode: AnyMode): NodeTeardown | null {
     mode: mode.name,
     describe: `${mode.name} node state`,
     async find(ctx) {
-      const tctx = { config: ctx.network, routeProtocol: ctx.routeProtocol, facts: teardownFacts(mode, ctx) };
+      const tctx = { config: ctx.network, routeProtocol: ctx.routeProtocol, dirs: ctx.dirs, facts: teardownFacts(mode, ctx) };
       const observed: Record<string, unknown> = {};
       for (const [name, probe] of Object.entries(planner.observe(tctx))) {
         const out = await queryOutput(probe, tctx.facts, ctx.runner, realSystem);
@@ -63,7 +65,8 @@ export function modeTeardown(mode: AnyMode): NodeTeardown | null {
 }
 
 function teardownFacts(mode: AnyMode, ctx: TeardownContext): NodeFacts {
-  return { tools: { ...resolveTools(mode.tools(ctx.network)), ip: ctx.ip }, hostPid: process.pid, uplink: null, uplinkMtu: null };
+  const tools = [...mode.tools(ctx.network), ...(mode.node?.tools?.(ctx.network) ?? []), ...(mode.node?.teardown?.tools ?? [])];
+  return { tools: { ...resolveTools(tools), ip: ctx.ip }, hostPid: process.pid, uplink: null, uplinkMtu: null };
 }
 
 /** Every mode's node teardown, from the registry, in its order. */

@@ -5,7 +5,7 @@
 // pods are still attached, unless forced.
 import { createReadStream, existsSync, readFileSync, readdirSync, rmdirSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { AgentStatus } from '../ipam/agent-protocol.ts';
 import type { Runner } from '../executor/runner.ts';
 import { JournalStore, journalDir } from '../executor/journal.ts';
@@ -130,7 +130,8 @@ export async function uninstall(req: UninstallRequest, deps: UninstallDeps): Pro
 
   // 3. node-scoped state of the network's mode
   for (const t of teardownsFor(network.mode, deps.teardowns ?? NODE_TEARDOWNS)) {
-    const found = await t.find({ network, routeProtocol: req.routeProtocol, ip: deps.ip, runner: deps.runner });
+    const dirs = { run: dirname(socket), state: network.stateDir }; // the agent's, as the manifests and the lab set them
+    const found = await t.find({ network, routeProtocol: req.routeProtocol, dirs, ip: deps.ip, runner: deps.runner });
     report.kept.push(...found.kept);
     for (const r of found.removals) await act(r.describe, () => run(r, deps));
   }

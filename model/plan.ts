@@ -16,7 +16,9 @@ export type StepKind =
   | 'neigh.add'
   | 'sysctl.set'
   | 'iptables.rule'
-  | 'file.write';
+  | 'file.write'
+  | 'fs.remove'
+  | 'daemon.stop';
 
 /** Pod steps are undone on DEL; node steps are shared by pods and only ever ensured. */
 export type Scope = 'pod' | 'node';

@@ -85,8 +85,9 @@ export interface NodePlanner<S = unknown> {
   teardown?: NodeTeardownPlanner<S>;
 }
 
-/** The context of an uninstall: no registry, just this node and its network. */
-export type NodeTeardownContext<S = unknown> = Pick<NodeContext<S>, 'config' | 'facts' | 'routeProtocol'>;
+/** The context of an uninstall: no registry, just this node, its network and the agent's
+ *  directories (where a daemon it ran keeps its files). */
+export type NodeTeardownContext<S = unknown> = Pick<NodeContext<S>, 'config' | 'facts' | 'routeProtocol' | 'dirs'>;
 
 /**
  * The node state a mode made (what pods share and DEL never removes), found and removed on
@@ -94,6 +95,8 @@ export type NodeTeardownContext<S = unknown> = Pick<NodeContext<S>, 'config' | '
  * remove only what it can tell is testcni's, and says what it found and left alone.
  */
 export interface NodeTeardownPlanner<S = unknown> {
+  /** programs its queries and steps run beyond ip and the node plan's (facts.tools) */
+  tools?: readonly string[];
   observe(ctx: NodeTeardownContext<S>): Record<string, Probe>;
   plan(ctx: NodeTeardownContext<S>, observed: Record<string, unknown>): { steps: Step[]; kept: string[] };
 }

@@ -138,10 +138,13 @@ export function renderNodeScript(title: string, steps: Step[], facts: Pick<NodeF
 }
 
 /** A node plan (what the agent converges) for people: one numbered entry per step. */
+/** A step that takes something away (a `-` line in a rendered plan). */
+const removes = (kind: Step['kind']) => kind.endsWith('.del') || kind === 'fs.remove' || kind === 'daemon.stop';
+
 export function renderNodeSteps(title: string, steps: Step[]): string {
   const lines = [title, ''];
   steps.forEach((s, i) => {
-    lines.push(`${String(i + 1).padStart(3)}. ${s.kind.endsWith('.del') ? '-' : '+'} ${s.describe}  [${s.scope} step, ${where(s.ns)} netns]`);
+    lines.push(`${String(i + 1).padStart(3)}. ${removes(s.kind) ? '-' : '+'} ${s.describe}  [${s.scope} step, ${where(s.ns)} netns]`);
     lines.push(`       ${s.id}`);
     lines.push(`       $ ${operationText(s)}`);
   });

@@ -2,16 +2,21 @@
 // carry (file IPAM, no agent: its part is test/e2e/install.test.ts), with pods in between:
 // uninstall removes the mode's node state with the mode's own teardown (host-gw: the bridge;
 // macvlan: nothing was left), keeps what is not testcni's, and the node is as before the install.
-// ipvlan's teardown runs on a kernel with ipvlan in test/e2e/vm-teardown.test.ts.
+// ipip (never), whose node state the agent and its BIRD make, on the lab. ipvlan's teardown runs
+// on a kernel with ipvlan in test/e2e/vm-teardown.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { rootSkipReason, uniquePrefix, inNetns, NETNS_DIR, PLUGIN, EXECUTABLE, toolPath } from '../helpers/netns.ts';
 import { Scope, cni, show, settledNodeState } from '../helpers/e2e.ts';
 import { toConflist } from '../helpers/conflist.ts';
 import { modeNode, modeKernelSkipReason } from '../helpers/mode-nodes.ts';
+import { labSkipReason, testLab } from '../helpers/lab.ts';
+import { bgpSkipReason, waitFor } from '../helpers/bgp.ts';
+import { stopAgent } from '../../lab/agents.ts';
+import type { LabNode } from '../../lab/state.ts';
 
 const skip = rootSkipReason() ?? (existsSync(EXECUTABLE) ? undefined : `needs the single executable at ${EXECUTABLE} (npm run build)`);
 
@@ -72,3 +77,44 @@ for (const mode of ['host-gw', 'macvlan', 'ipvlan']) {
     assert.deepEqual(settledNodeState(node.name), before, 'links, addresses, routes (the foreign ones kept) as before the install');
   });
 }
+
+// ipip with ipipMode never (this kernel has no IPIP device) on the lab: two nodes, agents, etcd,
+// a BIRD per node. n1's agent is killed, as an OOM kill would, so its BIRD keeps running; uninstall
+// on n1 stops that BIRD through its control socket, then removes the blackhole of n1's block, the
+// routes BIRD left (persist) and BIRD's files, and nothing else.
+test('ipip (never) on the lab: uninstall after the agent was killed stops its BIRD, then removes the routes and files it left', { skip: labSkipReason() ?? bgpSkipReason(), timeout: 120_000 }, async (t) => {
+  const lab = testLab('ui', 'ipip', { 'ipip-mode': 'never' });
+  t.after(() => lab.down());
+  const up = await lab.up(2, 0);
+  const rec = up.record;
+  const [n1, n2] = rec.state.nodes as [LabNode, LabNode];
+  const block1 = up.statuses.get(n1.name)!.block!;
+  const block2 = up.statuses.get(n2.name)!.block!;
+  const routes = (...filter: string[]) => JSON.parse(inNetns(n1.netns, ['ip', '-j', 'route', 'show', ...filter]).stdout || '[]') as { dst: string; type?: string }[];
+  const birdAnswers = () => inNetns(n1.netns, ['birdc', '-s', join(dirname(n1.socket), 'bird.ctl'), 'show', 'status'], { allowFail: true }).code === 0;
+  await waitFor(() => routes('proto', 'bird').some((r) => r.dst === block2), 20_000, () => 'n1 to learn n2\'s block from BIRD');
+  assert.ok(routes('type', 'blackhole').some((r) => r.dst === block1), 'the agent\'s blackhole of n1\'s block');
+  const underlay = { addr: inNetns(n1.netns, ['ip', '-j', 'addr', 'show']).stdout, other: routes().filter((r) => r.dst !== block2 && r.dst !== block1) };
+
+  await stopAgent(rec, n1, 'SIGKILL');
+  assert.ok(birdAnswers(), 'the killed agent\'s BIRD still runs');
+  const bin = join(n1.dir, 'empty-bin');
+  mkdirSync(bin);
+  const r = spawnSync(toolPath('nsenter')!, [`--net=${join(NETNS_DIR, n1.netns)}`, '--', process.execPath, PLUGIN, 'uninstall',
+    '--bin-dir', bin, '--conf-dir', n1.confDir, '--state-dir', n1.stateDir, '--route-protocol', String(rec.state.routeProtocol)], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  const removed = r.stdout.split('\n').filter((l) => l.startsWith('removed: ')).map((l) => l.slice('removed: '.length));
+  t.diagnostic(removed.join('; '));
+  assert.match(removed[1] ?? '', /^stop the BIRD still answering on .*bird\.ctl/, 'BIRD is stopped right after the conflist, before its routes go');
+  assert.ok(removed.includes(`delete blackhole ${block1} (proto ${rec.state.routeProtocol}: this node's block)`), removed.join('\n'));
+  assert.ok(removed.some((l) => l.startsWith(`delete route ${block2} `)), removed.join('\n'));
+  assert.ok(removed.some((l) => l.startsWith('remove BIRD\'s config')), removed.join('\n'));
+
+  await waitFor(() => !birdAnswers(), 5000, () => 'BIRD to be gone');
+  assert.deepEqual(routes('proto', 'bird'), [], 'no route of BIRD\'s left');
+  assert.deepEqual(routes('type', 'blackhole'), [], 'no blackhole left');
+  assert.ok(!existsSync(join(n1.stateDir, 'bird', 'bird.conf')), 'BIRD\'s config is gone');
+  assert.ok(!existsSync(join(dirname(n1.socket), 'bird.pid')), 'and its PID file');
+  assert.equal(inNetns(n1.netns, ['ip', '-j', 'addr', 'show']).stdout, underlay.addr, 'n1\'s addresses as they were');
+  assert.deepEqual(routes(), underlay.other, 'n1\'s other routes as they were');
+});

@@ -27,6 +27,7 @@ const CTX: NodeTeardownContext = {
   config: loadConfig({ cniVersion: '1.1.0', name: 'lan', type: 'testcni', mode: 'ipvlan', subnet: '198.18.0.0/24', ipvlan: { master: 'eth0' } }).config,
   facts: FACTS,
   routeProtocol: 151,
+  dirs: { run: '/run/testcni', state: '/var/lib/testcni' },
 };
 const ANCHOR0 = anchorName('eth0');
 const ANCHOR1 = anchorName('eth1');

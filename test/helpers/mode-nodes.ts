@@ -71,7 +71,7 @@ const probed = new Map<string, boolean>();
 export function kernelHasLinkType(type: string): boolean {
   const known = probed.get(type);
   if (known !== undefined) return known;
-  const ns = `${uniquePrefix('kp')}n`;
+  const ns = `${uniquePrefix('kt')}n`;
   addNetns(ns);
   try {
     inNetns(ns, ['ip', 'link', 'add', 'kp0', 'type', 'veth', 'peer', 'name', 'kp1']);

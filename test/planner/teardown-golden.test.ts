@@ -23,13 +23,15 @@ interface TeardownRequest {
   config?: Record<string, unknown>;
   proto: number;
   facts: NodeFacts;
+  /** the agent's directories (default /run/testcni, /var/lib/testcni) */
+  dirs?: { run: string; state: string };
   observed: Record<string, unknown>;
 }
 
 function artifacts(req: TeardownRequest): Record<string, string> {
   const mode = MODES.require(req.mode);
   const { config } = loadConfig({ cniVersion: '1.1.0', name: 'testcni', type: 'testcni', subnet: '10.244.0.0/16', mode: req.mode, ...req.config });
-  const ctx = { config, facts: req.facts, routeProtocol: req.proto };
+  const ctx = { config, facts: req.facts, routeProtocol: req.proto, dirs: req.dirs ?? { run: '/run/testcni', state: '/var/lib/testcni' } };
   const teardown = mode.node?.teardown;
   assert.ok(teardown, `${req.mode} has a teardown`);
   assert.deepEqual(Object.keys(teardown.observe(ctx)).sort(), Object.keys(req.observed).sort(), 'the request answers every query of the teardown');

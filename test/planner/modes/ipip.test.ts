@@ -141,14 +141,17 @@ test('lab options: --ipip-mode becomes bgp.ipipMode; every mode but never needs 
 
 test('uninstall: the blackhole, the routes BIRD left (cluster subnet only) and the tunnel\'s addresses go; tunl0 stays', () => {
   const td = ipip.node!.teardown!;
-  const tctx = { config: load({ bgp: { ipipMode: 'always' } }), facts: FAKE_FACTS, routeProtocol: 151 };
-  assert.deepEqual(Object.values(td.observe(tctx)).map((p) => (p.mech === 'exec' ? p.argv.slice(1).join(' ') : '')), [
+  const tctx = { config: load({ bgp: { ipipMode: 'always' } }), facts: FAKE_FACTS, routeProtocol: 151, dirs: { run: '/run/testcni', state: '/var/lib/testcni' } };
+  assert.deepEqual(Object.values(td.observe(tctx)).map((p) => (p.mech === 'exec' ? p.argv.slice(1).join(' ') : p.mech === 'file' ? p.path : '')), [
     '-j route show type blackhole proto 151', '-j route show table 254 proto 12', '-j -d addr show type ipip',
+    '-s /run/testcni/bird.ctl show status', '/var/lib/testcni/bird/bird.conf',
   ]);
   const { steps, kept } = td.plan(tctx, {
     blackholes: [{ type: 'blackhole', dst: '10.244.1.0/24' }],
     learned: [{ dst: '10.244.2.0/24', gateway: '198.18.0.12', dev: 'tunl0' }, { dst: '192.0.2.0/24', gateway: '198.18.0.1' }],
     tunnel: [{}, { ifname: 'tunl0', addr_info: [{ family: 'inet', local: '10.244.1.1', prefixlen: 32 }, { family: 'inet', local: '192.0.2.9', prefixlen: 32 }] }],
+    birdRunning: null,
+    birdConfig: null,
   });
   assert.deepEqual(argvs(steps), [
     '/usr/sbin/ip route del blackhole 10.244.1.0/24 proto 151',
@@ -158,6 +161,22 @@ test('uninstall: the blackhole, the routes BIRD left (cluster subnet only) and t
   assert.equal(kept.length, 2);
   assert.match(kept[0]!, /192\.0\.2\.0\/24 .*not testcni's/);
   assert.match(kept[1]!, /tunl0: the kernel's fallback IPIP device/);
-  const other = td.plan({ ...tctx, config: load({ bgp: { tunnelDevice: 'ipip0' } }) }, { blackholes: [], learned: [], tunnel: [{ ifname: 'ipip0', addr_info: [] }] });
+  const other = td.plan({ ...tctx, config: load({ bgp: { tunnelDevice: 'ipip0' } }) }, { blackholes: [], learned: [], tunnel: [{ ifname: 'ipip0', addr_info: [] }], birdRunning: null, birdConfig: null });
   assert.deepEqual(argvs(other.steps), ['/usr/sbin/ip link del dev ipip0'], 'a tunnel of its own name is testcni\'s');
+});
+
+test('uninstall: a BIRD still answering on the agent\'s socket is stopped first, through it; BIRD\'s files go last', () => {
+  const td = ipip.node!.teardown!;
+  const tctx = { config: load({ bgp: { ipipMode: 'never' } }), facts: { ...FAKE_FACTS, tools: { ...FAKE_FACTS.tools, birdc: '/usr/sbin/birdc', rm: '/usr/bin/rm', rmdir: '/usr/bin/rmdir' } }, routeProtocol: 151, dirs: { run: '/run/testcni', state: '/var/lib/testcni' } };
+  const { steps } = td.plan(tctx, {
+    blackholes: [{ type: 'blackhole', dst: '10.244.1.0/24' }], learned: [], tunnel: [],
+    birdRunning: '0001 BIRD 2.0.12 ready.\n1000-BIRD 2.0.12\n', birdConfig: 'router id 198.18.0.11;\n',
+  });
+  assert.deepEqual(argvs(steps), [
+    '/usr/sbin/birdc -s /run/testcni/bird.ctl down',
+    '/usr/sbin/ip route del blackhole 10.244.1.0/24 proto 151',
+    '/usr/bin/rm -f /var/lib/testcni/bird/bird.conf /var/lib/testcni/bird/bird.log /run/testcni/bird.pid /run/testcni/bird.ctl',
+    '/usr/bin/rmdir --ignore-fail-on-non-empty /var/lib/testcni/bird',
+  ]);
+  assert.deepEqual(td.tools, ['rm', 'rmdir']);
 });

@@ -70,6 +70,9 @@ const PROC_SYS = '/host/proc/sys';
 const EXE = '/usr/local/bin/testcni';
 const CONFIG_DIR = '/etc/testcni';
 const TLS_DIR = '/etc/testcni/etcd';
+/** where the agent finds the files its mode's node plan names as secrets (BGP passwords): a
+ *  Secret the operator creates, `<name>-node-secrets`, with one key per file name */
+export const NODE_SECRETS_DIR = '/etc/testcni/secrets';
 /** install writes through these: the node's dirs, not the container's */
 const INSTALL_BIN = '/host/opt/cni/bin';
 const INSTALL_CONF = '/host/etc/cni/net.d';
@@ -139,6 +142,19 @@ function pluginEntry(o: ManifestOptions): Record<string, unknown> {
   }
 }
 
+/** The files the mode's node plan reads as secrets (e.g. BGP passwords), by config field: each
+ *  must be in NODE_SECRETS_DIR, where the DaemonSet mounts the operator's Secret. */
+function nodeSecretFiles(o: ManifestOptions): Record<string, string> {
+  const mode = MODES.require(o.mode);
+  const files = mode.node?.secretFiles?.(validatedNetwork(o.network, pluginEntry(o))) ?? {};
+  for (const [field, path] of Object.entries(files)) {
+    if (!path.startsWith(`${NODE_SECRETS_DIR}/`) || path.slice(NODE_SECRETS_DIR.length + 1).includes('/')) {
+      throw new ManifestError(`networkConfig: ${field} is ${JSON.stringify(path)}: in a cluster it must be a file in ${NODE_SECRETS_DIR} (the Secret ${o.name}-node-secrets, which you create, is mounted there)`);
+    }
+  }
+  return files;
+}
+
 /** What the agent's container needs for the mode's node state (planner/mode.ts ModeDeploy). */
 export function agentNeeds(modeName: string): Required<NonNullable<ReturnType<typeof MODES.require>['deploy']>> {
   const d = MODES.require(modeName).deploy;
@@ -191,6 +207,7 @@ export function manifestView(o: ManifestOptions) {
   const heapMb = Math.floor(o.agentMemoryMi * HEAP_SHARE);
 
   const needs = agentNeeds(o.mode);
+  const nodeSecrets = Object.values(nodeSecretFiles(o)).map((p) => p.slice(NODE_SECRETS_DIR.length + 1)).sort();
   const agentMounts = [
     mount('config', CONFIG_DIR, true),
     mount('state', HOST.state),
@@ -199,6 +216,7 @@ export function manifestView(o: ManifestOptions) {
     ...needs.hostPaths.map((p) => mount(p.name, p.path, false, p.propagation ?? 'None')),
     ...(needs.netSysctls ? [mount('proc-sys-net', `${PROC_SYS}/net`)] : []),
     ...(secretFiles ? [mount('etcd-tls', TLS_DIR, true)] : []),
+    ...(nodeSecrets.length > 0 ? [mount('node-secrets', NODE_SECRETS_DIR, true)] : []),
   ];
   const installMounts = [
     mount('cni-bin', INSTALL_BIN),
@@ -244,7 +262,11 @@ export function manifestView(o: ManifestOptions) {
       ...(needs.netSysctls ? [['proc-sys-net', HOST.procSysNet]] : []),
     ].map(([name, path]) => ({ name: q(name!), path: q(path!) })),
     mode: q(o.mode),
-    secretVolumes: secretFiles ? [{ name: q('etcd-tls'), secretName: q(secretName) }] : [],
+    secretVolumes: [
+      ...(secretFiles ? [{ name: q('etcd-tls'), secretName: q(secretName), items: [] }] : []),
+      // the operator's Secret: the pod waits until it exists and holds every key named here
+      ...(nodeSecrets.length > 0 ? [{ name: q('node-secrets'), secretName: q(`${o.name}-node-secrets`), items: nodeSecrets.map(q) }] : []),
+    ],
     configData: Object.entries(configFiles).map(([key, text]) => ({ key: q(key), indented: indent(text, 4) })),
     secretData: secretFiles ? Object.entries(secretFiles).map(([key, pem]) => ({ key: q(key), value: q(Buffer.from(pem).toString('base64')) })) : [],
   };

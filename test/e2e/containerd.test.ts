@@ -1,24 +1,37 @@
 // testcni under a real runtime: Debian's containerd (CRI, runc), started by the test inside a
-// node network namespace, asked for pod sandboxes over CRI as kubelet would; file IPAM, a
-// conflist at cniVersion 1.0.0 (containerd 1.6's libcni knows no result version above it). One
-// run per mode this kernel can carry, each on a node wired to a node network (mode-nodes.ts): a
-// new pod answers at once from where its mode says (host-gw: the node and, through it, another
-// host; macvlan and ipvlan: another host on the node network, never their own node), and
-// StopPodSandbox + RemovePodSandbox leave the node as before.
+// node network namespace, asked for pod sandboxes over CRI as kubelet would, with a conflist at
+// cniVersion 1.0.0 (containerd 1.6's libcni knows no result version above it). One run per mode
+// this kernel can carry (mode-nodes.ts): host-gw, macvlan (ipvlan where the kernel has it) with
+// file IPAM on a node wired to a node network; ipip (ipipMode never: this kernel has no IPIP
+// device) on the first node of a 2-node lab, with cluster IPAM through its agent and BIRD on both
+// nodes. A new pod answers at once from where its mode says (host-gw: the node and, through it,
+// another host; macvlan and ipvlan: another host on the node network, never their own node; ipip:
+// its node and the other node, over the route BIRD learned), and StopPodSandbox +
+// RemovePodSandbox leave the node as before and its address free.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { uniquePrefix, treeSnapshot, inNetns, sh } from '../helpers/netns.ts';
-import { Scope, settledNodeState, linkNames, readJournal, reservations } from '../helpers/e2e.ts';
+import { Scope, settledNodeState, linkNames, readJournal } from '../helpers/e2e.ts';
 import { Containerd, containerdSkipReason } from '../helpers/containerd.ts';
 import { buildPauseImage, type PauseImage } from '../helpers/oci-image.ts';
 import { toConflist } from '../helpers/conflist.ts';
-import { modeNode, modeKernelSkipReason, type ModeNode } from '../helpers/mode-nodes.ts';
+import { modeNode, labModeNode, modeKernelSkipReason, type ModeNode } from '../helpers/mode-nodes.ts';
+import { labSkipReason } from '../helpers/lab.ts';
+import { bgpSkipReason } from '../helpers/bgp.ts';
+
+type MakeNode = (scope: Scope, tag: string, t: { after(fn: () => Promise<void>): void }) => Promise<ModeNode>;
+const wired = (mode: string): MakeNode => async (scope, tag) => modeNode(scope, mode, tag);
 
 /** The modes this kernel can carry pods of (ipvlan skips itself where the kernel has none). */
-const RUNTIME_MODES = ['host-gw', 'macvlan', 'ipvlan'];
+const RUNTIME_MODES: { mode: string; node: MakeNode; skip: () => string | null }[] = [
+  { mode: 'host-gw', node: wired('host-gw'), skip: () => null },
+  { mode: 'macvlan', node: wired('macvlan'), skip: () => null },
+  { mode: 'ipvlan', node: wired('ipvlan'), skip: () => modeKernelSkipReason('ipvlan') },
+  { mode: 'ipip', node: (_scope, _tag, t) => labModeNode('ipip', { 'ipip-mode': 'never' }, t), skip: () => labSkipReason() ?? bgpSkipReason() ?? null },
+];
 const PODS = 4;
 /** Fresh nodes whose first pod must answer at once: host-gw's is the issue 6 §2 regression. */
 const FRESH_NODES: Record<string, number> = { 'host-gw': 3 };
@@ -44,28 +57,35 @@ function withoutCursor(tree: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(tree).filter(([k]) => !k.endsWith('/last_reserved_ip.0')));
 }
 
+/** What the plugin keeps in the state dir: journals and locks (an agent's daemons keep their own
+ *  files there too, BIRD's log among them, which grows on its own). */
+function pluginState(tree: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(tree).filter(([k]) => k.startsWith('/journal') || k.startsWith('/locks')));
+}
+
 async function removePod(ctrd: Containerd, id: string): Promise<void> {
   await ctrd.cri.stopPodSandbox(id);
   await ctrd.cri.removePodSandbox(id);
 }
 
-/** The node as the before/after comparison sees it; the node's ARP entries on eth0 come from the
- *  test's own pings across the wire, not from the plugin, and go first. */
+/** The node as the before/after comparison sees it; its ARP entries on eth0 come from the test's
+ *  own pings across the wire (and a lab's agents talking to etcd), not from the plugin. */
 function nodeSnapshot(m: ModeNode) {
-  inNetns(m.node.name, ['ip', 'neigh', 'flush', 'dev', 'eth0']);
-  return { node: settledNodeState(m.node.name), state: treeSnapshot(m.node.stateDir), ipam: withoutCursor(treeSnapshot(m.node.ipamDir)) };
+  const node = settledNodeState(m.node.name);
+  node.neigh = (node.neigh as { dev?: string }[]).filter((n) => n.dev !== 'eth0');
+  return { node, state: pluginState(treeSnapshot(m.node.stateDir)), ipam: withoutCursor(treeSnapshot(m.node.ipamDir)) };
 }
 
 async function startRuntime(prefix: string, m: ModeNode, image: PauseImage, extra: Record<string, unknown> = {}): Promise<Containerd> {
   return Containerd.start({ prefix, nodeNs: m.node.name, conflist: toConflist(m.config({ cniVersion: '1.0.0', ...extra })), image });
 }
 
-for (const mode of RUNTIME_MODES) {
-  const skip = containerdSkipReason() ?? modeKernelSkipReason(mode) ?? undefined;
+for (const { mode, node: makeNode, skip: modeSkip } of RUNTIME_MODES) {
+  const skip = containerdSkipReason() ?? modeSkip() ?? undefined;
 
-  test(`containerd (CRI v1) runs pod sandboxes on testcni: ${mode}`, { skip, timeout: 120_000 }, async (t) => {
+  test(`containerd (CRI v1) runs pod sandboxes on testcni: ${mode}${mode === 'ipip' ? ' (ipipMode never, lab)' : ''}`, { skip, timeout: 120_000 }, async (t) => {
     const scope = new Scope(t, uniquePrefix('cd'));
-    const m = modeNode(scope, mode);
+    const m = await makeNode(scope, '', t);
     const { node } = m;
     const imageDir = mkdtempSync(join(tmpdir(), `${scope.prefix}-img-`));
     scope.defer(() => rmSync(imageDir, { recursive: true, force: true }));
@@ -96,7 +116,7 @@ for (const mode of RUNTIME_MODES) {
       const answered: boolean[] = [];
       const lateMs: number[] = [];
       for (let round = 0; round < fresh; round++) {
-        const f = modeNode(scope, mode, `f${round}`);
+        const f = await makeNode(scope, `f${round}`, t);
         const runtime = await startRuntime(`${scope.prefix}f${round}`, f, image);
         try {
           const id = await runtime.runPod({ name: 'first', uid: `${scope.prefix}-first-${round}`, namespace: 'testcni-e2e' });
@@ -147,10 +167,10 @@ for (const mode of RUNTIME_MODES) {
         const eth0 = JSON.parse(inPod(pod.pid, ['ip', '-d', '-j', 'addr', 'show', 'dev', 'eth0']).stdout)[0] as { addr_info: { family: string; local: string }[]; linkinfo?: { info_kind?: string } };
         assert.deepEqual(eth0.addr_info.filter((a) => a.family === 'inet').map((a) => a.local), [pod.ip], 'the pod netns holds exactly that address on eth0');
         assert.equal(eth0.linkinfo?.info_kind ?? null, m.podLinkKind ?? 'veth', `eth0 is a ${m.podLinkKind ?? 'veth'}`);
-        assert.equal(reservations(node)[pod.ip], `${pod.id}/eth0`, 'the file store reserves it for the sandbox');
+        assert.equal(m.reservation(pod.ip), `${pod.id}/eth0`, 'IPAM reserves it for the sandbox');
         const hostIf = m.hostIf(pod.id);
         if (hostIf) assert.ok(linkNames(node.name).includes(hostIf), 'the host veth is on the node');
-        assert.equal(inPod(pod.pid, ['ping', '-n', '-q', '-c', '1', '-W', '1', m.gateway], true).code, 0, 'the pod reaches its gateway');
+        assert.equal(inPod(pod.pid, ['ping', '-n', '-q', '-c', '1', '-W', '1', m.podReaches], true).code, 0, `the pod reaches ${m.podReaches}`);
         assert.equal(verbsDone(logFile, pod.id, 'ADD'), 1, 'containerd called ADD once');
       }
       // what the mode says cannot work (README, limits): asserted so the docs stay true
@@ -166,7 +186,7 @@ for (const mode of RUNTIME_MODES) {
         await ctrd.cri.stopPodSandbox(pod.id);
         assert.equal(verbsDone(logFile, pod.id, 'DEL'), 1, 'StopPodSandbox: one DEL');
         assert.equal(readJournal(node, pod.id), null, 'StopPodSandbox: no journal');
-        assert.equal(reservations(node)[pod.ip], undefined, 'StopPodSandbox: address released');
+        assert.equal(m.reservation(pod.ip), undefined, 'StopPodSandbox: address released');
         const hostIf = m.hostIf(pod.id);
         if (hostIf) assert.ok(!linkNames(node.name).includes(hostIf), 'StopPodSandbox: host veth gone');
         await ctrd.cri.removePodSandbox(pod.id);
@@ -180,7 +200,7 @@ for (const mode of RUNTIME_MODES) {
       assert.deepEqual(after.node, before.node, 'node links, addresses, routes, neighbours and iptables are as before');
       assert.deepEqual(after.state, before.state, 'state dir (journals, locks) as before');
       assert.deepEqual(after.ipam, before.ipam, 'IPAM dir as before (cursor aside)');
-      assert.equal(Object.keys(reservations(node)).length, 0, 'no reservation');
+      assert.deepEqual(pods.filter((p) => m.reservation(p.ip) !== undefined), [], 'no reservation');
     });
   });
 }

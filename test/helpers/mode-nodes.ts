@@ -3,10 +3,14 @@
 // plays another host on that network. Each mode says from where a new pod must answer at once
 // (host-gw: the node, and the wire through the node's route; macvlan, ipvlan: the wire, never
 // their own node) and what the node keeps of a pod (host-gw's veth; nothing for a child link).
+import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Scope } from './e2e.ts';
 import { inNetns, addNetns, delNetns, uniquePrefix, type TestNode } from './netns.ts';
 import { uplinkNode, WIRE } from './uplink.ts';
+import { testLab, etcdHandles } from './lab.ts';
 import { hostVethName } from '../../planner/names.ts';
+import type { LabState } from '../../lab/state.ts';
 
 export interface ModeNode {
   mode: string;
@@ -19,8 +23,9 @@ export interface ModeNode {
   reachFrom: string[];
   /** netns that, by the mode, cannot reach a pod at all (macvlan and ipvlan: the pod's own node) */
   cannotReach: string[];
-  /** the pod's gateway */
-  gateway: string;
+  /** an address a pod must reach: its gateway (host-gw, macvlan), the other node (ipip: its
+   *  gateway 169.254.1.1 is an address nobody holds, answered for by proxy ARP only) */
+  podReaches: string;
   /** the addresses pods get */
   podAddress: RegExp;
   /** the network config on this node; `extra` overrides its keys */
@@ -29,6 +34,19 @@ export interface ModeNode {
   hostIf(containerId: string, ifName?: string): string | null;
   /** the kind of the pod's interface (`ip -d link`'s info_kind), null for a veth */
   podLinkKind: string | null;
+  /** who holds an address in IPAM ("containerId/ifName"), or undefined */
+  reservation(ip: string): string | undefined;
+  /** the lab, for a node of one (agents, etcd, BIRD) */
+  lab?: LabState;
+}
+
+/** The node's file IPAM reservations of its network: ip -> "containerId/ifName". */
+function fileReservation(node: TestNode, ip: string): string | undefined {
+  try {
+    return readFileSync(join(node.ipamDir, String(node.config().name), ip), 'utf8').replace('\r\n', '/');
+  } catch {
+    return undefined;
+  }
 }
 
 const CHILD_MODES = new Set(['macvlan', 'ipvlan']);
@@ -42,11 +60,12 @@ export function modeNode(scope: Scope, mode: string, tag = ''): ModeNode {
       ...base,
       reachFrom: [up.wire],
       cannotReach: [up.node.name],
-      gateway: WIRE.gateway,
+      podReaches: WIRE.gateway,
       podAddress: /^198\.18\.0\.(1[01]\d|120)$/, // uplinkNode's range
       config: (extra = {}) => up.config(extra),
       hostIf: () => null,
       podLinkKind: mode,
+      reservation: (ip) => fileReservation(up.node, ip),
     };
   }
   if (mode !== 'host-gw') throw new Error(`modeNode: no recipe for mode ${mode}`);
@@ -56,11 +75,54 @@ export function modeNode(scope: Scope, mode: string, tag = ''): ModeNode {
     ...base,
     reachFrom: [up.node.name, up.wire],
     cannotReach: [],
-    gateway: '10.244.0.1',
+    podReaches: '10.244.0.1',
     podAddress: /^10\.244\.0\.\d+$/,
     config: (extra = {}) => up.node.config(extra),
     hostIf: (containerId, ifName = 'eth0') => hostVethName(containerId, ifName),
     podLinkKind: null,
+    reservation: (ip) => fileReservation(up.node, ip),
+  };
+}
+
+/**
+ * The first node of a 2-node lab (lab/: underlay, etcd, an agent per node, and for ipip a BIRD
+ * per node) as a ModeNode: the network is the conflist its agent wrote (cluster IPAM through
+ * it), at cniVersion 1.0.0; a new pod must answer its own node and the other node at once (the
+ * other node routes the first one's block: over BGP for ipip). `lab down` with the scope.
+ */
+export async function labModeNode(mode: string, modeOptions: Record<string, string>, t: { after(fn: () => Promise<void>): void }): Promise<ModeNode> {
+  const lab = testLab('lm', mode, modeOptions);
+  t.after(() => lab.down());
+  const up = await lab.up(2, 0);
+  const s = up.state;
+  const [n1, n2] = s.nodes as [typeof s.nodes[0], typeof s.nodes[0]];
+  const conflist = JSON.parse(readFileSync(join(n1.confDir, readdirSync(n1.confDir)[0]!), 'utf8')) as { name: string; plugins: Record<string, unknown>[] };
+  const ipamDir = join(n1.dir, 'no-file-ipam');
+  mkdirSync(ipamDir, { recursive: true });
+  const node: TestNode = {
+    name: n1.netns,
+    dir: n1.dir,
+    stateDir: n1.stateDir,
+    ipamDir,
+    config: (extra = {}) => ({ ...conflist.plugins[0], cniVersion: '1.0.0', name: conflist.name, ...extra }),
+    cleanup: () => undefined,
+  };
+  const block = up.statuses.get(n1.name)!.block!;
+  const prefix = block.split('.').slice(0, 3).join('\\.');
+  return {
+    mode,
+    node,
+    wire: s.underlay.netns,
+    nodeIp: n1.underlayIp,
+    reachFrom: [n1.netns, n2.netns],
+    cannotReach: [],
+    podReaches: mode === 'ipip' ? n2.underlayIp : block.replace(/\.0\/\d+$/, '.1'),
+    podAddress: new RegExp(`^${prefix}\\.\\d+$`),
+    config: node.config,
+    hostIf: (containerId, ifName = 'eth0') => hostVethName(containerId, ifName),
+    podLinkKind: null,
+    reservation: (ip) => Object.entries(etcdHandles(s)).find(([, a]) => a === ip)?.[0],
+    lab: s,
   };
 }
 

@@ -17,6 +17,7 @@ import { manifestOptions } from '../../install/manifests-cli.ts';
 import { loadAgentConfig } from '../../agent/config.ts';
 import { checkConflist } from '../../install/conflist.ts';
 import { MODES } from '../../planner/registry.ts';
+import { NODE_SECRETS_DIR } from '../../install/manifests.ts';
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -197,6 +198,11 @@ const MODE_SAMPLES: Record<string, { clusterSubnet: string; networkConfig: Recor
     networkConfig: { macvlan: { master: 'eth0', mode: 'bridge' }, ipam: { rangeStart: '192.168.1.200', rangeEnd: '192.168.1.250', gateway: '192.168.1.1' } },
     bad: [{ macvlan: { mode: 'bridged' } }, /macvlan\.mode/],
   },
+  ipip: {
+    clusterSubnet: '10.244.0.0/16',
+    networkConfig: { bgp: { ipipMode: 'crossSubnet', asn: 64600, externalPeers: [{ address: '10.0.0.1', asn: 65000 }] } },
+    bad: [{ bgp: { ipipMode: 'sometimes' } }, /bgp\.ipipMode/],
+  },
   ipvlan: {
     clusterSubnet: '192.168.1.0/24',
     networkConfig: { ipvlan: { master: 'eth0', mode: 'l3' }, ipam: { rangeStart: '192.168.1.200', rangeEnd: '192.168.1.250' } },
@@ -285,4 +291,20 @@ test('--mode and --network-config reach the options; an unknown mode is refused'
     rmSync(dir, { recursive: true, force: true });
   }
   assert.throws(() => renderManifests(options({ mode: 'vxlan2' })), (e: Error) => e instanceof ManifestError && /mode "vxlan2" is not one of/.test(e.message));
+});
+
+test('ipip with BGP passwords: the files must be in the node-secrets dir; the operator\'s Secret is mounted there, each key named', () => {
+  const bgp = { ipipMode: 'never', meshPasswordFile: `${NODE_SECRETS_DIR}/mesh`, externalPeers: [{ address: '10.0.0.1', asn: 65000, passwordFile: `${NODE_SECRETS_DIR}/tor` }] };
+  const objs = parseAndValidate(renderManifests(options({ mode: 'ipip', networkConfig: { bgp } })));
+  const pod = byKind(objs, 'DaemonSet').spec.template.spec;
+  const vol = pod.volumes.find((v: Obj) => v.name === 'node-secrets');
+  assert.deepEqual(vol.secret, { secretName: 'testcni-node-secrets', defaultMode: 256, items: [{ key: 'mesh', path: 'mesh' }, { key: 'tor', path: 'tor' }] });
+  const m = pod.containers[0].volumeMounts.find((x: Obj) => x.name === 'node-secrets');
+  assert.deepEqual([m.mountPath, m.readOnly], [NODE_SECRETS_DIR, true]);
+  assert.ok(!pod.initContainers[0].volumeMounts.some((x: Obj) => x.name === 'node-secrets'), 'not for the install sidecar');
+  assert.ok(!byKind(objs, 'ConfigMap').data['agent.yaml'].includes('password:'), 'no password in the ConfigMap, only file names');
+  assert.equal(parseAndValidate(renderManifests(options({ mode: 'ipip', networkConfig: { bgp: { ipipMode: 'never' } } }))).find((o) => o.kind === 'DaemonSet')!
+    .spec.template.spec.volumes.some((v: Obj) => v.name === 'node-secrets'), false, 'no passwords, no Secret');
+  assert.throws(() => renderManifests(options({ mode: 'ipip', networkConfig: { bgp: { meshPasswordFile: '/root/mesh' } } })),
+    (e: Error) => e instanceof ManifestError && /meshPasswordFile|mesh.*must be a file in \/etc\/testcni\/secrets/.test(e.message));
 });

@@ -22,6 +22,14 @@ export const ipip: ModeDefinition<'ipip', IpipConfig> = {
   planAdd,
   resultOf,
   node: nodePlanner,
+  deploy: {
+    capabilities: [
+      { name: 'NET_ADMIN', why: 'the blackhole of the node\'s block, the tunnel, the forwarding sysctls, and BIRD\'s kernel routes' },
+      { name: 'NET_BIND_SERVICE', why: 'BIRD listens for BGP on TCP port 179' },
+    ],
+    programs: [{ name: 'bird', package: 'bird2', why: 'the agent runs BIRD for BGP (bird, birdc)' }],
+    netSysctls: 'forwarding on the uplink and the tunnel (node plan)',
+  },
   labUnsupported: null,
   lab: {
     flags: [{ name: 'ipip-mode', values: IPIP_MODES, default: 'always', description: 'bgp.ipipMode of the nodes: always, crossSubnet or never (plain routing, no tunnel)' }],

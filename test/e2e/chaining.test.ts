@@ -11,10 +11,12 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { rootSkipReason, uniquePrefix, inNetns, treeSnapshot } from '../helpers/netns.ts';
-import { Scope, settledNodeState, reservations, readJournal, linkNames, BRIDGE } from '../helpers/e2e.ts';
+import { rootSkipReason, uniquePrefix, inNetns } from '../helpers/netns.ts';
+import { Scope, readJournal, linkNames, BRIDGE } from '../helpers/e2e.ts';
 import { ConflistRunner, ChainError, makeBinDir, toConflist, REFERENCE_CNI_DIR, type Attachment } from '../helpers/conflist.ts';
-import { modeNode, modeKernelSkipReason, type ModeNode } from '../helpers/mode-nodes.ts';
+import { modeNode, labModeNode, modeKernelSkipReason, modeNodeState, type ModeNode } from '../helpers/mode-nodes.ts';
+import { labSkipReason } from '../helpers/lab.ts';
+import { bgpSkipReason } from '../helpers/bgp.ts';
 
 const CHAINED = ['portmap', 'bandwidth', 'tuning'];
 const missing = CHAINED.find((p) => !existsSync(join(REFERENCE_CNI_DIR, p)));
@@ -38,11 +40,7 @@ function qdiscs(ns: string): Json[] {
 }
 
 function snapshot(m: ModeNode) {
-  const { node } = m;
-  // the client's ARP entry, from the test's own connections, is not the plugins' state
-  inNetns(node.name, ['ip', 'neigh', 'flush', 'dev', 'eth0']);
-  const tree = (dir: string) => Object.fromEntries(Object.entries(treeSnapshot(dir)).filter(([k]) => !k.endsWith('/last_reserved_ip.0')));
-  return { node: settledNodeState(node.name), qdiscs: qdiscs(node.name), state: tree(node.stateDir), ipam: tree(node.ipamDir) };
+  return { ...modeNodeState(m), qdiscs: qdiscs(m.node.name) };
 }
 
 /** Starts a TCP server in the pod's netns that answers every connection with `token`. */
@@ -131,9 +129,17 @@ function checkChain(t: { diagnostic(m: string): void }, chain: ConflistRunner, a
   assert.equal(stoppedAt, portmap && portmap.code !== 0 ? 'portmap' : null, 'a libcni-style CHECK fails only where portmap does');
 }
 
-test('host-gw: testcni + portmap + bandwidth + tuning: ADD, CHECK, DEL like libcni (cniVersion 1.0.0)', { skip, timeout: 90_000 }, async (t) => {
+/** The veth modes, each on its node: host-gw wired to a node network (file IPAM); ipip (ipipMode
+ *  never: this kernel has no IPIP device) on the first node of a 2-node lab, with its agent and
+ *  BIRD, cluster IPAM. */
+const VETH_MODES: { mode: string; skip: string | undefined; node(scope: Scope, t: { after(fn: () => Promise<void>): void }): Promise<ModeNode> }[] = [
+  { mode: 'host-gw', skip, node: async (scope) => modeNode(scope, 'host-gw') },
+  { mode: 'ipip', skip: skip ?? labSkipReason() ?? bgpSkipReason(), node: (_scope, t) => labModeNode('ipip', { 'ipip-mode': 'never' }, t) },
+];
+
+for (const { mode, skip: modeSkip, node: makeNode } of VETH_MODES) test(`${mode}${mode === 'ipip' ? ' (never, lab)' : ''}: testcni + portmap + bandwidth + tuning: ADD, CHECK, DEL like libcni (cniVersion 1.0.0)`, { skip: modeSkip, timeout: 90_000 }, async (t) => {
   const scope = new Scope(t, uniquePrefix('ch'));
-  const m = modeNode(scope, 'host-gw');
+  const m = await makeNode(scope, t);
   const { node } = m;
   // another host on the node's network (the wire): the client of the port mapping
   const client = m.wire;
@@ -198,9 +204,9 @@ test('host-gw: testcni + portmap + bandwidth + tuning: ADD, CHECK, DEL like libc
     assert.deepEqual(after.state, before.state, 'no journal');
     assert.deepEqual(after.ipam, before.ipam, 'no reservation');
     assert.equal(readJournal(node, att.containerId), null);
-    assert.deepEqual(reservations(node), {});
+    assert.equal(m.reservation(podIp), undefined, 'the address is free');
     assert.ok(!linkNames(node.name).includes(hostVeth));
-    assert.ok(linkNames(node.name).includes(BRIDGE), 'the bridge (node scope) stays');
+    if (mode === 'host-gw') assert.ok(linkNames(node.name).includes(BRIDGE), 'the bridge (node scope) stays');
     assert.equal(chain.cachedResult(att), null, 'the cached result is gone');
     assert.notEqual(fetchFrom(client, NODE_IP, HOST_PORT), 'hello from the pod', 'the port mapping is gone');
   });
@@ -256,7 +262,7 @@ for (const mode of ['macvlan', 'ipvlan']) {
       assert.deepEqual(after.qdiscs, before.qdiscs, 'tc qdiscs as before');
       assert.deepEqual(after.state, before.state, 'no journal');
       assert.deepEqual(after.ipam, before.ipam, 'no reservation');
-      assert.deepEqual(reservations(m.node), {});
+      assert.equal(m.reservation(podIp), undefined, 'the address is free');
       assert.equal(chain.cachedResult(att), null, 'the cached result is gone');
       assert.deepEqual(linkNames(pod.name), ['lo'], 'the child is gone from the pod');
     });

@@ -13,12 +13,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { uniquePrefix, treeSnapshot, inNetns, sh } from '../helpers/netns.ts';
-import { Scope, settledNodeState, linkNames, readJournal } from '../helpers/e2e.ts';
+import { uniquePrefix, inNetns, sh } from '../helpers/netns.ts';
+import { Scope, linkNames, readJournal } from '../helpers/e2e.ts';
 import { Containerd, containerdSkipReason } from '../helpers/containerd.ts';
 import { buildPauseImage, type PauseImage } from '../helpers/oci-image.ts';
 import { toConflist } from '../helpers/conflist.ts';
-import { modeNode, labModeNode, modeKernelSkipReason, type ModeNode } from '../helpers/mode-nodes.ts';
+import { modeNode, labModeNode, modeKernelSkipReason, modeNodeState, type ModeNode } from '../helpers/mode-nodes.ts';
 import { labSkipReason } from '../helpers/lab.ts';
 import { bgpSkipReason } from '../helpers/bgp.ts';
 
@@ -53,27 +53,9 @@ function verbsDone(logFile: string, containerId: string, verb: string): number {
     .filter((l) => l.containerId === containerId && l.msg === `${verb} done`).length;
 }
 
-function withoutCursor(tree: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(tree).filter(([k]) => !k.endsWith('/last_reserved_ip.0')));
-}
-
-/** What the plugin keeps in the state dir: journals and locks (an agent's daemons keep their own
- *  files there too, BIRD's log among them, which grows on its own). */
-function pluginState(tree: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(tree).filter(([k]) => k.startsWith('/journal') || k.startsWith('/locks')));
-}
-
 async function removePod(ctrd: Containerd, id: string): Promise<void> {
   await ctrd.cri.stopPodSandbox(id);
   await ctrd.cri.removePodSandbox(id);
-}
-
-/** The node as the before/after comparison sees it; its ARP entries on eth0 come from the test's
- *  own pings across the wire (and a lab's agents talking to etcd), not from the plugin. */
-function nodeSnapshot(m: ModeNode) {
-  const node = settledNodeState(m.node.name);
-  node.neigh = (node.neigh as { dev?: string }[]).filter((n) => n.dev !== 'eth0');
-  return { node, state: pluginState(treeSnapshot(m.node.stateDir)), ipam: withoutCursor(treeSnapshot(m.node.ipamDir)) };
 }
 
 async function startRuntime(prefix: string, m: ModeNode, image: PauseImage, extra: Record<string, unknown> = {}): Promise<Containerd> {
@@ -140,7 +122,7 @@ for (const { mode, node: makeNode, skip: modeSkip } of RUNTIME_MODES) {
     // return to this.
     const warm = await runPod();
     await removePod(ctrd, warm);
-    const before = nodeSnapshot(m);
+    const before = modeNodeState(m);
     const pods: { id: string; ip: string; pid: number }[] = [];
 
     await t.test(`RunPodSandbox: each of ${PODS} pods gets its address from testcni and is reached at once from ${m.reachFrom.length > 1 ? 'the node and another host' : 'another host on the node network'}`, async () => {
@@ -196,7 +178,7 @@ for (const { mode, node: makeNode, skip: modeSkip } of RUNTIME_MODES) {
       assert.deepEqual(ctrd.netnsMounts(), [], 'no netns mount left');
       assert.deepEqual(ctrd.netnsFiles(), [], 'no netns file left');
       assert.deepEqual(ctrd.cniCacheFiles(), [], 'no libcni cache entry left (every DEL succeeded)');
-      const after = nodeSnapshot(m);
+      const after = modeNodeState(m);
       assert.deepEqual(after.node, before.node, 'node links, addresses, routes, neighbours and iptables are as before');
       assert.deepEqual(after.state, before.state, 'state dir (journals, locks) as before');
       assert.deepEqual(after.ipam, before.ipam, 'IPAM dir as before (cursor aside)');

@@ -5,8 +5,8 @@
 // their own node) and what the node keeps of a pod (host-gw's veth; nothing for a child link).
 import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Scope } from './e2e.ts';
-import { inNetns, addNetns, delNetns, uniquePrefix, type TestNode } from './netns.ts';
+import { settledNodeState, type Scope } from './e2e.ts';
+import { inNetns, addNetns, delNetns, uniquePrefix, treeSnapshot, type TestNode } from './netns.ts';
 import { uplinkNode, WIRE } from './uplink.ts';
 import { testLab, etcdHandles } from './lab.ts';
 import { hostVethName } from '../../planner/names.ts';
@@ -149,4 +149,21 @@ export function kernelHasLinkType(type: string): boolean {
 export function modeKernelSkipReason(mode: string): string | null {
   if (!CHILD_MODES.has(mode) || kernelHasLinkType(mode)) return null;
   return `this kernel has no ${mode} (\`ip link add … type ${mode}\`: Unknown device type); ${mode} pods are proven in the emulated VM instead (test/e2e/vm-datapath.test.ts)`;
+}
+
+/**
+ * The node as before/after comparisons see it: its kernel state without the ARP entries on eth0
+ * (the test's own traffic across the wire, a lab's agents talking to etcd), the plugin's files in
+ * the state dir (journals, locks: an agent's daemons keep files there too, BIRD's growing log
+ * among them), and the IPAM dir without its cursor.
+ */
+export function modeNodeState(m: ModeNode): { node: Record<string, unknown>; state: Record<string, string>; ipam: Record<string, string> } {
+  const node = settledNodeState(m.node.name);
+  node.neigh = (node.neigh as { dev?: string }[]).filter((n) => n.dev !== 'eth0');
+  const pick = (tree: Record<string, string>, keep: (k: string) => boolean) => Object.fromEntries(Object.entries(tree).filter(([k]) => keep(k)));
+  return {
+    node,
+    state: pick(treeSnapshot(m.node.stateDir), (k) => k.startsWith('/journal') || k.startsWith('/locks')),
+    ipam: pick(treeSnapshot(m.node.ipamDir), (k) => !k.endsWith('/last_reserved_ip.0')),
+  };
 }

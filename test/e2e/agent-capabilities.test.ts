@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { rootSkipReason, uniquePrefix, inNetns, NETNS_DIR, PLUGIN, toolPath } from '../helpers/netns.ts';
+import { rootSkipReason, uniquePrefix, inNetns, addNetns, delNetns, NETNS_DIR, PLUGIN, toolPath } from '../helpers/netns.ts';
 import { Scope, cni, show } from '../helpers/e2e.ts';
 import { modeNode, type ModeNode } from '../helpers/mode-nodes.ts';
 import { PrivateMountNs } from '../helpers/mount-ns.ts';
@@ -19,6 +19,8 @@ import { startDaemon } from '../../executor/runner.ts';
 import { AgentStore } from '../../ipam/agent-store.ts';
 import { renderManifests, MANIFEST_DEFAULTS, type ManifestOptions } from '../../install/manifests.ts';
 import type { AgentStatus } from '../../ipam/agent-protocol.ts';
+import { LAB_TIMERS } from '../../planner/modes/ipip/index.ts';
+import { bgpSkipReason } from '../helpers/bgp.ts';
 
 const skip = rootSkipReason(['setpriv', 'etcdctl', 'ping']) ?? etcdAvailable() ?? undefined;
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -27,6 +29,8 @@ type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-exp
 const SAMPLES: Record<string, Pick<ManifestOptions, 'clusterSubnet' | 'networkConfig'>> = {
   'host-gw': { clusterSubnet: '10.244.0.0/16', networkConfig: {} },
   macvlan: { clusterSubnet: '198.18.0.0/24', networkConfig: { macvlan: { master: 'eth0' }, ipam: { rangeStart: '198.18.0.100', rangeEnd: '198.18.0.120', gateway: '198.18.0.1' } } },
+  // this kernel has no IPIP device: never; the lab's short BGP timers
+  ipip: { clusterSubnet: '10.244.0.0/16', networkConfig: { bgp: { ipipMode: 'never', timers: LAB_TIMERS } } },
 };
 
 function rendered(mode: string): { agentYaml: string; conflist: Obj; caps: string[]; noNewPrivs: boolean; mounts: Record<string, string> } {
@@ -51,7 +55,23 @@ function rendered(mode: string): { agentYaml: string; conflist: Obj; caps: strin
 interface Run {
   status(): Promise<AgentStatus>;
   socket: string;
+  /** the agent's own dir: its socket's, so its daemons' run dir (BIRD's control socket) */
+  dir: string;
   stop(): Promise<void>;
+}
+
+interface AgentRun {
+  mode: string;
+  agentYaml: string;
+  /** the DaemonSet's capabilities, in a container-like mount namespace; null: a plain root
+   *  process in the node (another node of the test) */
+  caps: string[] | null;
+  noNewPrivs?: boolean;
+  /** the agent.yaml's procSys, as seen in the container (mapped under its root), or null to run
+   *  without the mount (the container's own read-only /proc/sys) */
+  procSys?: string | null;
+  /** another node than the ModeNode's (netns name, registry name, underlay address) */
+  node?: { netns: string; name: string; ip: string };
 }
 
 async function until<T>(what: string, ms: number, probe: () => Promise<T | null>): Promise<T> {
@@ -64,16 +84,16 @@ async function until<T>(what: string, ms: number, probe: () => Promise<T | null>
   }
 }
 
-/** Sets up the node (etcd, a container-like mount namespace) and returns a starter of agents. */
-async function cluster(scope: Scope, m: ModeNode, t: { after(fn: () => Promise<void> | void): void }) {
+/** Sets up etcd (in the node, or another netns at `etcdAt`) and a container-like mount
+ *  namespace, and returns a starter of agents. */
+async function cluster(scope: Scope, m: ModeNode, t: { after(fn: () => Promise<void> | void): void }, etcdAt = { netns: m.node.name, host: '127.0.0.1' }) {
   const pids: number[] = [];
   t.after(async () => {
     for (const pid of pids.reverse()) await stopPid(pid);
   });
-  const nodeNs = join(NETNS_DIR, m.node.name);
   const etcdDir = join(m.node.dir, 'etcd');
   mkdirSync(etcdDir);
-  const etcd = await startEtcd({ netns: nodeNs, host: '127.0.0.1', clientPort: 2379, peerPort: 2380, dir: etcdDir, onStart: (pid) => pids.push(pid) });
+  const etcd = await startEtcd({ netns: join(NETNS_DIR, etcdAt.netns), host: etcdAt.host, clientPort: 2379, peerPort: 2380, dir: etcdDir, onStart: (pid) => pids.push(pid) });
   // A container's view: the node's /proc/sys/net where the DaemonSet mounts it (under a dir of
   // the test's, standing for the container's root), then its own /proc/sys read-only.
   const root = join(m.node.dir, 'container');
@@ -84,37 +104,44 @@ async function cluster(scope: Scope, m: ModeNode, t: { after(fn: () => Promise<v
   mnt.run(['mount', '--bind', '/proc/sys', '/proc/sys']);
   mnt.run(['mount', '-o', 'remount,bind,ro', '/proc/sys']);
   let n = 0;
-  /** `procSys`: the agent.yaml's path, as seen in the container (mapped under `root`), or null to
-   *  run without the mount (the container's own read-only /proc/sys). */
-  const start = async (mode: string, caps: string[], noNewPrivs: boolean, agentYaml: string, procSys: string | null = null): Promise<Run> => {
+  const start = async (a: AgentRun): Promise<Run> => {
     const dir = join(m.node.dir, `agent${n++}`);
     mkdirSync(dir);
-    writeFileSync(join(dir, 'agent.yaml'), agentYaml);
+    writeFileSync(join(dir, 'agent.yaml'), a.agentYaml);
     const socket = join(dir, 'agent.sock');
-    const bounding = ['-all', ...caps.map((c) => `+${c.toLowerCase()}`)].join(',');
-    const argv = mnt.enter([toolPath('setpriv')!, ...(noNewPrivs ? ['--no-new-privs'] : []), '--bounding-set', bounding, '--inh-caps', '-all', '--',
-      process.execPath, PLUGIN, 'agent', '--config', join(dir, 'agent.yaml'), '--node-name', 'n1', '--underlay-ip', m.nodeIp,
+    const node = a.node ?? { netns: m.node.name, name: 'n1', ip: m.nodeIp };
+    const agent = [process.execPath, PLUGIN, 'agent', '--config', join(dir, 'agent.yaml'), '--node-name', node.name, '--underlay-ip', node.ip,
       '--etcd-endpoints', etcd.endpoint, '--etcd-prefix', `/${scope.prefix}`, '--socket', socket, '--state-dir', join(dir, 'state'),
-      '--metrics-address', 'off', '--lease-ttl', '5', '--resync', '1', '--proc-sys', procSys ? join(root, procSys) : '/proc/sys'], nodeNs);
-    const pid = await startDaemon([toolPath('nsenter')!, ...argv.slice(1)], { logFile: join(dir, 'agent.log') });
+      '--metrics-address', 'off', '--lease-ttl', '5', '--resync', '1'];
+    const nodeNs = join(NETNS_DIR, node.netns);
+    let argv: string[];
+    if (a.caps === null) argv = [toolPath('nsenter')!, `--net=${nodeNs}`, '--', ...agent];
+    else {
+      const bounding = ['-all', ...a.caps.map((c) => `+${c.toLowerCase()}`)].join(',');
+      const inside = mnt.enter([toolPath('setpriv')!, ...(a.noNewPrivs ? ['--no-new-privs'] : []), '--bounding-set', bounding, '--inh-caps', '-all', '--',
+        ...agent, '--proc-sys', a.procSys ? join(root, a.procSys) : '/proc/sys'], nodeNs);
+      argv = [toolPath('nsenter')!, ...inside.slice(1)];
+    }
+    const pid = await startDaemon(argv, { logFile: join(dir, 'agent.log') });
     pids.push(pid);
     const store = new AgentStore(socket, 2000);
     const run: Run = {
       socket,
+      dir,
       status: () => store.agentStatus(),
       stop: async () => {
         await stopPid(pid);
         pids.splice(pids.indexOf(pid), 1);
       },
     };
-    await until(`the ${mode} agent to be ready (log: ${join(dir, 'agent.log')})`, 20_000, async () => ((await run.status()).ready ? true : null))
+    await until(`the ${a.mode} agent to be ready (log: ${join(dir, 'agent.log')})`, 20_000, async () => ((await run.status()).ready ? true : null))
       .catch((e) => {
         throw new Error(`${(e as Error).message}\n${readFileSync(join(dir, 'agent.log'), 'utf8').slice(-1500)}`);
       });
     return run;
   };
   const etcdPut = (key: string, value: unknown) =>
-    inNetns(m.node.name, ['etcdctl', '--endpoints', etcd.endpoint, 'put', `/${scope.prefix}/${key}`, JSON.stringify(value)]);
+    inNetns(etcdAt.netns, ['etcdctl', '--endpoints', etcd.endpoint, 'put', `/${scope.prefix}/${key}`, JSON.stringify(value)]);
   return { start, etcdPut };
 }
 
@@ -134,7 +161,7 @@ test('host-gw: the agent with the DaemonSet\'s capability and mounts keeps route
   assert.deepEqual([sysctl('net.ipv4.conf.eth0.forwarding'), sysctl('net.ipv4.conf.all.send_redirects')], ['0', '1']);
 
   // The controls first, each on the node as it is: no capability beyond none ...
-  const weak = await c.start('host-gw', [], r.noNewPrivs, r.agentYaml, procSys);
+  const weak = await c.start({ mode: 'host-gw', caps: [], noNewPrivs: r.noNewPrivs, agentYaml: r.agentYaml, procSys });
   c.etcdPut('nodes/n2', { name: 'n2', underlayIp: '198.18.0.12', block: '10.244.200.0/24' });
   const denied = await until('a failed reconcile without NET_ADMIN', 15_000, async () => {
     const st = await weak.status();
@@ -144,7 +171,7 @@ test('host-gw: the agent with the DaemonSet\'s capability and mounts keeps route
   assert.deepEqual(routes(), [], 'no route without NET_ADMIN');
   await weak.stop();
   // ... and no mount: the container's own /proc/sys is read-only (the manifests before this one)
-  const noMount = await c.start('host-gw', r.caps, r.noNewPrivs, r.agentYaml, null);
+  const noMount = await c.start({ mode: 'host-gw', caps: r.caps, noNewPrivs: r.noNewPrivs, agentYaml: r.agentYaml, procSys: null });
   const erofs = await until('a reconcile that cannot write sysctls', 15_000, async () => {
     const st = await noMount.status();
     return st.lastReconcile && !st.lastReconcile.ok ? st : null;
@@ -154,7 +181,7 @@ test('host-gw: the agent with the DaemonSet\'s capability and mounts keeps route
   await noMount.stop();
 
   // As deployed: converged, the route in, forwarding on, redirects off.
-  const agent = await c.start('host-gw', r.caps, r.noNewPrivs, r.agentYaml, procSys);
+  const agent = await c.start({ mode: 'host-gw', caps: r.caps, noNewPrivs: r.noNewPrivs, agentYaml: r.agentYaml, procSys });
   await until('the route to n2\'s block', 15_000, async () => (routes().some((x) => x.dst === '10.244.200.0/24' && x.gateway === '198.18.0.12') ? true : null));
   let last: AgentStatus | null = null;
   const s = await until('a converged agent', 10_000, async () => {
@@ -172,7 +199,7 @@ test('macvlan: the agent with no capability at all serves IPAM from the shared r
   const r = rendered('macvlan');
   assert.deepEqual(r.caps, [], 'the DaemonSet grants macvlan\'s agent nothing');
   const c = await cluster(scope, m, t);
-  const agent = await c.start('macvlan', r.caps, r.noNewPrivs, r.agentYaml);
+  const agent = await c.start({ mode: 'macvlan', caps: r.caps, noNewPrivs: r.noNewPrivs, agentYaml: r.agentYaml });
   const s = await agent.status();
   assert.equal(s.mode, 'macvlan');
   assert.ok(s.converged, JSON.stringify(s.lastReconcile));
@@ -189,4 +216,44 @@ test('macvlan: the agent with no capability at all serves IPAM from the shared r
   assert.equal(del.code, 0, show(del));
   assert.equal((await agent.status()).ipam?.used, 0, 'released');
   await agent.stop();
+});
+
+test('ipip (never): BIRD under the agent with the DaemonSet\'s capabilities peers and installs routes; without NET_BIND_SERVICE it cannot listen', { skip: skip ?? bgpSkipReason(), timeout: 120_000 }, async (t) => {
+  const scope = new Scope(t, uniquePrefix('ac'));
+  const m = modeNode(scope, 'ipip');
+  const r = rendered('ipip');
+  assert.deepEqual(r.caps, ['NET_ADMIN', 'NET_BIND_SERVICE'], 'what the DaemonSet grants ipip\'s agent');
+  assert.equal(r.mounts['/host/proc/sys/net'], '/proc/sys/net');
+  const procSys = (parseAllDocuments(r.agentYaml) as unknown as { toJS(): Obj }[])[0]!.toJS().procSys as string;
+  // a second node on the wire, whose agent and BIRD run as plain root processes
+  const n2 = `${scope.prefix}n2`;
+  addNetns(n2);
+  scope.defer(() => delNetns(n2));
+  inNetns(m.wire, ['ip', 'link', 'add', 'up2', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', n2]);
+  inNetns(m.wire, ['ip', 'link', 'set', 'up2', 'master', 'br0', 'up']);
+  inNetns(n2, ['ip', '-batch', '-'], { input: 'link set lo up\nlink set eth0 up\naddr add 198.18.0.12/24 dev eth0\nroute add default via 198.18.0.1\n' });
+  const c = await cluster(scope, m, t, { netns: m.wire, host: '198.18.0.1' });
+  const other = await c.start({ mode: 'ipip', caps: null, agentYaml: r.agentYaml, node: { netns: n2, name: 'n2', ip: '198.18.0.12' } });
+  const block2 = (await other.status()).block!;
+  const routes = (ns: string, ...filter: string[]) => JSON.parse(inNetns(ns, ['ip', '-j', 'route', 'show', ...filter]).stdout || '[]') as { dst: string; type?: string }[];
+  const birdc = (run: Run, ...args: string[]) => inNetns(m.node.name, ['birdc', '-s', join(run.dir, 'bird.ctl'), ...args], { allowFail: true }).stdout;
+
+  // The control: without NET_BIND_SERVICE, BIRD cannot open its BGP port, and no session comes up.
+  const noBind = await c.start({ mode: 'ipip', caps: r.caps.filter((x) => x !== 'NET_BIND_SERVICE'), noNewPrivs: r.noNewPrivs, agentYaml: r.agentYaml, procSys });
+  await until('BIRD to report it has no listening socket', 20_000, async () => (/No listening socket/.test(birdc(noBind, 'show', 'protocols', 'all')) ? true : null))
+    .catch((e) => assert.fail(`${(e as Error).message}: ${birdc(noBind, 'show', 'protocols', 'all')}`));
+  assert.ok(!routes(m.node.name, 'proto', 'bird').some((x) => x.dst === block2), 'no route learned');
+  await noBind.stop();
+
+  // As deployed: sessions up, each node routes the other's block, n1 holds its blackhole.
+  const agent = await c.start({ mode: 'ipip', caps: r.caps, noNewPrivs: r.noNewPrivs, agentYaml: r.agentYaml, procSys });
+  const block1 = (await agent.status()).block!;
+  await until('each node to learn the other\'s block over BGP', 20_000, async () =>
+    (routes(m.node.name, 'proto', 'bird').some((x) => x.dst === block2) && routes(n2, 'proto', 'bird').some((x) => x.dst === block1) ? true : null))
+    .catch((e) => assert.fail(`${(e as Error).message}: ${birdc(agent, 'show', 'protocols', 'all')}`));
+  assert.ok(routes(m.node.name, 'type', 'blackhole').some((x) => x.dst === block1), 'n1\'s blackhole, made by its agent');
+  assert.match(birdc(agent, 'show', 'protocols'), /Established/);
+  assert.equal(inNetns(m.node.name, ['sysctl', '-n', 'net.ipv4.conf.eth0.forwarding']).stdout.trim(), '1', 'forwarding set through the mount');
+  await agent.stop();
+  await other.stop();
 });

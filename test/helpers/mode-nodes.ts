@@ -68,16 +68,17 @@ export function modeNode(scope: Scope, mode: string, tag = ''): ModeNode {
       reservation: (ip) => fileReservation(up.node, ip),
     };
   }
-  if (mode !== 'host-gw') throw new Error(`modeNode: no recipe for mode ${mode}`);
+  if (mode !== 'host-gw' && mode !== 'ipip') throw new Error(`modeNode: no recipe for mode ${mode}`);
   // the wire reaches the node's pods through the node, as another node's route would
   inNetns(up.wire, ['ip', 'route', 'add', '10.244.0.0/16', 'via', WIRE.node]);
   return {
     ...base,
     reachFrom: [up.node.name, up.wire],
     cannotReach: [],
-    podReaches: '10.244.0.1',
+    // ipip's gateway 169.254.1.1 is an address nobody holds (proxy ARP answers for it)
+    podReaches: mode === 'ipip' ? WIRE.gateway : '10.244.0.1',
     podAddress: /^10\.244\.0\.\d+$/,
-    config: (extra = {}) => up.node.config(extra),
+    config: (extra = {}) => up.node.config(mode === 'ipip' ? { mode, ...extra } : extra),
     hostIf: (containerId, ifName = 'eth0') => hostVethName(containerId, ifName),
     podLinkKind: null,
     reservation: (ip) => fileReservation(up.node, ip),

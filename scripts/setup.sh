@@ -9,6 +9,11 @@ declare -A NEED=(
   [ip]=iproute2 [nsenter]=util-linux [sysctl]=procps [iptables]=iptables
   [iptables-save]=iptables [ping]=iputils-ping [/usr/lib/cni/bridge]=containernetworking-plugins
   [etcd]=etcd-server [etcdctl]=etcd-client
+  # vxlan mode: tc eBPF programs (build, load, attach), the VXLAN device's offloads; its tests
+  # capture on the underlay, its benchmark measures with iperf3
+  [clang]=clang [llc]=llvm [/usr/include/bpf/bpf_helpers.h]=libbpf-dev
+  [/usr/include/linux/bpf.h]=linux-libc-dev [bpftool]=bpftool [tc]=iproute2 [ethtool]=ethtool
+  [tcpdump]=tcpdump [iperf3]=iperf3
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

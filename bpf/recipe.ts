@@ -33,6 +33,8 @@ export interface RecipeStep {
   /** stdin, for `bpftool batch file -` */
   input?: string;
   probe: Probe | null;
+  /** false for a step whose probe says "nothing to do" rather than "in effect" (it holds only if skipped) */
+  probeHoldsAfter?: false;
   undo: Command | null;
   describe: string;
 }
@@ -197,6 +199,7 @@ export function nodeSetup(n: NodeDataplane): RecipeStep[] {
       ns: HOST,
       argv: [t.rm, '-rf', progDir(n)],
       probe: programsPinned(n),
+      probeHoldsAfter: false,
       undo: null,
       describe: `remove partly pinned programs in ${progDir(n)}`,
     },

@@ -4,12 +4,11 @@
 // leaving. Everything lives in namespaces and a bpffs directory this test makes and removes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
-import { uniquePrefix, sh, addNetns, delNetns, inNetns, NETNS_DIR } from '../helpers/netns.ts';
-import { Scope, ping } from '../helpers/e2e.ts';
-import { bpfSkipReason, ensureBpffs, BPFFS, VXLAN_OBJECT, readPcap, vxlanOf, parseFrame, startInNetns } from '../helpers/bpf.ts';
+import { sh, addNetns, delNetns, inNetns, NETNS_DIR } from '../helpers/netns.ts';
+import { ping } from '../helpers/e2e.ts';
+import { bpfSkipReason, bpfScope, BPFFS, VXLAN_OBJECT, readPcap, vxlanOf, parseFrame, startInNetns } from '../helpers/bpf.ts';
 import { holds } from '../../planner/predicate.ts';
 import { HOST, type Probe } from '../../planner/types.ts';
 import { derivedMac, hostVethName, podMac, hostVethMac } from '../../planner/names.ts';
@@ -30,13 +29,7 @@ const tools = DEFAULT_TOOLS;
 const skip = bpfSkipReason(['ethtool', 'tcpdump', 'ping', 'iperf3', 'sysctl']);
 
 test('vxlan eBPF dataplane: two nodes, pods on both, over an underlay bridge', { skip: skip ?? false, timeout: 120_000 }, async (t) => {
-  const prefix = uniquePrefix('bd');
-  const scope = new Scope(t, prefix);
-  scope.defer(ensureBpffs());
-  const pinRoot = `${BPFFS}/${prefix}`;
-  scope.defer(() => rmSync(pinRoot, { recursive: true, force: true }));
-  const tmp = mkdtempSync(join(tmpdir(), `${prefix}-`));
-  scope.defer(() => rmSync(tmp, { recursive: true, force: true }));
+  const { prefix, scope, pinRoot, tmp } = bpfScope(t, 'bd');
   const netns = (name: string) => {
     scope.defer(() => delNetns(name));
     addNetns(name);

@@ -2,12 +2,10 @@
 // and pinned exactly as a node does it, on maps created with non-default sizes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from 'node:os';
-import { uniquePrefix, sh } from '../helpers/netns.ts';
-import { Scope } from '../helpers/e2e.ts';
-import { bpfSkipReason, ensureBpffs, BPFFS, VXLAN_OBJECT, ipv4Frame, parseFrame, type Ipv4Frame } from '../helpers/bpf.ts';
+import { sh } from '../helpers/netns.ts';
+import { bpfSkipReason, bpfScope, VXLAN_OBJECT, ipv4Frame, parseFrame, type Ipv4Frame } from '../helpers/bpf.ts';
 import { ENDPOINTS, REMOTE, CONFIG, PROGRAMS, endpointEntry, remoteEntry, configEntry, updateArgs } from '../../bpf/maps.ts';
 import { nodeSetup, mapPath, progPath, DEFAULT_TOOLS, type NodeDataplane } from '../../bpf/recipe.ts';
 
@@ -24,13 +22,7 @@ const NODE9 = { nodeIp: '198.18.0.9', vtepMac: '02:00:00:00:09:01' };
 const skip = bpfSkipReason();
 
 test('tc programs on crafted packets (BPF_PROG_TEST_RUN)', { skip: skip ?? false }, async (t) => {
-  const prefix = uniquePrefix('bp');
-  const scope = new Scope(t, prefix);
-  scope.defer(ensureBpffs());
-  const pinDir = `${BPFFS}/${prefix}`;
-  scope.defer(() => rmSync(pinDir, { recursive: true, force: true }));
-  const tmp = mkdtempSync(join(tmpdir(), `${prefix}-`));
-  scope.defer(() => rmSync(tmp, { recursive: true, force: true }));
+  const { pinRoot: pinDir, tmp } = bpfScope(t, 'bp');
 
   // Sizes other than the object's defaults: the pinned maps must be the ones the programs use.
   const node = { tools: DEFAULT_TOOLS, pinDir, object: VXLAN_OBJECT, endpointsSize: 100, remoteSize: 50 } as NodeDataplane;

@@ -1,9 +1,12 @@
 // Fixtures of the eBPF dataplane tests: bpffs mounted for the test's lifetime (and unmounted
 // only when the test mounted it and left it empty), crafted packets, and a pcap reader.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import type { TestContext } from 'node:test';
+import { Scope } from './e2e.ts';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { ROOT, sh } from './netns.ts';
+import { ROOT, sh, uniquePrefix } from './netns.ts';
 
 export const BPFFS = '/sys/fs/bpf';
 export const VXLAN_OBJECT = join(ROOT, 'dist', 'bpf', 'vxlan.o');
@@ -40,6 +43,27 @@ export function ensureBpffs(): () => void {
     const left = readdirSync(BPFFS).filter((f) => !BPFFS_OWN_FILES.has(f));
     if (left.length === 0 && isBpffs(BPFFS)) sh(['umount', BPFFS], { allowFail: true });
   };
+}
+
+export interface BpfScope {
+  prefix: string;
+  scope: Scope;
+  /** this test's directory in bpffs */
+  pinRoot: string;
+  /** a temporary directory */
+  tmp: string;
+}
+
+/** A cleanup scope with bpffs mounted, a pin directory and a temporary directory, all removed after the test. */
+export function bpfScope(t: TestContext, tag: string): BpfScope {
+  const prefix = uniquePrefix(tag);
+  const scope = new Scope(t, prefix);
+  scope.defer(ensureBpffs());
+  const pinRoot = `${BPFFS}/${prefix}`;
+  scope.defer(() => rmSync(pinRoot, { recursive: true, force: true }));
+  const tmp = mkdtempSync(join(tmpdir(), `${prefix}-`));
+  scope.defer(() => rmSync(tmp, { recursive: true, force: true }));
+  return { prefix, scope, pinRoot, tmp };
 }
 
 export function macBytes(mac: string): number[] {

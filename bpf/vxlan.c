@@ -11,6 +11,7 @@
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/in.h>
 #include <linux/ip.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
@@ -43,6 +44,29 @@ struct {
 } testcni_cfg SEC(".maps");
 
 #define L3_END (sizeof(struct ethhdr) + sizeof(struct iphdr))
+
+/*
+ * Netfilter conntrack, read through its kfunc: replies of connections the node's stack
+ * translated (kube-proxy's Service DNAT, masquerade) must go back through the stack for the
+ * reverse translation, so the programs leave those packets to it.
+ */
+struct nf_conn {
+	unsigned long status;
+} __attribute__((preserve_access_index));
+
+struct bpf_ct_opts___local {
+	__s32 netns_id;
+	__s32 error;
+	__u8 l4proto;
+	__u8 dir;
+	__u8 reserved[2];
+};
+
+extern struct nf_conn *bpf_skb_ct_lookup(struct __sk_buff *, struct bpf_sock_tuple *, __u32,
+					 struct bpf_ct_opts___local *, __u32) __ksym __weak;
+extern void bpf_ct_release(struct nf_conn *) __ksym __weak;
+
+#define IPS_NAT_MASK ((1UL << 4) | (1UL << 5)) /* IPS_SRC_NAT | IPS_DST_NAT */
 
 /*
  * The Ethernet and IPv4 headers of an IPv4 packet, bounds-checked, or -1 for anything else
@@ -97,6 +121,35 @@ static __always_inline int deliver_local(struct ethhdr *eth, struct iphdr *ip, c
 	return bpf_redirect_peer(ep->ifindex, 0);
 }
 
+/* True when conntrack knows this TCP/UDP flow as one the stack translated. */
+static __always_inline int nat_by_stack(struct __sk_buff *skb, struct iphdr *ip)
+{
+	struct bpf_ct_opts___local opts = { .netns_id = BPF_F_CURRENT_NETNS, .l4proto = ip->protocol };
+	struct bpf_sock_tuple tuple = {};
+	void *end = (void *)(long)skb->data_end;
+	__u16 *ports = (void *)ip + ip->ihl * 4;
+	struct nf_conn *ct;
+	int nat;
+
+	if (!bpf_skb_ct_lookup || (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP))
+		return 0;
+	/* Fragments after the first carry no ports; the stack reassembles them anyway. */
+	if (ip->frag_off & bpf_htons(0x1fff))
+		return 1;
+	if ((void *)(ports + 2) > end)
+		return 1;
+	tuple.ipv4.saddr = ip->saddr;
+	tuple.ipv4.daddr = ip->daddr;
+	tuple.ipv4.sport = ports[0];
+	tuple.ipv4.dport = ports[1];
+	ct = bpf_skb_ct_lookup(skb, &tuple, sizeof(tuple.ipv4), &opts, sizeof(opts));
+	if (!ct)
+		return 0;
+	nat = (ct->status & IPS_NAT_MASK) != 0;
+	bpf_ct_release(ct);
+	return nat;
+}
+
 static __always_inline struct remote *remote_of(__be32 daddr)
 {
 	struct remote_key key = { .prefixlen = 32, .ip_be = daddr };
@@ -139,11 +192,11 @@ int tcni_from_pod(struct __sk_buff *skb)
 	struct endpoint_key ek = { .ip_be = ip->daddr };
 	struct endpoint *ep = bpf_map_lookup_elem(&testcni_eps, &ek);
 	if (ep)
-		return deliver_local(eth, ip, ep);
+		return nat_by_stack(skb, ip) ? TC_ACT_OK : deliver_local(eth, ip, ep);
 
 	struct remote *r = remote_of(ip->daddr);
 	struct config *cfg = config();
-	if (!r || !cfg || cfg->vxlan_ifindex == 0)
+	if (!r || !cfg || cfg->vxlan_ifindex == 0 || nat_by_stack(skb, ip))
 		return TC_ACT_OK;
 	if (set_tunnel(skb, r, cfg) < 0)
 		return TC_ACT_SHOT;
@@ -168,7 +221,7 @@ int tcni_from_vxlan(struct __sk_buff *skb)
 
 	struct endpoint_key ek = { .ip_be = ip->daddr };
 	struct endpoint *ep = bpf_map_lookup_elem(&testcni_eps, &ek);
-	if (!ep)
+	if (!ep || nat_by_stack(skb, ip))
 		return TC_ACT_OK;
 	return deliver_local(eth, ip, ep);
 }

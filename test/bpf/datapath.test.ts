@@ -26,7 +26,7 @@ const MTU = UNDERLAY_MTU - 50;
 const ROUTE_PROTOCOL = 151;
 const tools = DEFAULT_TOOLS;
 
-const skip = bpfSkipReason(['ethtool', 'tcpdump', 'ping', 'iperf3', 'sysctl']);
+const skip = bpfSkipReason(['ethtool', 'tcpdump', 'ping', 'iperf3', 'sysctl', 'iptables']);
 
 test('vxlan eBPF dataplane: two nodes, pods on both, over an underlay bridge', { skip: skip ?? false, timeout: 120_000 }, async (t) => {
   const { prefix, scope, pinRoot, tmp } = bpfScope(t, 'bd');
@@ -174,6 +174,23 @@ test('vxlan eBPF dataplane: two nodes, pods on both, over an underlay bridge', {
         assert.ok(r.end.sum_sent.bytes >= 8 * 1024 * 1024 && bytes >= 4 * 1024 * 1024, `${from.ip} -> ${to.ip}: ${bytes} bytes received`);
       } finally {
         await server.stop();
+      }
+    }
+  });
+
+  await t.test('Services: replies of connections the node DNATs (as kube-proxy does) go back through its stack', async () => {
+    for (const [vip, backend] of [['10.96.0.10', p12], ['10.96.0.11', p21]] as const) {
+      const rule = ['PREROUTING', '-d', `${vip}/32`, '-p', 'tcp', '--dport', '80', '-j', 'DNAT', '--to-destination', `${backend.ip}:5201`];
+      inNetns(n1.ns, ['iptables', '-w', '5', '-t', 'nat', '-A', ...rule]);
+      const server = await startInNetns(backend.ns, ['iperf3', '-s', '-1', '-p', '5201', '--forceflush'], /Server listening/);
+      try {
+        const r = inNetns(p11.ns, ['iperf3', '-c', vip, '-p', '80', '-n', '1M', '-J', '--connect-timeout', '2000'], { allowFail: true });
+        const out = JSON.parse(r.stdout || '{}');
+        assert.equal(out.error, undefined, `${vip} -> ${backend.ip}`);
+        assert.ok(out.end?.sum_sent?.bytes >= 1024 * 1024, `${vip} -> ${backend.ip}: ${r.stdout.slice(0, 200)}`);
+      } finally {
+        await server.stop();
+        inNetns(n1.ns, ['iptables', '-w', '5', '-t', 'nat', '-D', ...rule]);
       }
     }
   });

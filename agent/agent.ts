@@ -9,17 +9,18 @@ import { EtcdStore, DatastoreUnavailable, BlocksExhausted, withTimeout } from '.
 import { IpamService, PoolExhausted } from './ipam-service.ts';
 import { AgentMetrics } from './metrics.ts';
 import { apiServer, listenUnix, metricsServer, ApiFailure, type AgentHandlers } from './api.ts';
-import { RouteReconciler } from './reconcile.ts';
+import { NodeReconciler } from './reconcile.ts';
 import { Membership } from './membership.ts';
 import { writeCniConfig } from './cni-config.ts';
-import type { NodeRecord } from '../planner/node.ts';
+import type { NodeRecord } from '../model/node.ts';
 import type { AgentStatus } from '../ipam/agent-protocol.ts';
-import type { AttachmentKey } from '../ipam/store.ts';
-import type { Lease } from '../planner/types.ts';
-import type { Logger } from '../cni/log.ts';
+import type { AttachmentKey } from '../model/lease.ts';
+import type { Lease } from '../model/lease.ts';
+import type { Logger } from '../lib/log.ts';
 import { ProcessRunner } from '../executor/runner.ts';
 import { JournalStore } from '../executor/journal.ts';
-import { defaultTools } from '../executor/facts.ts';
+import { resolveTools, defaultRouteDevice } from '../executor/facts.ts';
+import { MODES } from '../planner/registry.ts';
 import { formatIp } from '../lib/ipv4.ts';
 import { removeIfExists } from '../lib/atomic-file.ts';
 
@@ -42,7 +43,9 @@ export class Agent implements AgentHandlers {
   private servers: Server[] = [];
   private watcher: Watcher | null = null;
   private timers: NodeJS.Timeout[] = [];
-  private readonly reconciler: RouteReconciler;
+  private readonly reconciler: NodeReconciler;
+  /** bumped on every membership change: a reconcile is current when it planned for this one */
+  private generation = 0;
   private cniConfWritten = false;
 
   constructor(
@@ -51,13 +54,22 @@ export class Agent implements AgentHandlers {
   ) {
     this.store = new EtcdStore(cfg.etcd);
     this.members = new Membership(cfg.routeGraceSeconds * 1000);
-    this.reconciler = new RouteReconciler({
-      self: cfg.nodeName,
+    const mode = MODES.require(cfg.networkConfig.mode);
+    this.reconciler = new NodeReconciler({
+      mode,
+      config: cfg.networkConfig,
+      self: () => this.self(),
       nodes: () => this.members.routable(),
+      generation: () => this.generation,
       runner: new ProcessRunner(),
-      facts: { tools: defaultTools(), hostPid: process.pid, uplinkMtu: null },
+      facts: {
+        tools: resolveTools(mode.tools(cfg.networkConfig)),
+        hostPid: process.pid,
+        uplink: cfg.underlayInterface ?? defaultRouteDevice(),
+        uplinkMtu: null,
+      },
       journals: new JournalStore(cfg.stateDir),
-      proto: cfg.routeProtocol,
+      routeProtocol: cfg.routeProtocol,
       metrics: this.metrics,
       log,
     });
@@ -188,6 +200,7 @@ export class Agent implements AgentHandlers {
   /** Reconciles now, and again when the grace of a departed node ends. */
   private membershipChanged(): void {
     if (this.stopped) return; // a watch event while stopping must not arm a new timer
+    this.generation++;
     this.metrics.knownNodes.set(this.members.registered().length);
     this.reconciler.schedule();
     const wait = this.members.nextExpiry();
@@ -280,8 +293,10 @@ export class Agent implements AgentHandlers {
       ipam: this.ipam?.stats() ?? null,
       nodes: this.members.registered().sort((a, b) => a.name.localeCompare(b.name)).map((n) => ({ name: n.name, underlayIp: n.underlayIp, block: n.block })),
       leaving: this.members.leavingNames(),
-      routes: this.reconciler.observed,
+      routes: this.reconciler.routes,
       lastReconcile: this.reconciler.last,
+      converged: this.reconciler.converged(),
+      mode: this.cfg.networkConfig.mode,
       registeredAt: this.registered,
       registrationLapsed: this.leaseLost,
       version: AGENT_VERSION,

@@ -4,10 +4,10 @@ import { createServer, type IncomingMessage, type ServerResponse, type Server } 
 import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { API, type AgentStatus, type ApiError } from '../ipam/agent-protocol.ts';
-import type { AttachmentKey } from '../ipam/store.ts';
-import type { Lease } from '../planner/types.ts';
+import type { AttachmentKey } from '../model/lease.ts';
+import type { Lease } from '../model/lease.ts';
 import { removeIfExists } from '../lib/atomic-file.ts';
-import { CONTAINER_ID } from '../cni/env.ts';
+import { CONTAINER_ID } from '../model/attachment.ts';
 import type { AgentMetrics } from './metrics.ts';
 
 export interface AgentHandlers {

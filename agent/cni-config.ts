@@ -5,19 +5,7 @@ import { writeFileAtomic, ensureDir } from '../lib/atomic-file.ts';
 import type { AgentConfig } from './config.ts';
 
 export function cniConfigFor(cfg: AgentConfig): Record<string, unknown> {
-  return {
-    cniVersion: '1.1.0',
-    name: cfg.network,
-    plugins: [
-      {
-        type: 'testcni',
-        mode: cfg.mode,
-        subnet: cfg.clusterSubnet,
-        stateDir: cfg.stateDir,
-        ipam: { type: 'cluster', agentSocket: cfg.socket },
-      },
-    ],
-  };
+  return { cniVersion: '1.1.0', name: cfg.network, plugins: [cfg.pluginEntry] };
 }
 
 export function writeCniConfig(cfg: AgentConfig): void {

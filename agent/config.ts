@@ -6,8 +6,12 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { parseCidr, formatCidr } from '../lib/ipv4.ts';
 import { defaultRouteDevice } from '../executor/facts.ts';
-import type { Mode } from '../cni/config.ts';
 import type { EtcdSettings } from './datastore/etcd-store.ts';
+import type { NetworkConfig } from '../model/config.ts';
+import { LATEST } from '../model/cni-version.ts';
+import { CniError } from '../model/errors.ts';
+import { MODES } from '../planner/registry.ts';
+import { loadNetworkConfig } from '../schemas/network-config.ts';
 
 export interface AgentConfig {
   nodeName: string;
@@ -18,7 +22,7 @@ export interface AgentConfig {
   network: string;
   clusterSubnet: string;
   blockSize: number;
-  mode: Mode;
+  mode: string;
   stateDir: string;
   socket: string;
   /** host:port for /metrics and /healthz over TCP; null: off */
@@ -31,9 +35,10 @@ export interface AgentConfig {
   /** where to write the CNI config once ready (null: do not write one) */
   cniConfDir: string | null;
   cniConfName: string;
-  birdConfig: string;
-  birdSocket: string;
-  bpffsDir: string;
+  /** the testcni entry of the CNI config this node's pods use (cluster IPAM through this agent) */
+  pluginEntry: Record<string, unknown>;
+  /** that entry, validated: what the mode's node plan reads */
+  networkConfig: NetworkConfig;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
@@ -41,7 +46,7 @@ export const AGENT_DEFAULTS = {
   network: 'testcni',
   clusterSubnet: '10.244.0.0/16',
   blockSize: 24,
-  mode: 'host-gw' as Mode,
+  mode: 'host-gw' as string,
   stateDir: '/var/lib/testcni',
   socket: '/run/testcni/agent.sock',
   metricsAddress: '127.0.0.1:9603',
@@ -49,9 +54,6 @@ export const AGENT_DEFAULTS = {
   resyncSeconds: 30,
   routeProtocol: 151,
   cniConfName: '10-testcni.conflist',
-  birdConfig: '/run/testcni/bird.conf',
-  birdSocket: '/run/testcni/bird.ctl',
-  bpffsDir: '/sys/fs/bpf/testcni',
   etcdPrefix: '/testcni',
 };
 
@@ -70,7 +72,7 @@ Options override the config file (YAML or JSON, same names in camelCase).
   --etcd-prefix PREFIX     key prefix (default ${AGENT_DEFAULTS.etcdPrefix})
   --cluster-subnet CIDR    pod CIDR of the cluster (default ${AGENT_DEFAULTS.clusterSubnet})
   --block-size N           prefix length of a node block (default ${AGENT_DEFAULTS.blockSize})
-  --mode MODE              host-gw (default)
+  --mode MODE              ${MODES.names().join(', ')} (default ${MODES.defaultMode})
   --network NAME           CNI network name (default ${AGENT_DEFAULTS.network})
   --state-dir DIR          (default ${AGENT_DEFAULTS.stateDir})
   --socket PATH            agent API socket (default ${AGENT_DEFAULTS.socket})
@@ -81,7 +83,6 @@ Options override the config file (YAML or JSON, same names in camelCase).
   --route-grace SECONDS    keep routes to a node this long after its registration lapses
                            (default: the lease TTL; 0 removes them at once)
   --route-protocol N       kernel route protocol number of our routes (default ${AGENT_DEFAULTS.routeProtocol})
-  --bird-config PATH --bird-socket PATH --bpffs-dir DIR   paths for the BGP and eBPF modes
   --log-level LEVEL        debug, info, warn, error
 `;
 
@@ -95,6 +96,31 @@ function str(v: unknown): string | undefined {
 
 export class AgentConfigError extends Error {}
 
+type BaseConfig = Omit<AgentConfig, 'pluginEntry' | 'networkConfig'>;
+
+/** The testcni entry of the CNI config: the mode's own keys (and mtu, ipMasq, …) from the
+ *  file's `networkConfig`, then what the agent itself decides (mode, subnet, cluster IPAM). */
+function pluginEntryOf(cfg: BaseConfig, extra: unknown): Record<string, unknown> {
+  if (extra !== undefined && (extra === null || typeof extra !== 'object' || Array.isArray(extra))) {
+    throw new AgentConfigError('networkConfig must be a mapping of network config keys (the mode\'s section, mtu, ipMasq, ...)');
+  }
+  const own = (extra ?? {}) as Record<string, unknown>;
+  for (const k of ['type', 'name', 'cniVersion', 'mode', 'subnet', 'stateDir']) {
+    if (k in own) throw new AgentConfigError(`networkConfig.${k}: set by the agent (use the agent's own option)`);
+  }
+  const ipam = { ...((own.ipam ?? {}) as Record<string, unknown>), type: 'cluster', agentSocket: cfg.socket };
+  return { type: 'testcni', mode: cfg.mode, subnet: cfg.clusterSubnet, stateDir: cfg.stateDir, ...own, ipam };
+}
+
+function validatedNetwork(name: string, entry: Record<string, unknown>): NetworkConfig {
+  try {
+    return loadNetworkConfig({ cniVersion: LATEST, name, ...entry }, LATEST, MODES);
+  } catch (e) {
+    if (e instanceof CniError) throw new AgentConfigError(`network config: ${e.message}${e.details ? ` (${e.details})` : ''}`);
+    throw e;
+  }
+}
+
 /** The route grace: a whole number of seconds, 0 allowed; by default one lease TTL. */
 function routeGrace(v: unknown, leaseTtl: number): number {
   if (v === undefined) return leaseTtl;
@@ -105,7 +131,7 @@ function routeGrace(v: unknown, leaseTtl: number): number {
 
 const FLAGS = ['config', 'node-name', 'underlay-interface', 'underlay-ip', 'etcd-endpoints', 'etcd-ca', 'etcd-cert', 'etcd-key', 'etcd-prefix',
   'cluster-subnet', 'block-size', 'mode', 'network', 'state-dir', 'socket', 'metrics-address', 'cni-conf-dir', 'lease-ttl',
-  'resync', 'route-grace', 'route-protocol', 'bird-config', 'bird-socket', 'bpffs-dir', 'log-level'] as const;
+  'resync', 'route-grace', 'route-protocol', 'log-level'] as const;
 
 function parseFlags(argv: string[]) {
   try {
@@ -148,14 +174,14 @@ export function loadAgentConfig(argv: string[], hostname: string): AgentConfig {
   if (!subnet) throw new AgentConfigError(`clusterSubnet ${JSON.stringify(subnetText)} is not an IPv4 CIDR`);
   const blockSize = num(values['block-size'], 'blockSize', AGENT_DEFAULTS.blockSize);
   if (blockSize < subnet.prefix || blockSize > 30) throw new AgentConfigError(`blockSize /${blockSize} does not fit in ${subnetText}`);
-  const mode = (pick(values.mode, 'mode') ?? AGENT_DEFAULTS.mode) as Mode;
-  if (mode !== 'host-gw') throw new AgentConfigError(`mode ${mode} is not available in this build (host-gw is)`);
+  const mode = pick(values.mode, 'mode') ?? MODES.defaultMode;
+  if (!MODES.get(mode)) throw new AgentConfigError(`mode ${mode} is not one of ${MODES.names().join(', ')}`);
   const metrics = pick(values['metrics-address'], 'metricsAddress') ?? AGENT_DEFAULTS.metricsAddress;
   const level = pick(values['log-level'], 'logLevel') ?? 'info';
   const leaseTtlSeconds = num(values['lease-ttl'], 'leaseTtlSeconds', AGENT_DEFAULTS.leaseTtlSeconds);
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new AgentConfigError(`logLevel ${level} is not debug, info, warn or error`);
 
-  return {
+  const cfg = {
     nodeName: pick(values['node-name'], 'nodeName') ?? hostname,
     underlayInterface: underlayInterface ?? null,
     underlayIp,
@@ -181,9 +207,8 @@ export function loadAgentConfig(argv: string[], hostname: string): AgentConfig {
     routeProtocol: num(values['route-protocol'], 'routeProtocol', AGENT_DEFAULTS.routeProtocol),
     cniConfDir: pick(values['cni-conf-dir'], 'cniConfDir') ?? null,
     cniConfName: str(file.cniConfName) ?? AGENT_DEFAULTS.cniConfName,
-    birdConfig: pick(values['bird-config'], 'birdConfig') ?? AGENT_DEFAULTS.birdConfig,
-    birdSocket: pick(values['bird-socket'], 'birdSocket') ?? AGENT_DEFAULTS.birdSocket,
-    bpffsDir: pick(values['bpffs-dir'], 'bpffsDir') ?? AGENT_DEFAULTS.bpffsDir,
     logLevel: level as AgentConfig['logLevel'],
   };
+  const pluginEntry = pluginEntryOf(cfg, file.networkConfig);
+  return { ...cfg, pluginEntry, networkConfig: validatedNetwork(cfg.network, pluginEntry) };
 }

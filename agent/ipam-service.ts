@@ -3,8 +3,9 @@
 // only costs a retry, never a duplicate.
 import { parseCidr, formatIp, parseIp, contains, lastIp } from '../lib/ipv4.ts';
 import { candidates, capacity, leaseFor, type Pool } from '../ipam/pool.ts';
-import { keyString, type AttachmentKey } from '../ipam/store.ts';
-import type { Lease } from '../planner/types.ts';
+import type { AttachmentKey } from '../model/lease.ts';
+import { keyString } from '../ipam/store.ts';
+import type { Lease } from '../model/lease.ts';
 import type { EtcdStore } from './datastore/etcd-store.ts';
 import type { IpRecord } from './datastore/keys.ts';
 

@@ -1,6 +1,6 @@
 // `testcni agent`: the long-running node agent (what the DaemonSet runs).
 import { hostname } from 'node:os';
-import { Logger } from '../cni/log.ts';
+import { Logger } from '../lib/log.ts';
 import { loadAgentConfig, AgentConfigError, AGENT_HELP } from './config.ts';
 import { Agent } from './agent.ts';
 

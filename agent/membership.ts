@@ -3,7 +3,7 @@
 // going anywhere (etcd frozen or restarted for longer than the TTL expires every lease at once);
 // the node registers again within about a second, and its pods must not lose their routes
 // meanwhile. A node that really left loses its routes once the grace is over.
-import type { NodeRecord } from '../planner/node.ts';
+import type { NodeRecord } from '../model/node.ts';
 import type { NodeEvent } from './datastore/etcd-store.ts';
 
 export class Membership {

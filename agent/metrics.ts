@@ -10,12 +10,12 @@ export class AgentMetrics {
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2],
   });
   readonly apiRequests = new Counter({ name: 'testcni_api_requests_total', help: 'Agent API requests', labelNames: ['path', 'status'], registers: [this.registry] });
-  readonly reconcileRuns = new Counter({ name: 'testcni_reconcile_runs_total', help: 'Route reconcile runs by result', labelNames: ['result'], registers: [this.registry] });
+  readonly reconcileRuns = new Counter({ name: 'testcni_reconcile_runs_total', help: 'Node-state reconcile runs by result', labelNames: ['result'], registers: [this.registry] });
   readonly reconcileSeconds = new Histogram({
-    name: 'testcni_reconcile_seconds', help: 'Duration of route reconcile runs', registers: [this.registry],
+    name: 'testcni_reconcile_seconds', help: 'Duration of node-state reconcile runs', registers: [this.registry],
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
   });
-  readonly routeChanges = new Counter({ name: 'testcni_route_changes_total', help: 'Kernel route changes made by reconcile', labelNames: ['op'], registers: [this.registry] });
+  readonly nodeChanges = new Counter({ name: 'testcni_node_changes_total', help: 'Node-state changes made by reconcile, by step kind (route.add, route.del, ...)', labelNames: ['kind'], registers: [this.registry] });
   readonly knownNodes = new Gauge({ name: 'testcni_known_nodes', help: 'Nodes in the registry, this one included', registers: [this.registry] });
   readonly etcdUp = new Gauge({ name: 'testcni_etcd_up', help: '1 when etcd answered the last health check', registers: [this.registry] });
   readonly ready = new Gauge({ name: 'testcni_agent_ready', help: '1 when the agent serves allocations', registers: [this.registry] });

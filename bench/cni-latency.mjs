@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // CNI call latency of the built plugin next to the reference Go `bridge` + `host-local` plugins
 // and a do-nothing Node script (the floor every Node plugin pays), in one run and one netns
-// setup. Each plugin is exec'd as a runtime execs it: `nsenter --net=<node netns> -- <argv>`,
-// CNI_* env, config on stdin. Prints figures and informational targets; always exits 0 once it
+// setup. Each plugin is exec'd as a runtime execs it: `nsenter --mount=<node mnt> --net=<node
+// netns> -- <argv>`, CNI_* env, config on stdin. The simulated node has a mount namespace of its
+// own whose /sys is its netns's, as a real node's is: what a plugin reads from sysfs there costs
+// what it costs on a node. Prints figures and informational targets; always exits 0 once it
 // has measured (2: cannot run here).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync, copyFileSync } from 'node:fs';
@@ -25,7 +27,7 @@ const opts = parseArgs(process.argv.slice(2), {
 const CNI_DIR = '/usr/lib/cni';
 const WARMUP = 3; // ADD+DEL pairs per plugin before anything is counted
 const COUNT_RUNS = 5; // instrumented ADD+DEL pairs for the process count, peak RSS and CPU time
-const TARGET_PROCS_PER_ADD = 3;
+const TARGET_PROCS_PER_ADD = 2;
 const TARGET_RSS_MB = 60;
 
 // ---- preconditions (exit 2) ----
@@ -47,7 +49,7 @@ const progress = (msg) => process.stderr.write(`cni-latency: ${msg}\n`);
 // ---- resources this run creates, removed at the end whatever happens ----
 // "tcb-" + 4 base36 characters: the dash keeps it apart from test fixtures' uniquePrefix('b').
 const prefix = `tcb-${(process.pid % 1296).toString(36).padStart(2, '0')}${Math.floor(Math.random() * 1296).toString(36).padStart(2, '0')}`;
-const owned = { netns: new Set(), dir: null };
+const owned = { netns: new Set(), dir: null, mounts: [] };
 let cleanedUp = false;
 
 function deleteNetns(names) {
@@ -64,6 +66,8 @@ function cleanup() {
   }
   // Deleting the namespaces takes every veth and bridge in them along.
   deleteNetns([...owned.netns]);
+  for (const m of [...owned.mounts].reverse()) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
+  if (owned.mounts.length > 0) rmSync(owned.mounts[0], { recursive: true, force: true });
   if (owned.dir) rmSync(owned.dir, { recursive: true, force: true });
   const left = spawnSync(IP, ['netns', 'list'], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l.startsWith(prefix));
   if (left.length > 0) process.stderr.write(`cni-latency: could not remove netns: ${left.join(', ')}\n`);
@@ -90,6 +94,7 @@ function setup() {
   const nodeNs = `${prefix}n`;
   createNetns([nodeNs]);
   spawnSync(IP, ['-n', nodeNs, 'link', 'set', 'lo', 'up']);
+  const mountNs = nodeMountNamespace(`/var/run/netns/${nodeNs}`);
   // A copy taken now: a rebuild of dist/ during the run (npm test rebuilds it) cannot change or
   // remove what is measured. The CNI path loads nothing else from dist/.
   const pluginFile = join(owned.dir, 'testcni.cjs');
@@ -110,7 +115,30 @@ function setup() {
     { key: 'reference', label: 'reference bridge+host-local (Go)', argv: [join(CNI_DIR, 'bridge')], config: referenceConfig },
     { key: 'floor', label: 'floor (no-op node script)', argv: [process.execPath, floorFile], config: testcniConfig },
   ];
-  return { nodeNs, nodePath: `/var/run/netns/${nodeNs}`, plugins };
+  return { nodeNs, nodePath: `/var/run/netns/${nodeNs}`, mountNs, plugins };
+}
+
+/**
+ * A persistent mount namespace for the node (a bind-mounted ns file in a private directory),
+ * slave to the machine's mounts so pod netns files made later appear in it, with a sysfs of
+ * the node's netns on /sys.
+ */
+function nodeMountNamespace(nodePath) {
+  const dir = join('/run', `${prefix}-mnt`);
+  const must = (argv) => {
+    const r = spawnSync(argv[0], argv.slice(1), { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr}`);
+  };
+  must(['mkdir', '-p', dir]);
+  must(['mount', '--bind', dir, dir]);
+  owned.mounts.push(dir);
+  must(['mount', '--make-private', dir]);
+  const file = join(dir, 'mnt');
+  writeFileSync(file, '');
+  must(['unshare', `--mount=${file}`, '--propagation', 'slave', 'true']);
+  owned.mounts.push(file);
+  must([NSENTER, `--mount=${file}`, `--net=${nodePath}`, '--', 'mount', '-t', 'sysfs', 'sysfs', '/sys']);
+  return file;
 }
 
 let podSeq = 0;
@@ -146,7 +174,7 @@ function cniInput(plugin, verb, pod, configExtra = {}) {
 
 /** One CNI call exactly as a runtime execs it; `wrap` prefixes the argv (strace, time). */
 async function call(ctx, plugin, verb, pod, { wrap = [], env = {}, configExtra = {}, onSpawn } = {}) {
-  const argv = [...wrap, NSENTER, `--net=${ctx.nodePath}`, '--', ...plugin.argv];
+  const argv = [...wrap, NSENTER, `--mount=${ctx.mountNs}`, `--net=${ctx.nodePath}`, '--', ...plugin.argv];
   const r = await timedRun(argv, { env: cniEnv(verb, pod, env), input: cniInput(plugin, verb, pod, configExtra), onSpawn });
   if (r.code !== 0) {
     throw new Error(`${plugin.key} ${verb} ${pod.containerId} exited ${r.code}: ${(r.stdout + r.stderr).trim().slice(-600)}`);

@@ -2,18 +2,20 @@
 import { parseArgs } from 'node:util';
 import { readFileSync, existsSync } from 'node:fs';
 import { loadConfig } from '../cni/config.ts';
-import { toCniError } from '../cni/errors.ts';
+import { toCniError } from '../model/errors.ts';
 import { SUPPORTED_VERSIONS, LATEST } from '../cni/version.ts';
-import { Logger } from '../cni/log.ts';
+import { Logger } from '../lib/log.ts';
 import { compile } from '../planner/compile.ts';
 import { renderPlan, type Format } from '../planner/render.ts';
-import type { PlanCommand } from '../planner/types.ts';
+import type { PlanCommand } from '../model/plan.ts';
 import { ProcessRunner } from '../executor/runner.ts';
 import { gatherFacts } from '../executor/facts.ts';
 import { JournalStore } from '../executor/journal.ts';
 import { openIpam } from '../ipam/open.ts';
 import { leaseFor, poolOf } from '../ipam/pool.ts';
 import { gatherStatus, renderStatus } from './status.ts';
+import { MODES } from '../planner/registry.ts';
+import { factsWanted } from '../cni/verbs/context.ts';
 import { runGc } from '../cni/verbs/gc.ts';
 import { readNetworkConfig, DEFAULT_CONFIG } from './config-file.ts';
 
@@ -101,13 +103,14 @@ async function cmdPlan(args: string[]): Promise<number> {
       lease = leaseFor(pool, pool.first === pool.gateway ? pool.first + 1 : pool.first);
     }
   }
-  const facts = await gatherFacts({ uplink: config.uplink, mtuConfigured: config.mtu !== null }, new ProcessRunner());
+  const mode = MODES.require(config.mode);
+  const facts = await gatherFacts(factsWanted(config, mode, { mtu: true }), new ProcessRunner());
   const plan = compile({
     command, config, lease, facts,
     containerId: values['container-id'] ?? 'example',
     ifName: values.ifname ?? 'eth0',
     netns: values.netns ?? '/var/run/netns/example',
-  });
+  }, mode);
   out(renderPlan(plan, format, facts));
   return 0;
 }
@@ -133,7 +136,7 @@ async function cmdGc(args: string[]): Promise<number> {
   });
   const log = new Logger('warn');
   const report = await runGc(
-    { config, extras: { ...extras, validAttachments: valid.map((a) => ({ containerID: a.containerId, ifname: a.ifName })) }, log, runner: new ProcessRunner() },
+    { config, mode: MODES.require(config.mode), extras: { ...extras, validAttachments: valid.map((a) => ({ containerID: a.containerId, ifname: a.ifName })) }, log, runner: new ProcessRunner() },
     Number(values.grace ?? 300) * 1000,
   );
   out(`removed ${report.removed.length} attachment(s)${report.removed.length ? ': ' + report.removed.join(', ') : ''}\n`);

@@ -1,8 +1,9 @@
 // Reads a network config the way a runtime would: a .conf, or the testcni entry of a
 // .conflist with the list's name and cniVersion injected.
 import { readFileSync } from 'node:fs';
-import { parseJson, DEFAULT_NETWORK } from '../cni/config.ts';
-import { CniError, Code } from '../cni/errors.ts';
+import { parseJson } from '../cni/config.ts';
+import { DEFAULT_NETWORK } from '../schemas/network-config.ts';
+import { CniError, Code } from '../model/errors.ts';
 
 export const DEFAULT_CONFIG = '/etc/cni/net.d/10-testcni.conflist';
 

@@ -2,7 +2,7 @@
 import { commandOf } from '../cni/env.ts';
 import { handleCni, readStdinSync } from '../cni/main.ts';
 import { writeStdoutOnce } from '../cni/output.ts';
-import { Logger } from '../cni/log.ts';
+import { Logger } from '../lib/log.ts';
 
 const ABOUT = 'testcni: a CNI plugin for Kubernetes (host-gw bridge mode; CNI spec 0.3.0-1.1.0). Run `testcni --help` for commands.';
 

@@ -1,8 +1,9 @@
 // `testcni status`: readiness (as CNI STATUS decides it), IPAM usage, this node's attachments,
 // and with cluster IPAM the node agent's view: node, block, peers and their routes, etcd.
 import { existsSync } from 'node:fs';
-import type { NetworkConfig } from '../cni/config.ts';
+import type { NetworkConfig } from '../model/config.ts';
 import { readiness, type Readiness } from '../cni/verbs/status.ts';
+import { MODES } from '../planner/registry.ts';
 import { JournalStore } from '../executor/journal.ts';
 import { AgentStore } from '../ipam/agent-store.ts';
 import type { AgentStatus } from '../ipam/agent-protocol.ts';
@@ -18,7 +19,7 @@ export interface StatusReport extends Readiness {
 }
 
 export async function gatherStatus(config: NetworkConfig): Promise<StatusReport> {
-  const r = await readiness(config);
+  const r = await readiness(config, MODES.require(config.mode));
   const journals = new JournalStore(config.stateDir);
   const attachments = journals.list(config.name).map((a) => {
     const j = journals.readOrNull(a);

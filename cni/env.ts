@@ -1,5 +1,8 @@
 // The CNI_* environment, validated against a table of what each verb requires.
-import { CniError, Code } from './errors.ts';
+import { CniError, Code } from '../model/errors.ts';
+import { CONTAINER_ID, ifNameProblem } from '../model/attachment.ts';
+
+export { CONTAINER_ID, ifNameProblem };
 
 export const VERBS = ['ADD', 'DEL', 'CHECK', 'GC', 'STATUS', 'VERSION'] as const;
 export type Verb = (typeof VERBS)[number];
@@ -17,8 +20,6 @@ const TABLE: Record<Verb, Record<Var, Need>> = {
   VERSION: { CNI_CONTAINERID: '-', CNI_NETNS: '-', CNI_IFNAME: '-', CNI_PATH: '-', CNI_ARGS: '-' },
 };
 
-export const CONTAINER_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-
 export interface CniEnv {
   command: Verb;
   containerId: string;
@@ -26,16 +27,6 @@ export interface CniEnv {
   ifName: string;
   path: string[];
   args: Record<string, string>;
-}
-
-export function ifNameProblem(name: string): string | null {
-  if (name.length === 0) return 'is empty';
-  if (Buffer.byteLength(name) > 15) return 'is longer than 15 bytes';
-  if (name === '.' || name === '..') return 'may not be "." or ".."';
-  if (/[/:\s]/.test(name)) return 'may not contain "/", ":" or white space';
-  // The name is passed to `ip -batch`, whose line parser treats these specially.
-  if (/["'\\#;]/.test(name)) return 'may not contain quotes, "\\", "#" or ";"';
-  return null;
 }
 
 function parseArgs(raw: string): Record<string, string> | string {

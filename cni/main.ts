@@ -2,11 +2,12 @@
 import { readFileSync } from 'node:fs';
 import { parseEnv, type Verb } from './env.ts';
 import { parseJson, loadConfig } from './config.ts';
-import { CniError, toCniError } from './errors.ts';
+import { CniError, toCniError } from '../model/errors.ts';
 import { isSupported, LATEST, SUPPORTED_VERSIONS } from './version.ts';
-import { Logger, type Level } from './log.ts';
+import { Logger, type Level } from '../lib/log.ts';
 import { SyncProcessRunner, type Runner } from '../executor/runner.ts';
 import type { NodeSystem } from '../executor/system.ts';
+import { MODES, type ModeRegistry } from '../planner/registry.ts';
 import type { VerbContext } from './verbs/context.ts';
 import { cmdAdd } from './verbs/add.ts';
 import { cmdDel } from './verbs/del.ts';
@@ -37,7 +38,7 @@ function errorDoc(err: CniError, version: string): Record<string, unknown> {
 export async function handleCni(
   processEnv: NodeJS.ProcessEnv,
   readStdin: () => string,
-  deps: { log: Logger; runner?: Runner; sys?: NodeSystem },
+  deps: { log: Logger; runner?: Runner; sys?: NodeSystem; registry?: ModeRegistry },
 ): Promise<CniOutcome> {
   const started = process.hrtime.bigint();
   const { log } = deps;
@@ -52,11 +53,12 @@ export async function handleCni(
     const raw = parseJson(readStdin());
     const requested = (raw as { cniVersion?: unknown } | null)?.cniVersion;
     if (isSupported(requested)) version = requested;
-    const { config, extras } = loadConfig(raw);
+    const registry = deps.registry ?? MODES;
+    const { config, extras } = loadConfig(raw, registry);
     // An operator's TESTCNI_LOG_LEVEL (e.g. debug while investigating) wins over the config.
     log.configure((processEnv.TESTCNI_LOG_LEVEL as Level | undefined) ?? config.logLevel, config.logFile);
     log.with({ network: config.name });
-    const doc = await HANDLERS[env.command]({ env, config, extras, log, runner, sys: deps.sys });
+    const doc = await HANDLERS[env.command]({ env, config, mode: registry.require(config.mode), extras, log, runner, sys: deps.sys });
     log.debug('done', { ms: Number((process.hrtime.bigint() - started) / 1000n) / 1000, spawned: runner.spawned });
     return { exitCode: 0, doc };
   } catch (e) {

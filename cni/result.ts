@@ -1,32 +1,8 @@
 // The CNI Result, built once in the latest shape and serialised per requested cniVersion.
 import { atLeast, type CniVersion } from './version.ts';
+import type { Result, ResultRoute } from '../model/result.ts';
 
-export interface ResultInterface {
-  name: string;
-  mac?: string;
-  mtu?: number;
-  sandbox?: string;
-}
-export interface ResultIp {
-  address: string;
-  gateway?: string;
-  interface?: number;
-}
-export interface ResultRoute {
-  dst: string;
-  gw?: string;
-  mtu?: number;
-  advmss?: number;
-  priority?: number;
-  table?: number;
-  scope?: number;
-}
-export interface Result {
-  interfaces: ResultInterface[];
-  ips: ResultIp[];
-  routes: ResultRoute[];
-  dns: Record<string, unknown>;
-}
+export type { Result } from '../model/result.ts';
 
 const ROUTE_1_1_ONLY = ['mtu', 'advmss', 'priority', 'table', 'scope'] as const;
 

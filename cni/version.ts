@@ -1,9 +1,8 @@
 // cniVersion negotiation: which spec versions we speak and what each allows.
-import { CniError, Code } from './errors.ts';
+import { CniError, Code } from '../model/errors.ts';
+import { SUPPORTED_VERSIONS, type CniVersion } from '../model/cni-version.ts';
 
-export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
-export type CniVersion = (typeof SUPPORTED_VERSIONS)[number];
-export const LATEST: CniVersion = '1.1.0';
+export { SUPPORTED_VERSIONS, LATEST, type CniVersion } from '../model/cni-version.ts';
 
 export function isSupported(v: unknown): v is CniVersion {
   return typeof v === 'string' && (SUPPORTED_VERSIONS as readonly string[]).includes(v);

@@ -1,16 +1,17 @@
 // Applies plans: probe -> apply -> journal, batching steps into as few processes as it can;
 // rolls a failed ADD back; tears attachments down tolerantly; re-runs probes for CHECK.
-import { HOST, type Plan, type Step, type NodeFacts, type Lease } from '../planner/types.ts';
+import { HOST, type Plan, type Step, type NodeFacts } from '../model/plan.ts';
+import type { Lease } from '../model/lease.ts';
 import { teardownSteps } from '../planner/compile.ts';
 import { holds } from '../planner/predicate.ts';
-import { CniError, Code } from '../cni/errors.ts';
-import type { Logger } from '../cni/log.ts';
-import { tail, type Runner } from './runner.ts';
-import { JournalStore, newJournal, type Journal, type StepRecord } from './journal.ts';
-import { runProbe, fastProbe } from './probe.ts';
+import { CniError, Code } from '../model/errors.ts';
+import type { Logger } from '../lib/log.ts';
+import type { Runner } from './runner.ts';
+import { JournalStore, newJournal, type Journal } from './journal.ts';
+import { runProbe, fastProbe, isFast } from './probe.ts';
 import { realSystem, type NodeSystem } from './system.ts';
-import { inNs } from './namespaces.ts';
-import { unitKind, canJoin, unitCommand, failedBatchLines, type Unit } from './units.ts';
+import { canJoin, unitOf, type Unit } from './units.ts';
+import { MECHANISMS, type StepOutcome } from './mechanisms/index.ts';
 
 export interface ExecContext {
   runner: Runner;
@@ -19,10 +20,6 @@ export interface ExecContext {
   log?: Logger;
   /** in-process access to the node; the real one unless a test gives another */
   sys?: NodeSystem;
-}
-
-interface StepOutcome extends StepRecord {
-  argv?: string[];
 }
 
 export interface StepFailure {
@@ -42,6 +39,13 @@ export interface Drift {
   describe: string;
 }
 
+/** What a step runs, for error reports. */
+function commandOf(step: Step): string[] {
+  if (step.mech === 'file') return ['write', step.path];
+  if (step.mech === 'wait') return ['wait', ...step.links];
+  return step.argv;
+}
+
 function describeFailures(fs: StepFailure[]): string {
   return fs.map((f) => `${f.step}: \`${f.argv.join(' ')}\` exited ${f.exitCode}: ${f.stderr}`).join('; ');
 }
@@ -57,47 +61,9 @@ export class Executor {
     return runProbe(p, this.ctx.facts, this.ctx.runner, this.sys);
   }
 
-  /** Runs one unit and reports each of its steps. `force`: keep going past a failed line. */
-  private async runUnit(unit: Unit, force: boolean): Promise<Map<string, StepOutcome>> {
-    const out = new Map<string, StepOutcome>();
-    const cmd = unitCommand(unit, this.ctx.facts, { force });
-    if (cmd === null) {
-      for (const s of unit.steps) out.set(s.id, this.sysctlInProcess(s));
-      return out;
-    }
-    const r = await this.ctx.runner.run(cmd.argv, cmd.input !== undefined ? { input: cmd.input } : {});
-    this.ctx.log?.debug('unit', { steps: unit.steps.map((s) => s.id), exitCode: r.exitCode, ms: r.ms });
-    const base = { exitCode: r.exitCode, stderr: tail(r.stderr), ms: r.ms, argv: cmd.argv };
-    if (r.exitCode === 0) {
-      for (const s of unit.steps) out.set(s.id, { status: 'applied', ms: r.ms });
-      return out;
-    }
-    const lines = unit.kind === 'ip' ? failedBatchLines(r.stderr) : unit.steps.length === 1 ? [1] : [];
-    if (lines.length === 0 || (!force && lines.length !== 1)) {
-      for (const s of unit.steps) out.set(s.id, { status: 'unknown', ...base });
-      return out;
-    }
-    const failed = new Set(lines);
-    const stopAt = force ? Infinity : lines[0]!;
-    unit.steps.forEach((s, i) => {
-      const line = i + 1;
-      if (failed.has(line)) out.set(s.id, { status: 'failed', ...base, argv: inNs(this.ctx.facts, s.ns, s.argv) });
-      else if (line < stopAt) out.set(s.id, { status: 'applied', ms: r.ms });
-      // lines after the failing one never ran: they stay pending
-    });
-    return out;
-  }
-
-  private sysctlInProcess(step: Step): StepOutcome {
-    const [key, value] = step.argv[4]!.split('=') as [string, string];
-    try {
-      this.sys.writeSysctl(key, value);
-      return { status: 'applied' };
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      if (err.code === 'ENOENT') return { status: 'applied' }; // -e: absent keys are not errors
-      return { status: 'failed', exitCode: 1, stderr: err.message, argv: step.argv };
-    }
+  /** Runs one unit through its mechanism. `force`: keep going past a failed step. */
+  private runUnit(unit: Unit, force: boolean): Promise<Map<string, StepOutcome>> {
+    return MECHANISMS[unit.mech].run(unit.steps, unit.ns, { runner: this.ctx.runner, facts: this.ctx.facts, sys: this.sys, log: this.ctx.log }, { force });
   }
 
   /** Applies an ADD plan. On failure it rolls back and throws; the journal says what happened. */
@@ -146,8 +112,11 @@ export class Executor {
       }
     };
     for (const step of plan.steps) {
-      // Shared node objects may exist already; pod objects existing is an error (CNI ADD semantics).
-      if (step.scope === 'node' && !step.idempotent && step.probe) {
+      // Shared node objects may exist already; pod objects existing is an error (CNI ADD
+      // semantics). A node step is only run when its probe says it is not in effect: always
+      // for one that is not harmless to repeat, and for any whose probe costs no process (a
+      // node sysctl is then written only when it is wrong, never by every ADD at once).
+      if (step.scope === 'node' && step.probe && (!step.idempotent || isFast(step.probe))) {
         if (unit && (unit as Unit).ns === step.probe.ns) await flush();
         if (await this.probe(step.probe)) {
           j.steps[step.id] = { status: 'skipped' };
@@ -158,7 +127,7 @@ export class Executor {
       if (unit && canJoin(unit, step)) (unit as Unit).steps.push(step);
       else {
         await flush();
-        unit = { kind: unitKind(step), ns: step.ns, steps: [step] };
+        unit = unitOf(step);
       }
     }
     await flush();
@@ -218,7 +187,7 @@ export class Executor {
       }
       const last = units[units.length - 1];
       if (last && canJoin(last, step)) last.steps.push(step);
-      else units.push({ kind: unitKind(step), ns: step.ns, steps: [step] });
+      else units.push(unitOf(step));
     }
     for (const unit of units) {
       const outcomes = await this.runUnit(unit, true);
@@ -229,7 +198,7 @@ export class Executor {
         } else if (step.probe && (await this.probe(step.probe))) {
           undone.push(step.id); // it failed because there was nothing left to undo
         } else {
-          errors.push({ step: step.id, argv: o?.argv ?? step.argv, exitCode: o?.exitCode ?? -1, stderr: o?.stderr ?? 'not run' });
+          errors.push({ step: step.id, argv: o?.argv ?? commandOf(step), exitCode: o?.exitCode ?? -1, stderr: o?.stderr ?? 'not run' });
         }
       }
     }

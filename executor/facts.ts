@@ -1,8 +1,9 @@
 // Node facts for the planner, gathered cheaply: tool paths and the uplink MTU come from the
 // file system; a process is started only when /sys cannot be trusted for this namespace.
-import { existsSync, readFileSync, readlinkSync } from 'node:fs';
-import type { NodeFacts } from '../planner/types.ts';
+import { existsSync, readFileSync } from 'node:fs';
+import type { NodeFacts, Tools } from '../model/plan.ts';
 import type { Runner } from './runner.ts';
+import { sysfsIsOurs } from './system.ts';
 
 const SEARCH = ['/usr/sbin', '/usr/bin', '/sbin', '/bin', '/usr/local/sbin', '/usr/local/bin'];
 
@@ -14,8 +15,14 @@ export function findTool(name: string): string {
   return `/usr/sbin/${name}`; // not installed: the step that needs it fails with a clear message
 }
 
-export function defaultTools(): NodeFacts['tools'] {
-  return { ip: findTool('ip'), nsenter: findTool('nsenter'), sysctl: findTool('sysctl'), iptables: findTool('iptables') };
+/** Every plan runs these; a mode names the rest (ModeDefinition.tools). */
+export const BASE_TOOLS = ['ip', 'nsenter', 'sysctl'] as const;
+
+/** Absolute paths of the base tools and of `extra`. */
+export function resolveTools(extra: readonly string[] = []): Tools {
+  const tools: Record<string, string> = {};
+  for (const name of [...BASE_TOOLS, ...extra]) tools[name] = findTool(name);
+  return tools as Tools;
 }
 
 /** The interface of the IPv4 default route in this process's netns (/proc/self/net is per netns). */
@@ -29,17 +36,8 @@ export function defaultRouteDevice(): string | null {
   return null;
 }
 
-/** /sys/class/net shows the netns of whoever mounted /sys: trust it only in the init netns. */
-function sysfsIsOurs(): boolean {
-  try {
-    return readlinkSync('/proc/self/ns/net') === readlinkSync('/proc/1/ns/net');
-  } catch {
-    return false;
-  }
-}
 
-export async function uplinkMtu(uplink: string | null, runner: Runner, ip: string): Promise<number | null> {
-  const dev = uplink ?? defaultRouteDevice();
+export async function uplinkMtu(dev: string | null, runner: Runner, ip: string): Promise<number | null> {
   if (!dev) return null;
   if (sysfsIsOurs()) {
     try {
@@ -57,11 +55,22 @@ export async function uplinkMtu(uplink: string | null, runner: Runner, ip: strin
   }
 }
 
-export async function gatherFacts(opts: { uplink: string | null; mtuConfigured: boolean }, runner: Runner): Promise<NodeFacts> {
-  const tools = defaultTools();
+export interface FactsWanted {
+  /** the configured uplink, else the default route's interface */
+  uplink: string | null;
+  /** the pod MTU is configured: the uplink's is not needed (reading it can cost a process) */
+  mtuConfigured: boolean;
+  /** tools beyond the base set */
+  tools: readonly string[];
+}
+
+export async function gatherFacts(want: FactsWanted, runner: Runner): Promise<NodeFacts> {
+  const tools = resolveTools(want.tools);
+  const uplink = want.uplink ?? defaultRouteDevice();
   return {
     tools,
     hostPid: process.pid,
-    uplinkMtu: opts.mtuConfigured ? null : await uplinkMtu(opts.uplink, runner, tools.ip),
+    uplink,
+    uplinkMtu: want.mtuConfigured ? null : await uplinkMtu(uplink, runner, tools.ip),
   };
 }

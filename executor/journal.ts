@@ -5,7 +5,8 @@
 // line, and a torn last line is ignored: the record reads as it was before that write.
 import { readFileSync, readdirSync, openSync, writeSync, fsyncSync, closeSync } from 'node:fs';
 import { join, basename } from 'node:path';
-import type { Plan, Lease } from '../planner/types.ts';
+import type { Plan } from '../model/plan.ts';
+import type { Lease } from '../model/lease.ts';
 import { writeFileAtomic, ensureDir, removeIfExists } from '../lib/atomic-file.ts';
 
 /** pending: not run yet; applied: ran and succeeded; skipped: was already in effect (never undone);

@@ -1,39 +1,39 @@
-// Answers "is this step already in effect?". Probes that only ask which links exist, or read a
-// sysctl, in the node's own namespace are answered from /proc without starting a process.
-import { basename } from 'node:path';
-import { HOST, type Probe, type Pattern, type NodeFacts } from '../planner/types.ts';
-import { holds, patternKeys, type ProbeOutput } from '../planner/predicate.ts';
+// Answers "is this step already in effect?". Queries of link names, sysctls and files in the
+// node's own namespace are answered in-process; everything else runs its query.
+import { HOST, type Probe, type NodeFacts } from '../model/plan.ts';
+import { holds, type ProbeOutput } from '../planner/predicate.ts';
 import type { Runner } from './runner.ts';
 import { inNs } from './namespaces.ts';
 import type { NodeSystem } from './system.ts';
 
-function isIpLinkShowAll(argv: string[]): boolean {
-  return basename(argv[0] ?? '') === 'ip' && argv.slice(1).join(' ') === '-j link show';
-}
-
-/** In-process answer, or null when this probe needs its real query. */
+/** In-process answer, or null when this probe needs a process. */
 export function fastProbe(probe: Probe, sys: NodeSystem): ProbeOutput | null {
   if (probe.ns !== HOST) return null;
-  const expect = probe.expect as Record<string, unknown>;
-  const pattern = (expect.$some ?? expect.$none ?? (expect.$not as Record<string, unknown> | undefined)?.$some ??
-    (expect.$not as Record<string, unknown> | undefined)?.$none) as Pattern | undefined;
-  if (isIpLinkShowAll(probe.argv) && pattern !== undefined) {
-    const keys = patternKeys(pattern);
-    if ([...keys].every((k) => k === 'ifname')) {
+  switch (probe.mech) {
+    case 'links':
       return { exitCode: 0, stdout: '', json: sys.linkNames().map((ifname) => ({ ifname })) };
+    case 'sysctl':
+      return { exitCode: 0, stdout: sys.readSysctl(probe.key) ?? '' }; // -e: an absent key prints nothing
+    case 'file': {
+      const content = sys.readFile(probe.path);
+      return content === null ? { exitCode: 1, stdout: '' } : { exitCode: 0, stdout: content };
     }
+    case 'exec':
+      return null;
   }
-  const [prog, ...args] = probe.argv;
-  if (basename(prog ?? '') === 'sysctl' && args.length === 3 && args[0] === '-n' && args[1] === '-e') {
-    return { exitCode: 0, stdout: sys.readSysctl(args[2]!) ?? '' }; // -e: an absent key prints nothing
-  }
-  return null;
 }
 
-export async function runProbe(probe: Probe, facts: NodeFacts, runner: Runner, sys: NodeSystem): Promise<boolean> {
-  if (!sys.nsExists(probe.ns)) return holds(probe.expect, { exitCode: 1, stdout: '' });
+/** Whether the probe is answered in-process (no process started). */
+export function isFast(probe: Probe): boolean {
+  return probe.ns === HOST && probe.mech !== 'exec';
+}
+
+/** The query's output: in-process where possible, else from its command (JSON parsed). */
+export async function queryOutput(probe: Probe, facts: NodeFacts, runner: Runner, sys: NodeSystem): Promise<ProbeOutput> {
+  if (!sys.nsExists(probe.ns)) return { exitCode: 1, stdout: '' };
   const fast = fastProbe(probe, sys);
-  if (fast) return holds(probe.expect, fast);
+  if (fast) return fast;
+  if (probe.mech === 'file') return { exitCode: 1, stdout: '' }; // files live in the node's namespace only
   const r = await runner.run(inNs(facts, probe.ns, probe.argv));
   const out: ProbeOutput = { exitCode: r.exitCode, stdout: r.stdout };
   if (r.exitCode === 0 && /^\s*[[{]/.test(r.stdout)) {
@@ -41,5 +41,9 @@ export async function runProbe(probe: Probe, facts: NodeFacts, runner: Runner, s
       out.json = JSON.parse(r.stdout);
     } catch { /* not JSON: JSON predicates see nothing */ }
   }
-  return holds(probe.expect, out);
+  return out;
+}
+
+export async function runProbe(probe: Probe, facts: NodeFacts, runner: Runner, sys: NodeSystem): Promise<boolean> {
+  return holds(probe.expect, await queryOutput(probe, facts, runner, sys));
 }

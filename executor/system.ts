@@ -1,7 +1,8 @@
 // The executor's in-process view of the node: what it reads and writes without starting a
 // process. One seam, so tests can run the executor without touching the machine.
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { HOST, type Ns } from '../planner/types.ts';
+import { readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { HOST, type Ns } from '../model/plan.ts';
+import { writeFileAtomic } from '../lib/atomic-file.ts';
 
 export interface NodeSystem {
   /** link names in the calling process's netns */
@@ -9,15 +10,48 @@ export interface NodeSystem {
   /** a sysctl of the calling process's netns, or null when the kernel has no such key */
   readSysctl(key: string): string | null;
   writeSysctl(key: string, value: string): void;
+  /** a file's content, or null when it does not exist */
+  readFile(path: string): string | null;
+  /** replaces a file atomically (temp file, fsync, rename) */
+  writeFile(path: string, content: string, mode: number): void;
+  /** a link's operational state ("up", "down", …) of the calling process's netns, or null when
+   *  it cannot be read without a process (sysfs belongs to another namespace) */
+  operState(link: string): string | null;
   nsExists(ns: Ns): boolean;
 }
 
+/** The /proc/sys file of a dotted key. As in sysctl(8), a "/" inside a component stands for a
+ *  dot in a name (net.ipv4.conf.eth0/100.forwarding is eth0.100's). */
 export function sysctlPath(key: string): string {
-  return `/proc/sys/${key.replace(/\./g, '/')}`;
+  return `/proc/sys/${key.split('.').map((c) => c.replace(/\//g, '.')).join('/')}`;
 }
 
-// /proc/self/net and /proc/sys/net are per network namespace; /sys/class/net is not (it shows
-// the namespace of whoever mounted /sys), so it is not used here.
+function readOrNull(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * /sys/class/net shows the network namespace of whoever mounted /sys, which need not be ours (a
+ * simulated node shares the machine's /sys). It is ours when it lists exactly the links of our
+ * namespace (from /proc/self/net/dev, which is always ours): a link just created here, with its
+ * unique name, cannot be listed by another namespace's sysfs.
+ */
+export function sysfsIsOurs(): boolean {
+  try {
+    const sys = readdirSync('/sys/class/net').sort();
+    const own = realSystem.linkNames().sort();
+    return sys.length === own.length && sys.every((n, i) => n === own[i]);
+  } catch {
+    return false;
+  }
+}
+
+// /proc/self/net and /proc/sys/net are per network namespace; /sys/class/net is only where
+// sysfsIsOurs says so (a node, not a simulated one).
 export const realSystem: NodeSystem = {
   linkNames() {
     return readFileSync('/proc/self/net/dev', 'utf8')
@@ -26,15 +60,17 @@ export const realSystem: NodeSystem = {
       .map((l) => l.split(':')[0]!.trim())
       .filter(Boolean);
   },
-  readSysctl(key) {
-    try {
-      return readFileSync(sysctlPath(key), 'utf8');
-    } catch {
-      return null;
-    }
-  },
+  readSysctl: (key) => readOrNull(sysctlPath(key)),
   writeSysctl(key, value) {
     writeFileSync(sysctlPath(key), value);
+  },
+  readFile: readOrNull,
+  operState(link) {
+    if (!sysfsIsOurs()) return null;
+    return readOrNull(`/sys/class/net/${link}/operstate`)?.trim() ?? 'absent';
+  },
+  writeFile(path, content, mode) {
+    writeFileAtomic(path, content, { mode });
   },
   nsExists(ns) {
     // A pod netns that is gone takes everything inside it along.

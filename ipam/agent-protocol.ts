@@ -27,8 +27,12 @@ export interface AgentStatus {
   nodes: { name: string; underlayIp: string; block: string }[];
   /** nodes whose registration is gone but whose routes are kept for the grace period */
   leaving: string[];
+  /** routes of this node's mode-owned state, as last observed */
   routes: { dst: string; via: string }[];
-  lastReconcile: { at: string; ok: boolean; changes: number; error?: string } | null;
+  lastReconcile: { at: string; ok: boolean; changes: number; generation: number; error?: string } | null;
+  /** the last reconcile succeeded for the registry as it is now */
+  converged: boolean;
+  mode: string;
   registeredAt: string | null;
   /** the registration's lease lapsed and the agent is registering again */
   registrationLapsed: boolean;

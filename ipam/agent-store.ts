@@ -1,10 +1,10 @@
 // Cluster IPAM from the plugin's side: a thin client of the node agent's unix-socket API.
 // The plugin holds no datastore credentials; an agent that is down or not ready is
 // "try again later" (code 11), and nothing has been changed on the node at that point.
-import { CniError, Code } from '../cni/errors.ts';
+import { CniError, Code } from '../model/errors.ts';
 import { API, type AgentStatus, type ApiError } from './agent-protocol.ts';
 import type { AttachmentKey, IpamStatus, IpamStore } from './store.ts';
-import type { Lease } from '../planner/types.ts';
+import type { Lease } from '../model/lease.ts';
 
 export const AGENT_TIMEOUT_MS = 10_000;
 

@@ -1,10 +1,10 @@
 // Allocation over any reservation backend that can create-if-absent: bounded (one pass over
 // the range), concurrency-safe (the backend's create is atomic), never read-then-write.
 import { formatIp, parseIp } from '../lib/ipv4.ts';
-import { CniError, Code } from '../cni/errors.ts';
+import { CniError, Code } from '../model/errors.ts';
 import { candidates, leaseFor, type Pool } from './pool.ts';
 import type { AttachmentKey } from './store.ts';
-import type { Lease } from '../planner/types.ts';
+import type { Lease } from '../model/lease.ts';
 
 export interface Reservations {
   /** Atomically records ip -> key; false when the ip is taken. */

@@ -10,7 +10,7 @@ import { parseIp } from '../lib/ipv4.ts';
 import { allocate, peek, type Reservations } from './allocator.ts';
 import { capacity, type Pool } from './pool.ts';
 import { keyString, type AttachmentKey, type IpamStore, type IpamStatus, type Reservation } from './store.ts';
-import type { Lease } from '../planner/types.ts';
+import type { Lease } from '../model/lease.ts';
 
 const CURSOR = 'last_reserved_ip.0';
 const LINE_BREAK = '\r\n'; // host-local's separator

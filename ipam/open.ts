@@ -1,5 +1,5 @@
 // Picks the IPAM store a network config asks for.
-import type { NetworkConfig } from '../cni/config.ts';
+import type { NetworkConfig } from '../model/config.ts';
 import { FileStore } from './file-store.ts';
 import { AgentStore } from './agent-store.ts';
 import { poolOf } from './pool.ts';

@@ -1,7 +1,7 @@
 // The address pool of a node: range bounds, the gateway (never handed out), the prefix.
 import { parseIp, parseCidr, formatIp } from '../lib/ipv4.ts';
-import type { IpamConfig } from '../cni/config.ts';
-import type { Lease } from '../planner/types.ts';
+import type { IpamConfig } from '../model/config.ts';
+import type { Lease } from '../model/lease.ts';
 
 export interface Pool {
   first: number;

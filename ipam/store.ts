@@ -1,11 +1,8 @@
 // What the plugin asks of IPAM, whichever store answers: the node-local file store or
 // (cluster IPAM) the node agent.
-import type { Lease } from '../planner/types.ts';
+import type { Lease, AttachmentKey } from '../model/lease.ts';
 
-export interface AttachmentKey {
-  containerId: string;
-  ifName: string;
-}
+export type { AttachmentKey } from '../model/lease.ts';
 
 export interface Reservation extends AttachmentKey {
   ip: string;

@@ -6,8 +6,7 @@ import { AgentStore } from '../ipam/agent-store.ts';
 import type { AgentStatus } from '../ipam/agent-protocol.ts';
 import type { LabRecord, LabState, LabNode } from './state.ts';
 import { inNetns, ownedPid, stopOwned, waitUntil, logTail, LabError } from './sys.ts';
-import { nodeNetns, nodeUnderlayIp, nodeRoutes, sortRoutes } from './topology.ts';
-import { desiredRoutes, type NodeRoute } from '../planner/node.ts';
+import { nodeNetns, nodeUnderlayIp } from './topology.ts';
 
 export const METRICS_PORT = 9603;
 
@@ -99,27 +98,22 @@ export async function waitAgentReady(node: LabNode, timeoutMs = 30_000): Promise
   );
 }
 
-/** What a node's kernel should route: every other running node's block via its underlay. */
-export function expectedRoutes(self: LabNode, statuses: Map<string, AgentStatus>): NodeRoute[] {
-  const records = [...statuses.values()].filter((st) => st.block).map((st) => ({ name: st.node, underlayIp: st.underlayIp, block: st.block! }));
-  return desiredRoutes(self.name, records);
-}
-
-/** Waits until each node in `nodes` routes exactly to the blocks of the nodes in `statuses`. */
-export async function waitRoutesConverged(s: LabState, nodes: LabNode[], statuses: Map<string, AgentStatus>, timeoutMs = 10_000): Promise<void> {
+/** Waits until every node's agent knows exactly `nodes` and has converged its node state for
+ *  them (whatever its mode's node plan holds: routes, devices, map entries, BIRD's config). */
+export async function waitNodesConverged(nodes: LabNode[], timeoutMs = 10_000): Promise<void> {
+  const want = nodes.map((n) => n.name).sort().join(',');
   const pending = new Map<string, string>();
   await Promise.all(
-    nodes.map((node) => {
-      const want = JSON.stringify(sortRoutes(expectedRoutes(node, statuses)));
-      return waitUntil(
+    nodes.map((node) =>
+      waitUntil(
         async () => {
-          const have = JSON.stringify(await nodeRoutes(s, node));
-          pending.set(node.name, have);
-          return have === want;
+          const st = await agentStatus(node);
+          const known = st ? st.nodes.map((n) => n.name).sort().join(',') : '(no answer)';
+          pending.set(node.name, st ? `knows ${known}, converged ${st.converged}${st.lastReconcile?.error ? `, last error: ${st.lastReconcile.error}` : ''}` : 'no answer');
+          return st !== null && known === want && st.converged;
         },
         timeoutMs,
-        () => `routes of ${node.name} did not converge: want ${want}, have ${pending.get(node.name)}`,
-      );
-    }),
+        () => `node state of ${node.name} did not converge for ${want}: ${pending.get(node.name)}`,
+      )),
   );
 }

@@ -4,12 +4,13 @@ import { realpathSync } from 'node:fs';
 import { DEFAULT_LAB_NAME, defaultLabDir, readLabState, type LabState } from './state.ts';
 import { etcdAvailable } from './etcd.ts';
 import { labUp, LAB_MODES, MAX_PODS_PER_NODE } from './up.ts';
+import { MODES } from '../planner/registry.ts';
 import { labDown } from './down.ts';
 import { labStatus, renderStatus } from './status.ts';
 import { pingAll, renderMatrix } from './check.ts';
+import { diagnose, renderDiagnosis, neighbourTable } from './diagnose.ts';
 import { MAX_NODES } from './topology.ts';
 import { LabError } from './sys.ts';
-import type { Mode } from '../cni/config.ts';
 
 const COMMON = `  --name NAME   lab name, used in namespace names (default ${DEFAULT_LAB_NAME})
   --dir DIR     where the lab keeps its state, logs and sockets (default ${defaultLabDir('NAME')})
@@ -21,7 +22,7 @@ const HELP: Record<string, string> = {
 A multi-node testcni cluster on one machine, without Kubernetes: an underlay bridge and one
 network namespace per node (addresses from 198.18.0.0/24), a throwaway etcd, one testcni agent
 per node, and pods attached by running the plugin as a container runtime does.
-Needs root, iproute2, nsenter, ping and etcd (Debian: etcd-server, etcd-client).
+Needs root, iproute2, nsenter, ping, fping and etcd (Debian: etcd-server, etcd-client).
 
   up       build a lab: testcni lab up --nodes 3 --pods 4 --mode host-gw
   check    all-pairs pod ping as a matrix; exit 1 on any failure
@@ -39,13 +40,15 @@ DIR/lab.json as it is made; if up fails or is interrupted, \`testcni lab down\` 
 
   --nodes N     nodes, 1..${MAX_NODES} (default 3)
   --pods P      pods per node, 0..${MAX_PODS_PER_NODE} (default 2)
-  --mode MODE   ${LAB_MODES.join(', ')} (default host-gw)
+  --mode MODE   ${LAB_MODES.join(', ')} (default ${MODES.defaultMode})
   --metrics     agents serve /metrics on <node underlay address>:9603 inside their node
 ${COMMON}`,
   check: `usage: testcni lab check [--name NAME] [--dir DIR]
 
-Pings from every pod to every other pod (ping -c 1 -W 1, 3 attempts) and prints the result
-as a matrix (row: from, column: to). Exits 1 if any pair is unreachable.
+Pings from every pod to every other pod (one fping per pod, 3 retries with backoff) and
+prints the result as a matrix (row: from, column: to). Exits 1 if any pair is unreachable,
+after printing each node's forwarding flags, routes and agent state, and whether the kernel's
+neighbour table refused entries during the check.
 
 ${COMMON}`,
   status: `usage: testcni lab status [--json] [--name NAME] [--dir DIR]
@@ -124,7 +127,7 @@ export async function runLab(argv: string[]): Promise<number> {
           name, dir,
           nodes: count(v.nodes as string | undefined, 3, '--nodes'),
           pods: count(v.pods as string | undefined, 2, '--pods'),
-          mode: ((v.mode as string | undefined) ?? 'host-gw') as Mode,
+          mode: (v.mode as string | undefined) ?? MODES.defaultMode,
           binary: runningBinary(),
           tuning: { metrics: v.metrics === true },
           log: (line) => out(line + '\n'),
@@ -153,8 +156,10 @@ export async function runLab(argv: string[]): Promise<number> {
       return report.nodes.every((n) => n.agent.ready) ? 0 : 1;
     }
     needRoot();
+    const before = neighbourTable();
     const m = await pingAll(state);
     out(renderMatrix(m));
+    if (m.failures.length > 0) out('\n' + renderDiagnosis(await diagnose(state), { before, after: neighbourTable() }));
     return m.failures.length === 0 && m.pods.length > 0 ? 0 : 1;
   } catch (e) {
     process.stderr.write(`testcni lab ${sub}: ${e instanceof LabError ? e.message : ((e as Error).stack ?? String(e))}\n`);

@@ -1,9 +1,13 @@
 // A throwaway etcd for the lab and the tests: its own data dir, fast election timers
 // (healthy in ~70 ms instead of ~1 s), optionally inside a network namespace.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ProcessRunner, startDaemon } from '../executor/runner.ts';
+import { startDaemon } from '../executor/runner.ts';
 import { findTool } from '../executor/facts.ts';
+import { inNetnsArgv } from '../lib/netns.ts';
+import { runner, stopPid } from './sys.ts';
+
+export { stopPid, pidAlive } from './sys.ts';
 
 export interface EtcdInstance {
   pid: number;
@@ -25,7 +29,7 @@ export interface EtcdOptions {
 }
 
 function inNetns(netns: string | undefined, argv: string[]): string[] {
-  return netns ? [findTool('nsenter'), `--net=${netns}`, '--', ...argv] : argv;
+  return netns ? inNetnsArgv(findTool('nsenter'), netns, argv) : argv;
 }
 
 export function etcdAvailable(): string | null {
@@ -56,47 +60,11 @@ export async function startEtcd(o: EtcdOptions): Promise<EtcdInstance> {
 
 /** Polls `etcdctl endpoint health` until etcd answers. */
 export async function waitHealthy(inst: EtcdInstance, netns: string | undefined, timeoutMs: number): Promise<void> {
-  const runner = new ProcessRunner();
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = await runner.run(inNetns(netns, [findTool('etcdctl'), '--endpoints', inst.endpoint, '--dial-timeout', '300ms', '--command-timeout', '500ms', 'endpoint', 'health']));
     if (r.exitCode === 0) return;
     if (Date.now() > deadline) throw new Error(`etcd at ${inst.endpoint} not healthy after ${timeoutMs} ms: ${r.stderr.trim()} (log: ${inst.logFile})`);
     await new Promise((res) => setTimeout(res, 50));
-  }
-}
-
-/** True while `pid` runs; a zombie (exited, not reaped yet by its parent) counts as gone. */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    // /proc/PID/stat: "pid (comm) S ...": the state letter follows the last ')'.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-/** Stops a process by PID and waits until it is gone (SIGKILL after `graceMs`). A stopped
- *  (SIGSTOP) process is continued so it can act on the signal. */
-export async function stopPid(pid: number, graceMs = 3000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  const alive = () => pidAlive(pid);
-  if (!alive()) return;
-  try {
-    process.kill(pid, signal);
-    if (signal !== 'SIGKILL') process.kill(pid, 'SIGCONT');
-  } catch { /* gone */ }
-  const deadline = Date.now() + graceMs;
-  while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  if (alive()) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch { /* gone */ }
-    while (alive()) await new Promise((r) => setTimeout(r, 10));
   }
 }

@@ -4,7 +4,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../lib/atomic-file.ts';
-import type { Mode } from '../cni/config.ts';
 
 export const DEFAULT_LAB_NAME = 'tclab';
 export const LAB_ROOT = '/run/testcni-lab';
@@ -42,7 +41,7 @@ export interface LabState {
   version: 1;
   name: string;
   dir: string;
-  mode: Mode;
+  mode: string;
   /** the testcni entry (dist/testcni.cjs) the agents and pod ADDs run */
   binary: string;
   /** the Node.js executable that runs it */

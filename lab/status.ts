@@ -1,7 +1,7 @@
 // `testcni lab status`: nodes (underlay, block, agent health, the routes in their kernels) and
 // pods with their addresses, from lab.json, the agents' own reports and the kernel.
 import type { LabState } from './state.ts';
-import type { NodeRoute } from '../planner/node.ts';
+import type { NodeRoute } from '../planner/node-routes.ts';
 import { agentRunning, agentStatus } from './agents.ts';
 import { nodeRoutes } from './topology.ts';
 import { ownedPid } from './sys.ts';

@@ -2,30 +2,27 @@
 // namespace paths, polling, and processes identified by PID *and* command line, so a recycled
 // PID is never signalled.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { ProcessRunner, tail, type RunResult, type RunOptions } from '../executor/runner.ts';
 import { findTool } from '../executor/facts.ts';
-import { stopPid, pidAlive } from './etcd.ts';
+import { inNetnsArgv, netnsPath, NETNS_DIR } from '../lib/netns.ts';
 
-export const NETNS_DIR = '/var/run/netns';
+export { netnsPath, NETNS_DIR };
 export const runner = new ProcessRunner();
 
 export const tools = {
   ip: findTool('ip'),
   nsenter: findTool('nsenter'),
   ping: findTool('ping'),
+  fping: findTool('fping'),
+  sysctl: findTool('sysctl'),
   env: findTool('env'),
 };
 
 export class LabError extends Error {}
 
-export function netnsPath(name: string): string {
-  return join(NETNS_DIR, name);
-}
-
-/** argv run inside a named netns, without a new mount namespace (unlike `ip netns exec`). */
+/** argv run inside a named netns. */
 export function inNetns(netns: string, argv: string[]): string[] {
-  return [tools.nsenter, `--net=${netnsPath(netns)}`, '--', ...argv];
+  return inNetnsArgv(tools.nsenter, netnsPath(netns), argv);
 }
 
 /** Runs argv and throws with its stderr when it fails. */
@@ -73,5 +70,40 @@ export function logTail(path: string, lines = 8): string {
     return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
   } catch {
     return '(no log)';
+  }
+}
+
+/** True while `pid` runs; a zombie (exited, not reaped yet by its parent) counts as gone. */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    // /proc/PID/stat: "pid (comm) S ...": the state letter follows the last ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** Stops a process by PID and waits until it is gone (SIGKILL after `graceMs`). A stopped
+ *  (SIGSTOP) process is continued so it can act on the signal. */
+export async function stopPid(pid: number, graceMs = 3000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  const alive = () => pidAlive(pid);
+  if (!alive()) return;
+  try {
+    process.kill(pid, signal);
+    if (signal !== 'SIGKILL') process.kill(pid, 'SIGCONT');
+  } catch { /* gone */ }
+  const deadline = Date.now() + graceMs;
+  while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  if (alive()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch { /* gone */ }
+    while (alive()) await new Promise((r) => setTimeout(r, 10));
   }
 }

@@ -3,7 +3,7 @@
 // real network) with a default route via the bridge so the agent can find its underlay itself.
 import type { LabRecord, LabState, LabNode } from './state.ts';
 import { must, runner, tools, inNetns } from './sys.ts';
-import { parseRoutes, type NodeRoute } from '../planner/node.ts';
+import { parseRoutes, type NodeRoute } from '../planner/node-routes.ts';
 
 export const UNDERLAY = { bridge: 'br0', gateway: '198.18.0.1', prefix: 24 } as const;
 export const MAX_NODES = 200;

@@ -2,16 +2,17 @@
 // Every step records what it makes first (lab.json), so `lab down` cleans up after a crash.
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Mode } from '../cni/config.ts';
 import type { AgentStatus } from '../ipam/agent-protocol.ts';
 import { startEtcd } from './etcd.ts';
 import { LabRecord, readLabState, type LabState } from './state.ts';
 import { UNDERLAY, MAX_NODES, underlayNetns, createUnderlay, createNodeNetwork } from './topology.ts';
-import { defineNode, startAgent, waitAgentReady, waitRoutesConverged, LAB_AGENT_TUNING, type AgentTuning } from './agents.ts';
+import { defineNode, startAgent, waitAgentReady, waitNodesConverged, LAB_AGENT_TUNING, type AgentTuning } from './agents.ts';
+import { MODES } from '../planner/registry.ts';
 import { addPods } from './pods.ts';
 import { netnsPath, LabError } from './sys.ts';
 
-export const LAB_MODES: Mode[] = ['host-gw'];
+/** The modes the lab can run on this build (the registry's, less those it cannot carry). */
+export const LAB_MODES: string[] = MODES.all().filter((m) => m.labUnsupported === null).map((m) => m.name);
 export const MAX_PODS_PER_NODE = 250;
 export const ROUTE_PROTOCOL = 151;
 const ETCD_PORTS = { client: 2379, peer: 2380 };
@@ -23,7 +24,7 @@ export interface UpOptions {
   dir: string;
   nodes: number;
   pods: number;
-  mode: Mode;
+  mode: string;
   /** the built testcni entry (dist/testcni.cjs) the agents and pod ADDs run */
   binary: string;
   /** the Node.js executable (default: this process's) */
@@ -47,7 +48,9 @@ export function validateUp(o: UpOptions): void {
   if (!/^[a-z][a-z0-9-]{0,23}$/.test(o.name)) throw new LabError(`lab name ${JSON.stringify(o.name)}: use 1-24 of a-z, 0-9 and -, starting with a letter`);
   if (!Number.isInteger(o.nodes) || o.nodes < 1 || o.nodes > MAX_NODES) throw new LabError(`--nodes must be 1..${MAX_NODES}`);
   if (!Number.isInteger(o.pods) || o.pods < 0 || o.pods > MAX_PODS_PER_NODE) throw new LabError(`--pods must be 0..${MAX_PODS_PER_NODE}`);
-  if (!LAB_MODES.includes(o.mode)) throw new LabError(`mode ${o.mode} is not available in this build (${LAB_MODES.join(', ')})`);
+  const mode = MODES.get(o.mode);
+  if (!mode) throw new LabError(`mode ${o.mode} is not one of ${MODES.names().join(', ')}`);
+  if (mode.labUnsupported !== null) throw new LabError(`mode ${o.mode} cannot run in the lab here: ${mode.labUnsupported}`);
   if (!existsSync(o.binary)) throw new LabError(`testcni binary ${o.binary} not found (npm run build)`);
   if (join(o.dir, `n${o.nodes}`, 'agent.sock').length > MAX_SOCKET_PATH) throw new LabError(`--dir ${o.dir} is too long for the agents' unix sockets`);
   if (readLabState(o.dir)) throw new LabError(`a lab exists in ${o.dir} already: remove it with \`testcni lab down\` first`);
@@ -117,9 +120,9 @@ export async function labUp(o: UpOptions): Promise<UpReport> {
       if (st.underlayIp !== n.underlayIp) throw new LabError(`agent of ${n.name} detected underlay ${st.underlayIp}, expected ${n.underlayIp}`);
       say(`node      ${n.name.padEnd(4)} ${n.underlayIp.padEnd(13)} block ${st.block}  netns ${n.netns}`);
     }
-    await waitRoutesConverged(rec.state, nodes, statuses);
-    lap('routes');
-    say(`routes    converged on ${nodes.length} node(s)`);
+    await waitNodesConverged(nodes);
+    lap('converge');
+    say(`nodes     node state converged on ${nodes.length} node(s)`);
 
     const outcomes = await addPods(rec, nodes.flatMap((node) => Array.from({ length: o.pods }, (_, j) => ({ node, name: `p${j + 1}` }))));
     lap('pods');

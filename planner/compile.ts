@@ -1,11 +1,9 @@
 // The planner's entry: (request, lease, node facts) -> Plan. Pure: no I/O, no clock, no env.
-import type { Plan, PlanRequest, Step } from './types.ts';
-import { plannerFor, availableModes, type ModePlanner } from './registry.ts';
-import type { Mode } from '../cni/config.ts';
+import type { Plan, Step } from '../model/plan.ts';
+import type { AnyMode, PlanRequest } from './mode.ts';
 import { negate } from './predicate.ts';
 import { canonicalJson, sortKeys } from '../lib/canonical-json.ts';
 import { digest128 } from '../lib/hash.ts';
-import { CniError, Code } from '../cni/errors.ts';
 
 export function inputsDigest(req: PlanRequest): string {
   return digest128(canonicalJson(req));
@@ -19,12 +17,11 @@ export function teardownSteps(addSteps: Step[], only?: ReadonlySet<string>): Ste
   return addSteps
     .filter((s) => s.scope === 'pod' && s.undo !== null && (!only || only.has(s.id)))
     .reverse()
-    .map((s) => ({
+    .map((s): Step => ({
+      ...s.undo!,
       id: `undo:${s.id}`,
       kind: s.kind,
-      scope: 'pod' as const,
-      ns: s.undo!.ns,
-      argv: s.undo!.argv,
+      scope: 'pod',
       idempotent: false,
       undo: null,
       undoReason: 'this is an undo',
@@ -34,17 +31,7 @@ export function teardownSteps(addSteps: Step[], only?: ReadonlySet<string>): Ste
     }));
 }
 
-/** The mode's planner, or the "not available in this build" error. */
-export function requireMode(mode: Mode): ModePlanner {
-  const planner = plannerFor(mode);
-  if (!planner) {
-    throw new CniError(Code.ModeUnavailable, `mode ${mode} is not available in this build`, `available modes: ${availableModes().join(', ')}`);
-  }
-  return planner;
-}
-
-export function compile(req: PlanRequest): Plan {
-  const mode = requireMode(req.config.mode);
+export function compile(req: PlanRequest, mode: AnyMode): Plan {
   const add = mode.planAdd(req);
   const steps = req.command === 'DEL' ? teardownSteps(add) : add;
   const plan: Plan = {

@@ -1,5 +1,5 @@
 // Evaluates probe predicates against a probe's output (pure).
-import type { Pattern, Predicate } from './types.ts';
+import type { Pattern, Predicate } from '../model/plan.ts';
 
 export interface ProbeOutput {
   exitCode: number;

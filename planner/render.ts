@@ -1,5 +1,6 @@
 // Renders a Plan for people (text), for a shell (sh) or for tools (json). Pure.
-import { HOST, type Plan, type Step, type NodeFacts } from './types.ts';
+import { HOST, type Plan, type Step, type NodeFacts, type Operation } from '../model/plan.ts';
+import { inNetnsArgv } from '../lib/netns.ts';
 import { canonicalJson } from '../lib/canonical-json.ts';
 
 export type Format = 'text' | 'sh' | 'json';
@@ -8,6 +9,13 @@ const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
 
 export function shellQuote(arg: string): string {
   return SAFE.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+/** One line for a person: the command, or what a file write does. */
+export function operationText(op: Operation): string {
+  if (op.mech === 'file') return `write ${shellQuote(op.path)} (mode ${op.mode.toString(8).padStart(4, '0')}, ${op.content.length} bytes)`;
+  if (op.mech === 'wait') return `wait until ${op.links.join(' and ')} ${op.links.length === 1 ? 'is' : 'are'} up (at most ${op.timeoutMs} ms)`;
+  return op.argv.map(shellQuote).join(' ');
 }
 
 function where(ns: string): string {
@@ -38,9 +46,9 @@ function renderText(plan: Plan): string {
   plan.steps.forEach((s, i) => {
     lines.push(`${String(i + 1).padStart(3)}. ${mark} ${s.describe}  [${s.scope} step, ${where(s.ns)} netns]`);
     lines.push(`       ${s.id}`);
-    lines.push(`       $ ${s.argv.map(shellQuote).join(' ')}`);
+    lines.push(`       $ ${operationText(s)}`);
     if (plan.command === 'ADD') {
-      lines.push(s.undo ? `       undo: ${s.undo.argv.map(shellQuote).join(' ')}` : `       undo: none (${s.undoReason ?? 'n/a'})`);
+      lines.push(s.undo ? `       undo: ${operationText(s.undo)}` : `       undo: none (${s.undoReason ?? 'n/a'})`);
     }
   });
   lines.push('', summary(plan));
@@ -53,8 +61,26 @@ function renderText(plan: Plan): string {
   return lines.join('\n') + '\n';
 }
 
+/** A file write as a script does it: the content in a here-document, then its mode. */
+function fileWriteLines(op: Extract<Operation, { mech: 'file' }>): string {
+  const marker = 'TESTCNI_EOF';
+  const body = op.content.endsWith('\n') ? op.content : `${op.content}\n`;
+  return `cat > ${shellQuote(op.path)} <<'${marker}'\n${body}${marker}\nchmod ${op.mode.toString(8).padStart(4, '0')} ${shellQuote(op.path)}`;
+}
+
+/** A wait as a script does it: poll each link's state, give up after the timeout. */
+function waitLines(op: Extract<Operation, { mech: 'wait' }>, facts: Pick<NodeFacts, 'tools' | 'hostPid'> | null): string {
+  const ip = facts?.tools.ip ?? 'ip';
+  const tries = Math.max(1, Math.ceil(op.timeoutMs / 100));
+  return op.links.map((l) =>
+    `i=0; until ${shellQuote(ip)} -o link show dev ${shellQuote(l)} | grep -q 'state UP'; do i=$((i+1)); [ "$i" -lt ${tries} ] || { echo ${shellQuote(`${l} is not up`)} >&2; exit 1; }; sleep 0.1; done`,
+  ).join('\n');
+}
+
 function commandLine(plan: Plan, s: Step, facts: Pick<NodeFacts, 'tools' | 'hostPid'> | null): string {
-  const argv = s.ns === HOST ? s.argv : [facts?.tools.nsenter ?? 'nsenter', `--net=${s.ns}`, '--', ...s.argv];
+  if (s.mech === 'file') return fileWriteLines(s);
+  if (s.mech === 'wait') return waitLines(s, facts);
+  const argv = s.ns === HOST ? s.argv : inNetnsArgv(facts?.tools.nsenter ?? 'nsenter', s.ns, s.argv);
   // "netns <pid>" names the node's namespace through a live process: in a script, the shell itself.
   const cmd = argv.map((a, i) => (argv[i - 1] === 'netns' && facts && a === String(facts.hostPid) ? '"$$"' : shellQuote(a))).join(' ');
   // A shared node object may already exist; a script run twice must not stop there.
@@ -77,6 +103,19 @@ function renderSh(plan: Plan, facts: Pick<NodeFacts, 'tools' | 'hostPid'> | null
       lines.push(`# ${s.describe}`, commandLine(plan, s, facts));
     }
   }
+  return lines.join('\n') + '\n';
+}
+
+/** A node plan (what the agent converges) for people: one numbered entry per step. */
+export function renderNodeSteps(title: string, steps: Step[]): string {
+  const lines = [title, ''];
+  steps.forEach((s, i) => {
+    lines.push(`${String(i + 1).padStart(3)}. ${s.kind.endsWith('.del') ? '-' : '+'} ${s.describe}  [${s.scope} step, ${where(s.ns)} netns]`);
+    lines.push(`       ${s.id}`);
+    lines.push(`       $ ${operationText(s)}`);
+  });
+  if (steps.length > 0) lines.push('');
+  lines.push(steps.length === 0 ? 'Plan: nothing to do; the node holds what it should.' : `Plan: ${count(steps.length, 'step')}.`);
   return lines.join('\n') + '\n';
 }
 

@@ -1,23 +1,27 @@
 // Runs the ahead-of-time compiled validators and turns ajv errors into CNI errors that
 // name the offending field.
 import * as generated from './generated/validators.js';
-import { CniError, Code } from '../cni/errors.ts';
+import { CniError, Code } from '../model/errors.ts';
+import type { AnyMode } from '../planner/mode.ts';
+import type { ModeRegistry } from '../planner/registry.ts';
+import { validatorName } from './validator-name.ts';
 
-type Validator = ((data: unknown) => boolean) & { errors?: AjvError[] | null };
-
-const BY_MODE: Record<string, Validator> = {
-  'host-gw': generated.validate_host_gw,
-  vxlan: generated.validate_vxlan,
-  ipip: generated.validate_ipip,
-  ipvlan: generated.validate_ipvlan,
-  macvlan: generated.validate_macvlan,
-};
+export type Validator = ((data: unknown) => boolean) & { errors?: AjvError[] | null };
 
 export interface AjvError {
   instancePath: string;
   keyword: string;
   params: Record<string, unknown>;
   message?: string;
+}
+
+
+const GENERATED = generated as unknown as Record<string, Validator | undefined>;
+
+function validatorOf(mode: AnyMode): Validator {
+  const v = GENERATED[validatorName(mode.name)] ?? (mode.validator as Validator | undefined);
+  if (!v) throw new Error(`no validator for mode ${mode.name}: rebuild (npm run build) or give the mode its own`);
+  return v;
 }
 
 function fieldOf(e: AjvError): string {
@@ -31,16 +35,18 @@ function fieldOf(e: AjvError): string {
 // wrapper: ajv drops its inner errors, so its own error is the only report, e.g. uplink ".".)
 const WRAPPERS = new Set(['if', 'anyOf', 'allOf']);
 
-export function checkConfigShape(config: unknown): void {
+/** Checks the config's shape against its mode's closed schema. An unknown mode is reported
+ *  with whatever else the default mode's schema finds wrong. */
+export function checkConfigShape(config: unknown, registry: ModeRegistry): void {
   const isObject = config !== null && typeof config === 'object' && !Array.isArray(config);
-  const mode = isObject ? ((config as { mode?: unknown }).mode ?? 'host-gw') : 'host-gw';
-  const known = typeof mode === 'string' && Object.hasOwn(BY_MODE, mode);
-  // An unknown mode is reported with whatever else the common schema finds wrong.
-  const validate = BY_MODE[known ? (mode as string) : 'host-gw']!;
-  const ok = validate(config);
-  if (ok && known) return;
-  const modeError: AjvError = { instancePath: '/mode', keyword: 'enum', params: { allowedValues: Object.keys(BY_MODE) }, message: 'must be equal to one of the allowed values' };
-  const all = [...(known ? [] : [modeError]), ...(ok ? [] : (validate.errors ?? []))];
+  const name = isObject ? ((config as { mode?: unknown }).mode ?? registry.defaultMode) : registry.defaultMode;
+  const mode = typeof name === 'string' ? registry.get(name) : null;
+  const validate = validatorOf(mode ?? registry.require(registry.defaultMode));
+  // A foreign mode fails the default schema's `mode` const: report it as the enum it is.
+  const ok = validate(mode ? config : { ...(config as object), mode: registry.defaultMode });
+  if (ok && mode) return;
+  const modeError: AjvError = { instancePath: '/mode', keyword: 'enum', params: { allowedValues: registry.names() }, message: 'must be equal to one of the allowed values' };
+  const all = [...(mode ? [] : [modeError]), ...(ok ? [] : (validate.errors ?? []))];
   const inner = all.filter((e) => !WRAPPERS.has(e.keyword));
   const errors = inner.length > 0 ? inner : all; // never turn a failure into an empty report
   const unknown = errors.filter((e) => e.keyword === 'additionalProperties' || e.keyword === 'unevaluatedProperties');

@@ -1,6 +1,7 @@
 // Compiles the JSON Schemas ahead of time into standalone validator code, so the CNI
 // path never loads ajv or compiles a schema at run time.
-import { readFileSync, writeFileSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
+import { writeFileSync, mkdirSync, renameSync } from 'node:fs';
+import { tsImport } from 'tsx/esm/api';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Ajv2019 from 'ajv/dist/2019.js';
@@ -8,30 +9,23 @@ import standaloneCode from 'ajv/dist/standalone/index.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const schemaDir = join(root, 'schemas');
-const load = (p) => JSON.parse(readFileSync(join(schemaDir, p), 'utf8'));
+
+// The modes come from the registry itself (TypeScript, loaded through tsx at build time only).
+const { MODES } = await tsImport('../planner/registry.ts', import.meta.url);
+const { composeSchema, IPAM_SCHEMA } = await tsImport('../schemas/compose.ts', import.meta.url);
+const { validatorName } = await tsImport('../schemas/validator-name.ts', import.meta.url);
 
 const ajv = new Ajv2019({ code: { source: true, esm: true }, allErrors: true, strict: true, strictRequired: false, allowUnionTypes: true });
-ajv.addSchema(load('ipam.schema.json'));
+ajv.addSchema(IPAM_SCHEMA);
 
 // One closed schema per mode: the common keys plus the mode's own, nothing else. A flat
 // schema compiles to a validator about half the size of one with if/then branches and
 // unevaluatedProperties, and its first run (on every plugin start) is that much cheaper.
-const common = load('config.schema.json');
 const exportsMap = {};
-for (const f of readdirSync(join(schemaDir, 'modes')).sort()) {
-  const mode = load(join('modes', f));
-  const name = f.replace('.schema.json', '');
-  const id = `https://testcni.dev/schemas/config-${name}.json`;
-  ajv.addSchema({
-    $id: id,
-    title: `${common.title} + ${mode.title}`,
-    type: 'object',
-    required: common.required,
-    properties: { ...common.properties, ...mode.properties },
-    additionalProperties: false,
-    $defs: common.$defs,
-  });
-  exportsMap[`validate_${name.replace(/-/g, '_')}`] = id;
+for (const mode of MODES.all()) {
+  const schema = composeSchema(mode);
+  ajv.addSchema(schema);
+  exportsMap[validatorName(mode.name)] = schema.$id;
 }
 
 const out = join(schemaDir, 'generated');

@@ -5,8 +5,8 @@ import { readFileSync } from 'node:fs';
 import { Etcd3, type Lease, type IOptions, type Watcher } from 'etcd3';
 import { noop } from 'cockatiel';
 import { Keys, type IpRecord } from './keys.ts';
-import type { NodeRecord } from '../../planner/node.ts';
-import type { AttachmentKey } from '../../ipam/store.ts';
+import type { NodeRecord } from '../../model/node.ts';
+import type { AttachmentKey } from '../../model/lease.ts';
 import { parseCidr, nthBlock, formatCidr, size } from '../../lib/ipv4.ts';
 
 export interface EtcdSettings {

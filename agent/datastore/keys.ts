@@ -8,7 +8,7 @@
 //   <prefix>/handles/<containerId>/<ifName>    "<a.b.c.d>": the attachment's address
 //
 // containerId matches [a-zA-Z0-9][a-zA-Z0-9_.-]* and ifName has no "/", so both are safe path parts.
-import type { AttachmentKey } from '../../ipam/store.ts';
+import type { AttachmentKey } from '../../model/lease.ts';
 
 export class Keys {
   constructor(readonly prefix: string) {}

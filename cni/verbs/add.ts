@@ -1,14 +1,14 @@
 // ADD: lease an address, compile the plan, apply it; on failure the executor has rolled back
 // and the lease goes back to the pool.
 import { statfsSync } from 'node:fs';
-import { CniError, Code } from '../errors.ts';
+import { CniError, Code } from '../../model/errors.ts';
 import { serialiseResult } from '../result.ts';
-import { compile, requireMode } from '../../planner/compile.ts';
+import { compile } from '../../planner/compile.ts';
 import { Executor } from '../../executor/executor.ts';
 import { JournalStore } from '../../executor/journal.ts';
 import { gatherFacts } from '../../executor/facts.ts';
 import { openIpam } from '../../ipam/open.ts';
-import { attachmentOf, readJournal, withAttachmentLock, type VerbContext } from './context.ts';
+import { attachmentOf, factsWanted, readJournal, withAttachmentLock, type VerbContext } from './context.ts';
 
 // statfs f_type of a namespace file: nsfs, or proc on kernels before 3.19.
 const NSFS_MAGIC = 0x6e736673;
@@ -30,7 +30,6 @@ function requireNetns(path: string): void {
 export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>> {
   const { env, config } = ctx;
   requireNetns(env.netns);
-  requireMode(config.mode); // before any IPAM
   const ipam = openIpam(config);
   const journals = new JournalStore(config.stateDir);
   const a = attachmentOf(ctx);
@@ -41,7 +40,7 @@ export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>>
       throw new CniError(Code.AlreadyAttached, `container already has ${env.ifName} on network ${config.name}`,
         `journal ${journals.path(a)} is in state ${existing.state}; DEL it first`);
     }
-    const facts = await gatherFacts({ uplink: config.uplink, mtuConfigured: config.mtu !== null }, ctx.runner);
+    const facts = await gatherFacts(factsWanted(config, ctx.mode, { mtu: true }), ctx.runner);
     const key = { containerId: env.containerId, ifName: env.ifName };
     const leaseStarted = process.hrtime.bigint();
     const lease = await ipam.allocate(key);
@@ -49,7 +48,7 @@ export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>>
     const ip = lease.address.split('/')[0]!;
     let plan;
     try {
-      plan = compile({ command: 'ADD', config, containerId: env.containerId, ifName: env.ifName, netns: env.netns, lease, facts });
+      plan = compile({ command: 'ADD', config, containerId: env.containerId, ifName: env.ifName, netns: env.netns, lease, facts }, ctx.mode);
       await new Executor({ runner: ctx.runner, facts, journals, log: ctx.log, sys: ctx.sys }).apply(plan, lease);
     } catch (e) {
       // A rollback that left pod state behind keeps the address: DEL releases it after cleaning up.

@@ -1,11 +1,11 @@
 // CHECK: the attachment must exist as prevResult describes it, and every probe of the
 // recorded plan must still hold.
-import { CniError, Code } from '../errors.ts';
+import { CniError, Code } from '../../model/errors.ts';
 import { parsePrevResult } from '../result.ts';
 import { Executor } from '../../executor/executor.ts';
 import { JournalStore } from '../../executor/journal.ts';
 import { gatherFacts } from '../../executor/facts.ts';
-import { attachmentOf, readJournal, withAttachmentLock, type VerbContext } from './context.ts';
+import { attachmentOf, factsWanted, readJournal, withAttachmentLock, type VerbContext } from './context.ts';
 import { requireVerbVersion } from '../version.ts';
 
 export async function cmdCheck(ctx: VerbContext): Promise<void> {
@@ -24,9 +24,10 @@ export async function cmdCheck(ctx: VerbContext): Promise<void> {
     const ifc = prev.interfaces.findIndex((i) => i.name === env.ifName && i.sandbox !== undefined);
     if (ifc < 0) problems.push(`prevResult has no interface ${env.ifName} with a sandbox`);
     else if (prev.interfaces[ifc]!.sandbox !== env.netns) problems.push(`prevResult puts ${env.ifName} in ${prev.interfaces[ifc]!.sandbox}, not ${env.netns}`);
-    const ours = j.lease?.address;
+    // The address ADD reported (a mode may report it with another prefix than its pool's).
+    const ours = j.plan.result?.ips[0]?.address ?? j.lease?.address;
     if (ours && !prev.ips.some((ip) => ip.address === ours)) problems.push(`prevResult does not list ${ours}`);
-    const facts = await gatherFacts({ uplink: config.uplink, mtuConfigured: true }, ctx.runner);
+    const facts = await gatherFacts(factsWanted(config, ctx.mode, { mtu: false }), ctx.runner);
     const drift = await new Executor({ runner: ctx.runner, facts, journals, log: ctx.log, sys: ctx.sys }).check(j.plan);
     problems.push(...drift.map((d) => `${d.step}: not in effect (${d.describe})`));
     if (problems.length > 0) throw new CniError(Code.CheckFailed, 'attachment does not match its plan', problems.join('; '));

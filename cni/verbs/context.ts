@@ -1,17 +1,22 @@
 // What every verb handler receives, and the pieces they share.
 import { mkdirSync } from 'node:fs';
 import type { CniEnv } from '../env.ts';
-import type { NetworkConfig, ConfigExtras } from '../config.ts';
-import type { Logger } from '../log.ts';
+import type { ConfigExtras } from '../config.ts';
+import type { NetworkConfig } from '../../model/config.ts';
+import type { Logger } from '../../lib/log.ts';
+import type { AnyMode } from '../../planner/mode.ts';
+import type { FactsWanted } from '../../executor/facts.ts';
 import type { Runner } from '../../executor/runner.ts';
 import type { NodeSystem } from '../../executor/system.ts';
 import { JournalStore, JournalCorrupt, type Attachment, type Journal } from '../../executor/journal.ts';
 import { withPidLock, LockTimeout } from '../../lib/pid-lock.ts';
-import { CniError, Code } from '../errors.ts';
+import { CniError, Code } from '../../model/errors.ts';
 
 export interface VerbContext {
   env: CniEnv;
   config: NetworkConfig;
+  /** the config's mode, from the registry the config was loaded with */
+  mode: AnyMode;
   extras: ConfigExtras;
   log: Logger;
   runner: Runner;
@@ -20,6 +25,11 @@ export interface VerbContext {
 }
 
 export const LOCK_TIMEOUT_MS = 20_000;
+
+/** The node facts a verb needs: the mode's tools; the uplink MTU only when it shapes the plan. */
+export function factsWanted(config: NetworkConfig, mode: AnyMode, opts: { mtu: boolean }): FactsWanted {
+  return { uplink: config.uplink, mtuConfigured: !opts.mtu || config.mtu !== null, tools: mode.tools(config) };
+}
 
 export function attachmentOf(ctx: VerbContext): Attachment {
   return { network: ctx.config.name, containerId: ctx.env.containerId, ifName: ctx.env.ifName };

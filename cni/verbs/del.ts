@@ -1,22 +1,24 @@
 // DEL: undo what the journal says may be in effect (or, with no journal, what deterministic
 // names point at), then release the address. Missing netns, links, journal or lease: success.
-import { CniError, Code } from '../errors.ts';
+import { CniError, Code } from '../../model/errors.ts';
 import { parsePrevResult } from '../result.ts';
 import { compile, teardownSteps } from '../../planner/compile.ts';
-import { plannerFor } from '../../planner/registry.ts';
 import { Executor } from '../../executor/executor.ts';
 import { JournalStore, JournalCorrupt, undoCandidates, type Attachment, type Journal } from '../../executor/journal.ts';
 import { gatherFacts } from '../../executor/facts.ts';
 import { openIpam } from '../../ipam/open.ts';
-import type { Step } from '../../planner/types.ts';
+import type { Step } from '../../model/plan.ts';
 import type { Runner } from '../../executor/runner.ts';
 import type { NodeSystem } from '../../executor/system.ts';
-import type { NetworkConfig, ConfigExtras } from '../config.ts';
-import type { Logger } from '../log.ts';
-import { attachmentOf, withAttachmentLock, type VerbContext } from './context.ts';
+import type { ConfigExtras } from '../config.ts';
+import type { NetworkConfig } from '../../model/config.ts';
+import type { AnyMode } from '../../planner/mode.ts';
+import type { Logger } from '../../lib/log.ts';
+import { attachmentOf, factsWanted, withAttachmentLock, type VerbContext } from './context.ts';
 
 export interface TeardownInput {
   config: NetworkConfig;
+  mode: AnyMode;
   attachment: Attachment;
   netns: string;
   prevResult: ConfigExtras['prevResult'];
@@ -39,16 +41,12 @@ export async function removeAttachment(input: TeardownInput): Promise<{ released
     if (!(e instanceof JournalCorrupt)) throw e;
     input.log.warn('journal unreadable, tearing down by derived names', { error: e.message });
   }
-  const facts = await gatherFacts({ uplink: config.uplink, mtuConfigured: true }, input.runner);
+  const facts = await gatherFacts(factsWanted(config, input.mode, { mtu: false }), input.runner);
   let steps: Step[];
   let ip: string | null;
   if (journal) {
     steps = teardownSteps(journal.plan.steps, undoCandidates(journal));
     ip = journal.lease?.address.split('/')[0] ?? null;
-  } else if (!plannerFor(config.mode)) {
-    // A mode this build cannot plan never created anything: only the address can be left.
-    steps = [];
-    ip = await ipam.find(key);
   } else {
     // No journal (state dir lost, or the ADD never got that far): rebuild from names.
     const prev = parsePrevResult(input.prevResult)?.ips[0];
@@ -58,7 +56,7 @@ export async function removeAttachment(input: TeardownInput): Promise<{ released
     steps = compile({
       command: 'DEL', config: planConfig, containerId: a.containerId, ifName: a.ifName, netns: input.netns,
       lease: lease ?? { address: '0.0.0.0/32', gateway: '0.0.0.0' }, facts,
-    }).steps;
+    }, input.mode).steps;
   }
   const report = await new Executor({ runner: input.runner, facts, journals, log: input.log, sys: input.sys }).teardown(steps);
   if (report.errors.length > 0) {
@@ -83,7 +81,7 @@ export async function cmdDel(ctx: VerbContext): Promise<void> {
   const attachment = attachmentOf(ctx);
   await withAttachmentLock(journals, attachment, async () => {
     const { released } = await removeAttachment({
-      config: ctx.config, attachment, netns: ctx.env.netns, prevResult: ctx.extras.prevResult,
+      config: ctx.config, mode: ctx.mode, attachment, netns: ctx.env.netns, prevResult: ctx.extras.prevResult,
       runner: ctx.runner, log: ctx.log, journals, sys: ctx.sys,
     });
     ctx.log.info('DEL done', { released });

@@ -1,6 +1,6 @@
 // GC (CNI 1.1): remove every attachment of this network that is not in the valid list —
 // its journalled state first, then any address reservation left without one.
-import { CniError, Code } from '../errors.ts';
+import { CniError, Code } from '../../model/errors.ts';
 import { JournalStore } from '../../executor/journal.ts';
 import { openIpam } from '../../ipam/open.ts';
 import { keyString } from '../../ipam/store.ts';
@@ -26,7 +26,7 @@ export async function runGc(ctx: Omit<VerbContext, 'env'>, graceMs = 0): Promise
       // The same lock as DEL: an operator's GC may run while the runtime deletes this pod. No
       // netns: a readable journal has the plan, and without one the pod netns is unknown.
       const { released } = await withAttachmentLock(journals, a, () => removeAttachment({
-        config: ctx.config, attachment: a, netns: '', prevResult: null, runner: ctx.runner, log: ctx.log, journals, sys: ctx.sys,
+        config: ctx.config, mode: ctx.mode, attachment: a, netns: '', prevResult: null, runner: ctx.runner, log: ctx.log, journals, sys: ctx.sys,
       }));
       report.removed.push(keyString(a));
       report.released.push(...released);

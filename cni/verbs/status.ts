@@ -1,11 +1,11 @@
-// STATUS (CNI 1.1): ready for ADD when the tools exist, the state dir is writable and the
-// pool has room.
+// STATUS (CNI 1.1): ready for ADD when the mode's tools exist, the state dir is writable and
+// the pool has room.
 import { accessSync, constants, mkdirSync } from 'node:fs';
-import { CniError, Code } from '../errors.ts';
-import { defaultTools } from '../../executor/facts.ts';
+import { CniError, Code } from '../../model/errors.ts';
+import type { NetworkConfig } from '../../model/config.ts';
+import type { AnyMode } from '../../planner/mode.ts';
+import { resolveTools } from '../../executor/facts.ts';
 import { openIpam } from '../../ipam/open.ts';
-import { plannerFor } from '../../planner/registry.ts';
-import type { NetworkConfig } from '../config.ts';
 import type { VerbContext } from './context.ts';
 import { requireVerbVersion } from '../version.ts';
 
@@ -15,15 +15,13 @@ export interface Readiness {
   ipam: { used: number; free: number } | null;
 }
 
-export async function readiness(config: NetworkConfig): Promise<Readiness> {
+export async function readiness(config: NetworkConfig, mode: AnyMode): Promise<Readiness> {
   const problems: string[] = [];
-  if (!plannerFor(config.mode)) problems.push(`mode ${config.mode} is not available in this build`);
-  const tools = defaultTools();
-  for (const [name, path] of Object.entries(tools)) {
+  for (const [name, path] of Object.entries(resolveTools(mode.tools(config)))) {
     try {
       accessSync(path, constants.X_OK);
     } catch {
-      if (name !== 'iptables' || config.ipMasq) problems.push(`${name} not found (${path})`);
+      problems.push(`${name} not found (${path}; mode ${mode.name} needs it)`);
     }
   }
   try {
@@ -45,6 +43,6 @@ export async function readiness(config: NetworkConfig): Promise<Readiness> {
 
 export async function cmdStatus(ctx: VerbContext): Promise<void> {
   requireVerbVersion('STATUS', ctx.config.cniVersion);
-  const r = await readiness(ctx.config);
+  const r = await readiness(ctx.config, ctx.mode);
   if (!r.ready) throw new CniError(Code.NotReady, 'plugin not ready for ADD', r.problems.join('; '));
 }

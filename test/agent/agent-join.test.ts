@@ -11,7 +11,7 @@ import { rootSkipReason, uniquePrefix, addNetns, delNetns, sh, PLUGIN, NETNS_DIR
 import { startEtcd, stopPid, etcdAvailable } from '../../lab/etcd.ts';
 import { startDaemon } from '../../executor/runner.ts';
 import { AgentStore } from '../../ipam/agent-store.ts';
-import { parseRoutes, type NodeRoute } from '../../planner/node.ts';
+import { parseRoutes, type NodeRoute } from '../../planner/node-routes.ts';
 
 const skip = rootSkipReason() ?? etcdAvailable() ?? false;
 const PROTO = 151;

@@ -11,13 +11,13 @@ import { AgentMetrics } from '../../agent/metrics.ts';
 import { createServer as createNetServer, type Socket } from 'node:net';
 import { AgentStore, parseResponse } from '../../ipam/agent-store.ts';
 import { API, type AgentStatus } from '../../ipam/agent-protocol.ts';
-import { CniError } from '../../cni/errors.ts';
-import type { AttachmentKey } from '../../ipam/store.ts';
+import { CniError } from '../../model/errors.ts';
+import type { AttachmentKey } from '../../model/lease.ts';
 
 const STATUS: AgentStatus = {
   ready: true, node: 'n1', underlayIp: '198.18.0.11', block: '10.244.0.0/24', gateway: '10.244.0.1',
   etcd: { endpoints: ['http://198.18.0.1:2379'], reachable: true, lastCheck: null },
-  ipam: { used: 3, free: 250 }, nodes: [], leaving: [], routes: [], lastReconcile: null, registeredAt: null, registrationLapsed: false, version: 'test',
+  ipam: { used: 3, free: 250 }, nodes: [], leaving: [], routes: [], lastReconcile: null, converged: false, mode: 'host-gw', registeredAt: null, registrationLapsed: false, version: 'test',
 };
 
 /** Fake handlers: an in-memory allocator whose behaviour a test can switch. */

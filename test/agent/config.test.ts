@@ -47,8 +47,7 @@ test('flags: every node-scoped path and setting can be given', () => {
     ...BASE, '--node-name', 'n7', '--underlay-interface', 'eth9', '--etcd-prefix', '/lab1/', '--etcd-ca', '/pki/ca.pem',
     '--etcd-cert', '/pki/c.pem', '--etcd-key', '/pki/k.pem', '--cluster-subnet', '10.100.0.0/20', '--block-size', '26',
     '--network', 'lab', '--state-dir', '/tmp/s', '--socket', '/tmp/s/a.sock', '--metrics-address', 'off', '--cni-conf-dir', '/tmp/net.d',
-    '--lease-ttl', '3', '--resync', '5', '--route-protocol', '201', '--bird-config', '/tmp/b.conf', '--bird-socket', '/tmp/b.ctl',
-    '--bpffs-dir', '/tmp/bpf', '--log-level', 'debug',
+    '--lease-ttl', '3', '--resync', '5', '--route-protocol', '201', '--log-level', 'debug',
   ], 'host-a');
   assert.equal(c.nodeName, 'n7');
   assert.equal(c.underlayInterface, 'eth9');
@@ -60,7 +59,6 @@ test('flags: every node-scoped path and setting can be given', () => {
   assert.deepEqual([c.stateDir, c.socket, c.cniConfDir], ['/tmp/s', '/tmp/s/a.sock', '/tmp/net.d']);
   assert.equal(c.metricsAddress, null, '"off" disables the metrics server');
   assert.deepEqual([c.leaseTtlSeconds, c.resyncSeconds, c.routeProtocol], [3, 5, 201]);
-  assert.deepEqual([c.birdConfig, c.birdSocket, c.bpffsDir], ['/tmp/b.conf', '/tmp/b.ctl', '/tmp/bpf']);
   assert.equal(c.logLevel, 'debug');
 });
 
@@ -131,8 +129,7 @@ test('errors: missing etcd endpoints, bad subnet, block size out of range, other
   refuses([...BASE, '--block-size', '24.5'], /blockSize must be a positive integer/);
   refuses([...BASE, '--block-size', 'big'], /blockSize must be a positive integer/);
   refuses([...BASE, '--lease-ttl', '0'], /leaseTtlSeconds must be a positive integer/);
-  refuses([...BASE, '--mode', 'vxlan'], /mode vxlan is not available in this build \(host-gw is\)/);
-  refuses([...BASE, '--mode', 'bgp'], /mode bgp is not available/);
+  refuses([...BASE, '--mode', 'bgp'], /mode bgp is not one of host-gw/);
   refuses([...BASE, '--log-level', 'trace'], /logLevel trace is not debug, info, warn or error/);
   // An interface without an IPv4 address (lo's is internal) and no address given.
   refuses(['--underlay-interface', 'lo', '--etcd-endpoints', 'http://x:2379'], /no underlay address/);
@@ -151,8 +148,25 @@ test('errors: an unknown flag, a missing or unreadable config file are config er
 test('--help text names every flag the parser accepts', () => {
   for (const flag of ['--config', '--node-name', '--underlay-interface', '--underlay-ip', '--etcd-endpoints', '--etcd-ca', '--etcd-cert',
     '--etcd-key', '--etcd-prefix', '--cluster-subnet', '--block-size', '--mode', '--network', '--state-dir', '--socket',
-    '--metrics-address', '--cni-conf-dir', '--lease-ttl', '--resync', '--route-protocol', '--bird-config', '--bird-socket',
-    '--bpffs-dir', '--log-level']) {
+    '--metrics-address', '--cni-conf-dir', '--lease-ttl', '--resync', '--route-protocol', '--log-level']) {
     assert.ok(AGENT_HELP.includes(flag), flag);
   }
+});
+
+test('networkConfig: the mode\'s own keys reach the CNI config the agent writes, validated like the plugin does', (t) => {
+  const file = tempFile(t, 'agent.yaml', ['networkConfig:', '  bridge: br-lab', '  mtu: 1400', ''].join('\n'));
+  const c = loadAgentConfig(['--config', file, ...BASE, '--network', 'lab', '--socket', '/run/x/a.sock', '--state-dir', '/run/x'], 'h');
+  assert.deepEqual(c.pluginEntry, {
+    type: 'testcni', mode: 'host-gw', subnet: '10.244.0.0/16', stateDir: '/run/x', bridge: 'br-lab', mtu: 1400,
+    ipam: { type: 'cluster', agentSocket: '/run/x/a.sock' },
+  });
+  assert.equal(c.networkConfig.name, 'lab');
+  assert.deepEqual(c.networkConfig.modeConfig, { bridge: 'br-lab' });
+  assert.equal(c.networkConfig.mtu, 1400);
+  const bad = tempFile(t, 'bad.yaml', ['networkConfig:', '  bridge: 7', ''].join('\n'));
+  refuses(['--config', bad, ...BASE], /network config: invalid network config: bridge/);
+  const foreign = tempFile(t, 'foreign.yaml', ['networkConfig:', '  vni: 7', ''].join('\n'));
+  refuses(['--config', foreign, ...BASE], /unsupported field: vni/);
+  const owned = tempFile(t, 'owned.yaml', ['networkConfig:', '  subnet: 10.0.0.0/8', ''].join('\n'));
+  refuses(['--config', owned, ...BASE], /networkConfig\.subnet: set by the agent/);
 });

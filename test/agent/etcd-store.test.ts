@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { EtcdStore, DatastoreUnavailable, BlocksExhausted, withTimeout, type NodeEvent } from '../../agent/datastore/etcd-store.ts';
 import { parseCidr, containsCidr } from '../../lib/ipv4.ts';
-import type { NodeRecord } from '../../planner/node.ts';
+import type { NodeRecord } from '../../model/node.ts';
 import { TestEtcd, etcdAvailable, uniqueKeyPrefix } from '../helpers/etcd.ts';
 
 const skip = etcdAvailable() ?? false;

@@ -10,6 +10,7 @@ import { PLUGIN, rootSkipReason, uniquePrefix, addNetns, delNetns, NETNS_DIR } f
 import { JournalStore, newJournal } from '../../executor/journal.ts';
 import { compile } from '../../planner/compile.ts';
 import { loadConfig } from '../../cni/config.ts';
+import { MODES } from '../../planner/registry.ts';
 import { FAKE_FACTS } from '../helpers/fake-node.ts';
 
 const ORIGINAL = { cniVersion: '0.3.0', name: 'testcni', type: 'testcni', bridge: 'testcni0', subnet: '10.244.0.0/16' };
@@ -34,8 +35,8 @@ test('plan --dry-run prints a readable plan for the original host-gw config and 
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^testcni ADD eth0 in \/var\/run\/netns\/cni-1/);
   assert.match(r.stdout, /ensure bridge testcni0/);
-  assert.match(r.stdout, /Plan: 11 steps to apply/);
-  assert.match(r.stdout, /Result: 10\.244\.0\.2\/24 via 10\.244\.0\.1 on eth0/);
+  assert.match(r.stdout, /Plan: \d+ steps to apply/);
+  assert.match(r.stdout, /Result: 10\.244\.0\.2\/32 via 10\.244\.0\.1 on eth0/);
   assert.deepEqual(readdirSync(d), [], 'no state or IPAM directory was created');
 });
 
@@ -44,10 +45,13 @@ test('plan --dry-run formats: json is the plan, sh a script; DEL and CHECK plans
   assert.equal(json.code, 0, json.stderr);
   const plan = JSON.parse(json.stdout);
   assert.equal(plan.command, 'ADD');
-  assert.equal(plan.steps.length, 11);
+  const ids = (plan.steps as { id: string }[]).map((s) => s.id);
+  for (const id of ['link.veth:pod:eth0', 'addr:pod:eth0', 'route:pod:default', 'link.bridge:host:testcni0', 'sysctl:host:net.ipv4.conf.testcni0.forwarding']) assert.ok(ids.includes(id), id);
+  assert.ok(ids.at(-1)!.startsWith('link.wait:host:tc'), 'ADD ends waiting for the links it made');
   const sh = cli(['plan', '--dry-run', '--format', 'sh', '--ip', '10.244.0.9'], JSON.stringify(ORIGINAL));
   assert.match(sh.stdout, /^#!\/bin\/sh\n/);
-  assert.match(sh.stdout, /ip addr add 10\.244\.0\.9\/24 dev eth0/);
+  assert.match(sh.stdout, /ip addr add 10\.244\.0\.9\/32 dev eth0/);
+  assert.match(sh.stdout, /until \S*ip -o link show dev tc[0-9a-f]{11} \| grep -q 'state UP'/, 'the wait as a polling loop');
   assert.match(sh.stdout, /netns "\$\$"/, 'the node namespace is the script\'s own');
   const del = cli(['plan', '--dry-run', '--command', 'DEL'], JSON.stringify(ORIGINAL));
   assert.match(del.stdout, /^testcni DEL/);
@@ -120,7 +124,7 @@ test('gc removes attachments whose netns is gone and keeps live ones', { skip: r
   // Two recorded attachments: one whose pod netns exists, one whose netns is gone.
   for (const [cid, netns, ip] of [['alive', join(NETNS_DIR, live), '10.244.0.2'], ['gone', join(NETNS_DIR, `${prefix}x`), '10.244.0.3']] as const) {
     const lease = { address: `${ip}/24`, gateway: '10.244.0.1' };
-    const plan = compile({ command: 'ADD', config, containerId: cid, ifName: 'eth0', netns, lease, facts: FAKE_FACTS });
+    const plan = compile({ command: 'ADD', config, containerId: cid, ifName: 'eth0', netns, lease, facts: FAKE_FACTS }, MODES.require(config.mode));
     const j = newJournal(plan, lease);
     j.state = 'applied';
     for (const id of Object.keys(j.steps)) j.steps[id] = { status: 'applied' };

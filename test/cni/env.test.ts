@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseEnv, commandOf, ifNameProblem, VERBS, type Verb } from '../../cni/env.ts';
-import { CniError, Code } from '../../cni/errors.ts';
+import { CniError, Code } from '../../model/errors.ts';
 
 // A complete, valid environment for every verb; each test removes or breaks one variable.
 const FULL = {

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync, existsSync, mkdirSync, readdirSync 
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { handleCni } from '../../cni/main.ts';
-import { Logger } from '../../cni/log.ts';
+import { Logger } from '../../lib/log.ts';
 import { hostVethName } from '../../planner/names.ts';
 import { JournalStore } from '../../executor/journal.ts';
 import { withAttachmentLock } from '../../cni/verbs/context.ts';

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SUPPORTED_VERSIONS, LATEST, isSupported, requireSupported, compareVersions, atLeast, requireVerbVersion } from '../../cni/version.ts';
-import { CniError, Code } from '../../cni/errors.ts';
+import { CniError, Code } from '../../model/errors.ts';
 
 test('supported versions are 0.3.0, 0.3.1, 0.4.0, 1.0.0 and 1.1.0, latest 1.1.0', () => {
   assert.deepEqual([...SUPPORTED_VERSIONS], ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0']);

@@ -78,7 +78,7 @@ test('pool exhaustion: a third ADD into a 2-address range fails fast with code 1
     assert.equal(r.code, 0, show(r));
     ips.push((r.json as { ips: { address: string }[] }).ips[0]!.address);
   }
-  assert.deepEqual(ips.sort(), ['10.244.0.10/24', '10.244.0.11/24']);
+  assert.deepEqual(ips.sort(), ['10.244.0.10/32', '10.244.0.11/32']);
 
   const third = scope.pod('2');
   const before = { node: settledNodeState(node.name), journal: treeSnapshot(node.stateDir), ipam: treeSnapshot(node.ipamDir) };

@@ -116,3 +116,16 @@ test('DEL with an empty CNI_NETNS, and DEL after the netns is gone, succeed and 
   while (linkNames(node.name).includes(b.hostVeth) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   assert.ok(!linkNames(node.name).includes(b.hostVeth), `host veth ${b.hostVeth} removed`);
 });
+
+test('pods of one node reach each other through the gateway: each pod holds one neighbour entry, not one per peer', { skip, timeout: 60_000 }, async (t) => {
+  const scope = new Scope(t, uniquePrefix('kn'));
+  const node = scope.node();
+  const pods = ['a', 'b', 'c', 'd', 'e'].map((tag) => addPod(scope, node, tag));
+  for (const from of pods) {
+    for (const to of pods) if (from !== to) assert.ok(ping(from.pod.name, to.ip, 1), `${from.cid} -> ${to.ip}`);
+  }
+  for (const p of pods) {
+    const neigh = (JSON.parse(inNetns(p.pod.name, ['ip', '-j', '-4', 'neigh', 'show']).stdout || '[]') as { dst: string }[]).map((n) => n.dst);
+    assert.deepEqual(neigh, [GATEWAY], `${p.cid} knows only its gateway (no redirect taught it a peer)`);
+  }
+});

@@ -92,7 +92,7 @@ test('lab up refuses bad input before making anything', { skip }, () => {
   for (const [args, why] of [
     [['--nodes', '0'], /--nodes must be 1\.\.200/],
     [['--pods', 'x'], /--pods must be a whole number/],
-    [['--mode', 'vxlan'], /mode vxlan is not available/],
+    [['--mode', 'flannel'], /mode flannel is not one of host-gw/],
     [['--name', 'Bad_Name'], /lab name "Bad_Name"/],
   ] as const) {
     const r = run('up', ...args, '--dir', dir);

@@ -90,9 +90,13 @@ function assertResult(result: Json, version: string, pod: { name: string; path: 
   const v4 = eth0.addr_info.filter((a) => a.family === 'inet');
   assert.deepEqual(v4.map((a) => `${a.local}/${a.prefixlen}`), [`${addr}/${prefix}`], 'the pod has exactly the reported address');
 
-  assert.deepEqual(result.routes, [{ dst: '0.0.0.0/0', gw: GATEWAY }]);
+  assert.equal(prefix, '32', 'a host address: everything goes through the gateway');
+  assert.deepEqual(result.routes, [{ dst: `${GATEWAY}/32` }, { dst: '0.0.0.0/0', gw: GATEWAY }]);
   const routes = podDefaultRoutes(pod.name);
   assert.deepEqual(routes.map((r) => [r.gateway, r.dev]), [[GATEWAY, 'eth0']], 'the pod routes by default through the reported gateway');
+  const all = JSON.parse(inNetns(pod.name, ['ip', '-j', '-4', 'route', 'show']).stdout) as { dst: string; dev: string; scope?: string; gateway?: string }[];
+  assert.deepEqual(all.map((r) => `${r.dst} ${r.gateway ?? r.scope} ${r.dev}`).sort(), [`${GATEWAY} link eth0`, `default ${GATEWAY} eth0`].sort(),
+    'exactly the reported routes: the gateway on-link, the rest through it');
   assert.deepEqual(result.dns, {});
   return addr!;
 }

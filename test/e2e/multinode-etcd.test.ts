@@ -8,7 +8,7 @@ import { labSkipReason, testLab, attachmentTraces, etcdHandles } from '../helper
 import type { UpReport } from '../../lab/up.ts';
 import type { LabRecord, LabNode } from '../../lab/state.ts';
 import { addPods, deletePod, runCni, type PodOutcome } from '../../lab/pods.ts';
-import { agentStatus, waitAgentReady, waitRoutesConverged } from '../../lab/agents.ts';
+import { agentStatus, waitAgentReady, waitNodesConverged } from '../../lab/agents.ts';
 import { pingAll, pingFrom, renderMatrix } from '../../lab/check.ts';
 import { waitUntil } from '../../lab/sys.ts';
 
@@ -85,7 +85,7 @@ describe('multi-node lab: etcd stopped (SIGSTOP) in the middle of an ADD burst',
     process.kill(etcdPid, 'SIGCONT');
     const resumed = Date.now();
     const statuses = new Map((await Promise.all(nodes.map((n) => waitAgentReady(n, 20_000)))).map((st) => [st.node, st]));
-    await waitRoutesConverged(s, nodes, statuses, 15_000);
+    await waitNodesConverged(nodes, 15_000);
     const registeredAfter = statuses.get(nodes[0]!.name)!.registeredAt;
     t.diagnostic(`agents ready and routes converged ${Date.now() - resumed} ms after etcd resumed (outage ${resumed - stoppedAt} ms; n1 ${registeredAfter === registeredBefore ? 'kept its registration' : 're-registered'})`);
     for (const n of nodes) assert.equal(statuses.get(n.name)!.block, up.statuses.get(n.name)!.block, `${n.name} keeps its block`);

@@ -10,7 +10,7 @@ import type { UpReport } from '../../lab/up.ts';
 import type { LabRecord, LabNode, LabPod } from '../../lab/state.ts';
 import { pingAll, pingFrom, renderMatrix } from '../../lab/check.ts';
 import { addPods, deletePod } from '../../lab/pods.ts';
-import { agentRunning, agentStatus, startAgent, stopAgent, waitAgentReady, waitRoutesConverged } from '../../lab/agents.ts';
+import { agentRunning, agentStatus, startAgent, stopAgent, waitAgentReady, waitNodesConverged } from '../../lab/agents.ts';
 import { runner, tools, waitUntil, sleep } from '../../lab/sys.ts';
 import { parseCidr, parseIp, contains, formatIp } from '../../lib/ipv4.ts';
 import type { AgentStatus } from '../../ipam/agent-protocol.ts';
@@ -109,7 +109,7 @@ describe('multi-node host-gw lab: 3 nodes x 4 pods', { skip, timeout: 170_000 },
     await startAgent(rec, n3);
     const st = await waitAgentReady(n3);
     assert.equal(st.block, b3, 'the node keeps its block across the rejoin');
-    await waitRoutesConverged(rec.state, nodes, up.statuses, 10_000);
+    await waitNodesConverged(nodes, 10_000);
     t.diagnostic(`n3 ready and every node converged ${Date.now() - rejoin} ms after its agent started again`);
     for (const n of [n1, n2]) assert.deepEqual(toN3(n), [{ dst: b3, via: n3.underlayIp }], `${n.name} routes to n3 again`);
     const [a, c] = [original().find((p) => p.node === 'n1')!, original().find((p) => p.node === 'n3')!];
@@ -178,7 +178,7 @@ describe('multi-node host-gw lab: 3 nodes x 4 pods', { skip, timeout: 170_000 },
 
     assert.equal(after.block, beforeStatus.block, 'same block after the restart');
     assert.deepEqual(after.ipam, beforeStatus.ipam, 'the reservations are loaded back');
-    await waitRoutesConverged(rec.state, nodes, up.statuses, 10_000);
+    await waitNodesConverged(nodes, 10_000);
     assert.ok(await pingFrom(to.netns, from.ip!), `${to.name} -> ${from.name} after the restart`);
 
     // A pod added after the restart gets an address nobody holds.

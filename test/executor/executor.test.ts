@@ -7,8 +7,11 @@ import { Executor } from '../../executor/executor.ts';
 import { JournalStore } from '../../executor/journal.ts';
 import { compile, teardownSteps } from '../../planner/compile.ts';
 import { loadConfig } from '../../cni/config.ts';
-import { CniError } from '../../cni/errors.ts';
-import { HOST, type Plan, type Step } from '../../planner/types.ts';
+import { CniError } from '../../model/errors.ts';
+import { HOST, type Plan, type Step } from '../../model/plan.ts';
+import { MODES } from '../../planner/registry.ts';
+import { argvOf } from '../../model/plan.ts';
+import { hostVethName } from '../../planner/names.ts';
 import { FakeRunner, FakeSystem, FAKE_FACTS, batchFailure } from '../helpers/fake-node.ts';
 
 const POD = '/var/run/netns/fake-pod';
@@ -24,7 +27,7 @@ function hostGwPlan(extra: Record<string, unknown> = {}): Plan {
   return compile({
     command: 'ADD', config, containerId: 'c1', ifName: 'eth0', netns: POD,
     lease: { address: '10.244.0.5/24', gateway: '10.244.0.1' }, facts: FAKE_FACTS,
-  });
+  }, MODES.require(config.mode));
 }
 
 /** A synthetic plan of n undoable pod steps alternating between the pod netns and the node. */
@@ -33,31 +36,35 @@ function undoablePlan(n: number): Plan {
     const ns = i % 2 === 0 ? POD : HOST;
     return {
       id: `link.add:${i + 1}`, kind: 'link.add', scope: 'pod', ns,
-      argv: ['/usr/sbin/ip', 'link', 'add', `x${i + 1}`, 'type', 'veth'], idempotent: false,
-      undo: { ns, argv: ['/usr/sbin/ip', 'link', 'del', `x${i + 1}`] },
-      probe: { ns, argv: ['/usr/sbin/ip', '-j', 'link', 'show'], expect: { $some: { ifname: `x${i + 1}` } } },
+      mech: 'ip', argv: ['/usr/sbin/ip', 'link', 'add', `x${i + 1}`, 'type', 'veth'], idempotent: false,
+      undo: { ns, mech: 'ip', argv: ['/usr/sbin/ip', 'link', 'del', `x${i + 1}`] },
+      probe: { ns, mech: 'links', argv: ['/usr/sbin/ip', '-j', 'link', 'show'], expect: { $some: { ifname: `x${i + 1}` } } },
       describe: `link x${i + 1}`,
     };
   });
   return { command: 'ADD', network: 'net', containerId: 'c1', ifName: 'eth0', netns: POD, mode: 'host-gw', inputsDigest: 'd', steps, result: null };
 }
 
-test('host-gw ADD runs in three processes: pod sysctls, one pod batch, one node batch', async (t) => {
+test('host-gw ADD runs in two processes: one pod batch, one node batch; node sysctls in-process, only where wrong', async (t) => {
   const runner = new FakeRunner();
   const sys = new FakeSystem(['lo'], new Set([POD]));
+  sys.sysctls.set('net.ipv4.ip_forward', '1\n'); // already right: left alone
   const journals = tempJournals(t);
   const plan = hostGwPlan();
   const j = await new Executor({ runner, facts: FAKE_FACTS, journals, sys }).apply(plan, null);
-  assert.equal(runner.calls.length, 3);
-  assert.deepEqual(runner.calls[0]!.argv, ['/usr/bin/nsenter', `--net=${POD}`, '--', '/usr/sbin/sysctl', '-q', '-e', '-w',
-    'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
-  assert.deepEqual(runner.calls[1]!.argv, ['/usr/bin/nsenter', `--net=${POD}`, '--', '/usr/sbin/ip', '-batch', '-']);
-  assert.deepEqual(runner.calls[2]!.argv, ['/usr/sbin/ip', '-batch', '-']);
-  const hostLines = runner.calls[2]!.input.trim().split('\n');
+  assert.equal(runner.calls.length, 2);
+  assert.deepEqual(runner.calls[0]!.argv, ['/usr/bin/nsenter', `--net=${POD}`, '--', '/usr/sbin/ip', '-batch', '-']);
+  assert.deepEqual(runner.calls[1]!.argv, ['/usr/sbin/ip', '-batch', '-']);
+  const hostLines = runner.calls[1]!.input.trim().split('\n');
   assert.ok(hostLines[0]!.startsWith('link add testcni0 '), 'the missing bridge is created');
-  assert.equal(sys.sysctls.get('net.ipv4.ip_forward'), '1', 'node sysctl written in-process');
+  assert.equal(j.steps['sysctl:host:net.ipv4.ip_forward']!.status, 'skipped', 'a node sysctl already right is not written');
+  for (const key of ['net.ipv4.conf.default.forwarding', 'net.ipv4.conf.eth0.forwarding', 'net.ipv4.conf.testcni0.forwarding']) {
+    assert.equal(sys.sysctls.get(key), '1', `${key} written in-process`);
+    assert.equal(j.steps[`sysctl:host:${key}`]!.status, 'applied');
+  }
+  assert.equal(j.steps[`link.wait:host:${hostVethName('c1', 'eth0')}+testcni0`]!.status, 'applied', 'the links were up (read in-process)');
   assert.equal(j.state, 'applied');
-  assert.ok(Object.values(j.steps).every((s) => s.status === 'applied'));
+  assert.ok(Object.values(j.steps).every((s) => s.status === 'applied' || s.status === 'skipped'));
   assert.equal(journals.read(j)!.state, 'applied', 'journal on disk says applied');
 });
 
@@ -67,15 +74,15 @@ test('a node step whose probe holds is skipped and runs nothing', async (t) => {
   const j = await new Executor({ runner, facts: FAKE_FACTS, journals: tempJournals(t), sys }).apply(hostGwPlan(), null);
   assert.equal(j.steps['link.bridge:host:testcni0']!.status, 'skipped');
   assert.ok(!runner.batchLines().some((l) => l.startsWith('link add testcni0')), 'no bridge creation attempted');
-  assert.equal(runner.calls.length, 3, 'the probe itself started no process');
+  assert.equal(runner.calls.length, 2, 'the probe itself started no process');
 });
 
 test('a skipped node step at the end of the plan is journalled as skipped', async (t) => {
   const plan = undoablePlan(2);
   plan.steps.shift(); // one pod step on the node: the unit before the probe runs before it
   plan.steps.push({
-    id: 'link.bridge:host:br9', kind: 'link.add', scope: 'node', ns: HOST, argv: ['/usr/sbin/ip', 'link', 'add', 'br9', 'type', 'bridge'],
-    idempotent: false, undo: null, probe: { ns: HOST, argv: ['/usr/sbin/ip', '-j', 'link', 'show'], expect: { $some: { ifname: 'br9' } } }, describe: 'bridge br9',
+    id: 'link.bridge:host:br9', kind: 'link.add', scope: 'node', ns: HOST, mech: 'ip', argv: ['/usr/sbin/ip', 'link', 'add', 'br9', 'type', 'bridge'],
+    idempotent: false, undo: null, probe: { ns: HOST, mech: 'links', argv: ['/usr/sbin/ip', '-j', 'link', 'show'], expect: { $some: { ifname: 'br9' } } }, describe: 'bridge br9',
   });
   const journals = tempJournals(t);
   await new Executor({ runner: new FakeRunner(), facts: FAKE_FACTS, journals, sys: new FakeSystem(['lo', 'br9'], new Set([POD])) }).apply(plan, null);
@@ -142,7 +149,7 @@ test('teardown: a failed undo whose effect is gone is done; one whose effect rem
   const plan = hostGwPlan({ ipMasq: true });
   const steps = teardownSteps(plan.steps);
   assert.deepEqual(steps.map((s) => s.id), ['undo:masq:host:10.244.0.5', 'undo:link.veth:pod:eth0']);
-  const host = steps[1]!.argv[3]!;
+  const host = argvOf(steps[1]!)[3]!;
   // iptables -D fails because the rule is gone (-C exits 1); link del fails but the link stays.
   const runner = new FakeRunner()
     .on((c) => (c.argv.includes('-D') ? { exitCode: 1, stderr: 'Bad rule' } : undefined))
@@ -159,17 +166,17 @@ test('teardown: a failed undo whose effect is gone is done; one whose effect rem
 
 test('CHECK reports exactly the steps whose probes no longer hold', async (t) => {
   const plan = hostGwPlan();
-  const host = plan.steps.find((s) => s.id.startsWith('link.veth'))!.undo!.argv[3]!;
+  const host = argvOf(plan.steps.find((s) => s.id.startsWith('link.veth'))!)[12]!;
   const runner = new FakeRunner()
+    .on((c) => (c.argv.includes('exact') ? { stdout: JSON.stringify([{ dst: '10.244.0.1', dev: 'eth0', scope: 'link' }]) } : undefined))
     .on((c) => (c.argv.includes('route') ? { stdout: '[]' } : undefined)) // the default route is gone
-    .on((c) => (c.argv.includes('addr') && c.argv.includes('eth0') ? { stdout: JSON.stringify([{ addr_info: [{ local: '10.244.0.5', prefixlen: 24 }] }]) } : undefined))
+    .on((c) => (c.argv.includes('addr') && c.argv.includes('eth0') ? { stdout: JSON.stringify([{ addr_info: [{ local: '10.244.0.5', prefixlen: 32 }] }]) } : undefined))
     .on((c) => (c.argv.includes('addr') ? { stdout: JSON.stringify([{ addr_info: [{ local: '10.244.0.1', prefixlen: 24 }] }]) } : undefined))
-    .on((c) => (c.argv.includes(host) ? { stdout: JSON.stringify([{ ifname: host, master: 'testcni0', flags: ['UP'] }]) } : undefined))
+    .on((c) => (c.argv.includes(host) ? { stdout: JSON.stringify([{ ifname: host, master: 'testcni0', flags: ['UP'], operstate: 'UP' }]) } : undefined))
     .on((c) => (c.argv.includes('link') ? { stdout: JSON.stringify([{ ifname: 'eth0', flags: ['UP'] }, { ifname: 'testcni0', flags: ['UP'] }]) } : undefined));
   const sys = new FakeSystem(['lo', 'testcni0', host], new Set([POD]));
-  sys.sysctls.set('net.ipv4.ip_forward', '1\n');
-  // Pod sysctls are read through nsenter: answer them as set.
-  runner.on((c) => (c.argv.includes('-n') ? { stdout: '0\n' } : undefined));
+  for (const key of ['net.ipv4.ip_forward', 'net.ipv4.conf.default.forwarding', 'net.ipv4.conf.eth0.forwarding', 'net.ipv4.conf.testcni0.forwarding']) sys.sysctls.set(key, '1\n');
+  for (const key of ['net.ipv4.conf.all.send_redirects', 'net.ipv4.conf.testcni0.send_redirects']) sys.sysctls.set(key, '0\n');
   const drift = await new Executor({ runner, facts: FAKE_FACTS, journals: tempJournals(t), sys }).check(plan);
   assert.deepEqual(drift.map((d) => d.step), ['route:pod:default']);
 });

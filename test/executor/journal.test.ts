@@ -4,11 +4,11 @@ import { mkdtempSync, rmSync, appendFileSync, readFileSync, statSync } from 'nod
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { JournalStore, newJournal, undoCandidates, attachmentOfFile } from '../../executor/journal.ts';
-import type { Plan } from '../../planner/types.ts';
+import type { Plan } from '../../model/plan.ts';
 
 const plan: Plan = {
   command: 'ADD', network: 'net', containerId: 'c-1.x', ifName: 'eth0', netns: '/run/netns/p', mode: 'host-gw', inputsDigest: 'd', result: null,
-  steps: ['a', 'b', 'c'].map((id) => ({ id, kind: 'link.add', scope: 'pod', ns: 'host', argv: ['/bin/true'], idempotent: false, undo: { ns: 'host', argv: ['/bin/true'] }, probe: null, describe: id })),
+  steps: ['a', 'b', 'c'].map((id) => ({ id, kind: 'link.add', scope: 'pod', ns: 'host', mech: 'exec', argv: ['/bin/true'], idempotent: false, undo: { ns: 'host', mech: 'exec', argv: ['/bin/true'] }, probe: null, describe: id })),
 };
 
 function store(t: { after: (fn: () => void) => void }): JournalStore {

@@ -2,11 +2,12 @@
 // answer from a small model of links, so nothing on the machine is touched.
 import type { Runner, RunResult, RunOptions } from '../../executor/runner.ts';
 import type { NodeSystem } from '../../executor/system.ts';
-import type { NodeFacts } from '../../planner/types.ts';
+import type { NodeFacts } from '../../model/plan.ts';
 
 export const FAKE_FACTS: NodeFacts = {
   tools: { ip: '/usr/sbin/ip', nsenter: '/usr/bin/nsenter', sysctl: '/usr/sbin/sysctl', iptables: '/usr/sbin/iptables' },
   hostPid: 4242,
+  uplink: 'eth0',
   uplinkMtu: 1500,
 };
 
@@ -53,6 +54,9 @@ export class FakeRunner implements Runner {
 
 export class FakeSystem implements NodeSystem {
   sysctls = new Map<string, string>();
+  files = new Map<string, { content: string; mode: number }>();
+  /** operstate by link; a link without an entry is up */
+  oper = new Map<string, string>();
   constructor(
     public links: string[] = ['lo'],
     public netns: Set<string> = new Set(),
@@ -66,6 +70,15 @@ export class FakeSystem implements NodeSystem {
   }
   writeSysctl(key: string, value: string): void {
     this.sysctls.set(key, value);
+  }
+  operState(link: string): string | null {
+    return this.oper.get(link) ?? 'up';
+  }
+  readFile(path: string): string | null {
+    return this.files.get(path)?.content ?? null;
+  }
+  writeFile(path: string, content: string, mode: number): void {
+    this.files.set(path, { content, mode });
   }
   nsExists(ns: string): boolean {
     return ns === 'host' || this.netns.has(ns);

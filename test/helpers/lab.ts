@@ -13,7 +13,7 @@ import { hostVethName } from '../../planner/names.ts';
 
 /** Why the multi-node tests cannot run here, or undefined when they can. */
 export function labSkipReason(): string | undefined {
-  return rootSkipReason(['ping']) ?? etcdAvailable() ?? undefined;
+  return rootSkipReason(['ping', 'fping']) ?? etcdAvailable() ?? undefined;
 }
 
 export interface TestLab {

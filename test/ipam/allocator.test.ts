@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { allocate, peek, type Reservations } from '../../ipam/allocator.ts';
 import { capacity, candidates, type Pool } from '../../ipam/pool.ts';
 import { parseIp, formatIp } from '../../lib/ipv4.ts';
-import { CniError } from '../../cni/errors.ts';
-import type { AttachmentKey } from '../../ipam/store.ts';
+import { CniError } from '../../model/errors.ts';
+import type { AttachmentKey } from '../../model/lease.ts';
 
 class MemoryReservations implements Reservations {
   taken = new Map<string, AttachmentKey>();

@@ -7,12 +7,13 @@ import { join } from 'node:path';
 import { loadConfig } from '../../cni/config.ts';
 import { requireVerbVersion } from '../../cni/version.ts';
 import { serialiseResult } from '../../cni/result.ts';
-import { toCniError } from '../../cni/errors.ts';
+import { toCniError } from '../../model/errors.ts';
 import { compile } from '../../planner/compile.ts';
 import { renderPlan } from '../../planner/render.ts';
-import type { PlanRequest } from '../../planner/types.ts';
+import type { PlanRequest } from '../../planner/mode.ts';
 import { canonicalJson } from '../../lib/canonical-json.ts';
 import { ROOT } from '../helpers/netns.ts';
+import { MODES } from '../../planner/registry.ts';
 
 const FIXTURES = join(ROOT, 'fixtures');
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
@@ -24,7 +25,7 @@ function artifacts(req: Request): Record<string, string> {
   try {
     const { config } = loadConfig(req.config);
     requireVerbVersion(req.command, config.cniVersion);
-    const plan = compile({ ...req, config });
+    const plan = compile({ ...req, config }, MODES.require(config.mode));
     const out: Record<string, string> = {
       'plan.json': renderPlan(plan, 'json', req.facts),
       'plan.txt': renderPlan(plan, 'text', req.facts),

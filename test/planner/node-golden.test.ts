@@ -1,13 +1,16 @@
-// Golden node plans: fixtures/node-<scenario>/request.json (the registry, this node's name, the
-// kernel's `ip -j route show proto N` output, facts, proto) in; steps.json and steps.txt out.
-// Same convention as golden.test.ts: regenerate with UPDATE_GOLDEN=1 and review the diff.
+// Golden node plans: fixtures/node-<scenario>/request.json (the mode and its network config, the
+// registry, this node's name, what the mode's node queries returned, facts, the route protocol)
+// in; steps.json and steps.txt out. Same convention as golden.test.ts: regenerate with
+// UPDATE_GOLDEN=1 and review the diff.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { desiredRoutes, routeSteps, parseRoutes, type NodeRecord } from '../../planner/node.ts';
-import { shellQuote } from '../../planner/render.ts';
-import type { NodeFacts, Step } from '../../planner/types.ts';
+import type { NodeRecord } from '../../model/node.ts';
+import type { NodeFacts } from '../../model/plan.ts';
+import { loadConfig } from '../../cni/config.ts';
+import { MODES } from '../../planner/registry.ts';
+import { renderNodeSteps } from '../../planner/render.ts';
 import { canonicalJson } from '../../lib/canonical-json.ts';
 import { ROOT } from '../helpers/netns.ts';
 
@@ -16,44 +19,35 @@ const UPDATE = process.env.UPDATE_GOLDEN === '1';
 const OUTPUTS = ['steps.json', 'steps.txt'];
 
 interface NodeRequest {
+  mode: string;
+  /** network config keys beyond the defaults below (the mode's section, …) */
+  config?: Record<string, unknown>;
   self: string;
   proto: number;
   facts: NodeFacts;
   registry: NodeRecord[];
-  /** `ip -j route show proto <proto>` as the kernel printed it */
-  observed: unknown;
-}
-
-const MARK: Record<string, string> = { add: '+', replace: '~', del: '-' };
-
-function text(req: NodeRequest, desired: ReturnType<typeof desiredRoutes>, observedCount: number, steps: Step[]): string {
-  const others = req.registry.filter((n) => n.name !== req.self).length;
-  const lines = [
-    `testcni node plan for ${req.self} (route protocol ${req.proto})`,
-    `  registry: ${others} other node${others === 1 ? '' : 's'}, ${desired.length} with a route; kernel: ${observedCount} route${observedCount === 1 ? '' : 's'} of ours`,
-    '',
-  ];
-  steps.forEach((s, i) => {
-    lines.push(`${String(i + 1).padStart(3)}. ${MARK[s.argv[2]!] ?? '?'} ${s.describe}  [${s.scope} step, node netns]`);
-    lines.push(`       ${s.id}`);
-    lines.push(`       $ ${s.argv.map(shellQuote).join(' ')}`);
-  });
-  const verbs = (v: string) => steps.filter((s) => s.argv[2] === v).length;
-  if (steps.length > 0) lines.push('');
-  lines.push(steps.length === 0
-    ? 'Plan: nothing to do; the kernel matches the registry.'
-    : `Plan: ${steps.length} step${steps.length === 1 ? '' : 's'} (${verbs('add')} add, ${verbs('replace')} replace, ${verbs('del')} del).`);
-  return lines.join('\n') + '\n';
+  /** what each of the mode's node queries returned, by name */
+  observed: Record<string, unknown>;
 }
 
 function artifacts(req: NodeRequest): Record<string, string> {
-  const observed = parseRoutes(req.observed);
-  const desired = desiredRoutes(req.self, req.registry);
-  const steps = routeSteps(desired, observed, req.facts, req.proto);
+  const mode = MODES.require(req.mode);
+  const { config } = loadConfig({ cniVersion: '1.1.0', name: 'testcni', type: 'testcni', subnet: '10.244.0.0/16', mode: req.mode, ...req.config });
+  const self = req.registry.find((n) => n.name === req.self) ?? { name: req.self, underlayIp: '', block: '' };
+  const ctx = { config, facts: req.facts, self, nodes: req.registry, routeProtocol: req.proto };
+  const steps = mode.node!.plan(ctx, req.observed);
+  const others = req.registry.filter((n) => n.name !== req.self).length;
+  const title = `testcni node plan for ${req.self} (mode ${req.mode}, route protocol ${req.proto}; ${others} other node${others === 1 ? '' : 's'} in the registry)`;
   return {
     'steps.json': canonicalJson(steps, 2) + '\n',
-    'steps.txt': text(req, desired, observed.length, steps),
+    'steps.txt': renderNodeSteps(title, steps),
   };
+}
+
+/** The request with every list in reverse: the plan must not depend on listing order. */
+function reversed(req: NodeRequest): NodeRequest {
+  const observed = Object.fromEntries(Object.entries(req.observed).map(([k, v]) => [k, Array.isArray(v) ? [...v].reverse() : v]));
+  return { ...req, registry: [...req.registry].reverse(), observed };
 }
 
 const scenarios = readdirSync(FIXTURES).filter((d) => d.startsWith('node-') && existsSync(join(FIXTURES, d, 'request.json'))).sort();
@@ -67,10 +61,8 @@ for (const scenario of scenarios) {
     const dir = join(FIXTURES, scenario);
     const req = JSON.parse(readFileSync(join(dir, 'request.json'), 'utf8')) as NodeRequest;
     const got = artifacts(req);
-    // The registry and the kernel's routes listed in reverse give the same bytes: nothing
-    // depends on the order etcd or the kernel list them in.
-    const reversed = { ...req, registry: [...req.registry].reverse(), observed: Array.isArray(req.observed) ? [...req.observed].reverse() : req.observed };
-    assert.deepEqual(artifacts(reversed), got);
+    // Nothing depends on the order etcd or the kernel list things in.
+    assert.deepEqual(artifacts(reversed(req)), got);
     if (UPDATE) {
       for (const f of OUTPUTS) rmSync(join(dir, f), { force: true });
       for (const [f, t] of Object.entries(got)) writeFileSync(join(dir, f), t);

@@ -29,6 +29,19 @@ test('planner/ modules use no I/O, environment, clock or randomness', () => {
   }
 });
 
+test('model/ imports no other layer; planner, executor, ipam, agent, schemas and lab never import cni/', () => {
+  const rel = (f: string) => f.slice(ROOT.length + 1);
+  for (const f of sources(join(ROOT, 'model'))) {
+    const imports = [...readFileSync(f, 'utf8').matchAll(/from '(\.[^']+)'/g)].map((m) => m[1]!);
+    assert.ok(imports.every((i) => i.startsWith('./')), `${rel(f)} imports outside model/: ${imports.join(', ')}`);
+  }
+  const offenders = ['planner', 'executor', 'ipam', 'agent', 'schemas', 'lab', 'model', 'lib']
+    .flatMap((d) => sources(join(ROOT, d)))
+    .filter((f) => /from '(\.\.\/)+cni\//.test(readFileSync(f, 'utf8')))
+    .map(rel);
+  assert.deepEqual(offenders, []);
+});
+
 test('only executor/runner.ts starts processes', () => {
   const dirs = ['cni', 'planner', 'executor', 'ipam', 'cli', 'lib', 'schemas', 'agent', 'lab'];
   const offenders = dirs

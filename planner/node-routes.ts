@@ -1,16 +1,9 @@
-// Node-level desired state (pure): from the cluster's node registry to the kernel routes this
-// node should hold, and from desired vs observed to the steps that converge them.
-import { HOST, type NodeFacts, type Step } from './types.ts';
+// Routes to other nodes' blocks (pure): from the cluster's node registry to the kernel routes
+// this node should hold, and from desired vs observed to the steps that converge them.
+import { HOST, type NodeFacts, type Step, type Probe } from '../model/plan.ts';
+import type { NodeRecord } from '../model/node.ts';
 import { parseCidr, parseIp, formatCidr } from '../lib/ipv4.ts';
-
-/** What a node publishes in the registry. */
-export interface NodeRecord {
-  name: string;
-  /** the node's address on the underlay network */
-  underlayIp: string;
-  /** the pod block the node owns (CIDR) */
-  block: string;
-}
+import { shownDst } from './steps.ts';
 
 export interface NodeRoute {
   dst: string;
@@ -50,12 +43,11 @@ export function routeSteps(desired: NodeRoute[], observed: NodeRoute[], facts: N
   const ip = facts.tools.ip;
   const have = new Map(observed.map((r) => [r.dst, r.via]));
   const want = new Set(desired.map((r) => r.dst));
-  // The kernel prints a host route without "/32": the probe must match what it prints.
-  const shown = (dst: string) => (dst.endsWith('/32') ? dst.slice(0, -3) : dst);
-  const probe = (r: NodeRoute) => ({
+  const probe = (r: NodeRoute): Probe => ({
     ns: HOST,
+    mech: 'exec',
     argv: [ip, '-j', 'route', 'show', 'proto', String(proto)],
-    expect: { $some: { dst: shown(r.dst), gateway: r.via } },
+    expect: { $some: { dst: shownDst(r.dst), gateway: r.via } },
   });
   const steps: Step[] = [];
   for (const r of desired) {
@@ -66,6 +58,7 @@ export function routeSteps(desired: NodeRoute[], observed: NodeRoute[], facts: N
       kind: 'route.add',
       scope: 'node',
       ns: HOST,
+      mech: 'ip',
       argv: [ip, 'route', current === undefined ? 'add' : 'replace', r.dst, 'via', r.via, 'proto', String(proto)],
       idempotent: current !== undefined,
       undo: null,
@@ -81,15 +74,21 @@ export function routeSteps(desired: NodeRoute[], observed: NodeRoute[], facts: N
       kind: 'route.del',
       scope: 'node',
       ns: HOST,
+      mech: 'ip',
       argv: [ip, 'route', 'del', r.dst, 'via', r.via, 'proto', String(proto)],
       idempotent: false,
       undo: null,
       undoReason: 'node routes follow the registry, not pods',
-      probe: { ...probe(r), expect: { $none: { dst: shown(r.dst) } } },
+      probe: { ...probe(r), expect: { $none: { dst: shownDst(r.dst) } } },
       describe: `remove route ${r.dst} via ${r.via} (its node left)`,
     });
   }
   return steps.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/** The query whose output parseRoutes reads. */
+export function ownRoutesQuery(facts: NodeFacts, proto: number): Probe {
+  return { ns: HOST, mech: 'exec', argv: [facts.tools.ip, '-j', 'route', 'show', 'proto', String(proto)], expect: { $exit: 0 } };
 }
 
 /** Reads `ip -j route show proto N` output back into routes. Only routes this planner could

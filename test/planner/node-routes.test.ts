@@ -1,12 +1,15 @@
 // The node-level planner: registry -> desired routes -> steps against the kernel's routes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { desiredRoutes, routeSteps, parseRoutes, type NodeRecord, type NodeRoute } from '../../planner/node.ts';
-import type { NodeFacts, Step } from '../../planner/types.ts';
+import type { NodeRecord } from '../../model/node.ts';
+import { desiredRoutes, routeSteps, parseRoutes, type NodeRoute } from '../../planner/node-routes.ts';
+import type { NodeFacts, Step } from '../../model/plan.ts';
+import { argvOf } from '../../model/plan.ts';
 
 const FACTS: NodeFacts = {
   tools: { ip: '/usr/sbin/ip', nsenter: '/usr/bin/nsenter', sysctl: '/usr/sbin/sysctl', iptables: '/usr/sbin/iptables' },
   hostPid: 4242,
+  uplink: 'eth0',
   uplinkMtu: 1500,
 };
 const PROTO = 151;
@@ -36,7 +39,7 @@ function shuffled<T>(xs: T[], seed: number): T[] {
   return out;
 }
 
-const verbOf = (s: Step) => s.argv[2];
+const verbOf = (s: Step) => argvOf(s)[2];
 const byId = (steps: Step[]) => new Map(steps.map((s) => [s.id, s]));
 
 // ---- desiredRoutes ----
@@ -99,16 +102,17 @@ test('routeSteps: a new route is added (not replaced), tagged with our protocol,
   assert.equal(steps.length, 1);
   const s = steps[0]!;
   assert.equal(s.id, 'route:host:10.244.2.0/24');
-  assert.deepEqual(s.argv, ['/usr/sbin/ip', 'route', 'add', '10.244.2.0/24', 'via', '198.18.0.12', 'proto', '151']);
+  assert.deepEqual(argvOf(s), ['/usr/sbin/ip', 'route', 'add', '10.244.2.0/24', 'via', '198.18.0.12', 'proto', '151']);
   assert.equal(s.ns, 'host');
   assert.equal(s.scope, 'node');
   assert.equal(s.idempotent, false, 'add fails on a route somebody else owns: it must not count as harmless to repeat');
   assert.deepEqual(s.probe, {
     ns: 'host',
+    mech: 'exec',
     argv: ['/usr/sbin/ip', '-j', 'route', 'show', 'proto', '151'],
     expect: { $some: { dst: '10.244.2.0/24', gateway: '198.18.0.12' } },
   });
-  assert.equal(routeSteps([{ dst: '10.244.2.0/24', via: '198.18.0.12' }], [], FACTS, 201)[0]!.argv.at(-1), '201');
+  assert.equal(argvOf(routeSteps([{ dst: '10.244.2.0/24', via: '198.18.0.12' }], [], FACTS, 201)[0]!).at(-1), '201');
 });
 
 test('routeSteps: ours pointing elsewhere is replaced; ours no longer wanted is deleted; unchanged is left', () => {
@@ -126,10 +130,10 @@ test('routeSteps: ours pointing elsewhere is replaced; ours no longer wanted is 
   const ids = steps.map((s) => s.id);
   assert.deepEqual(ids, ['route.del:host:10.244.3.0/24', 'route:host:10.244.2.0/24', 'route:host:10.244.4.0/24']);
   const m = byId(steps);
-  assert.deepEqual(m.get('route:host:10.244.2.0/24')!.argv, ['/usr/sbin/ip', 'route', 'replace', '10.244.2.0/24', 'via', '198.18.0.99', 'proto', '151']);
+  assert.deepEqual(argvOf(m.get('route:host:10.244.2.0/24')!), ['/usr/sbin/ip', 'route', 'replace', '10.244.2.0/24', 'via', '198.18.0.99', 'proto', '151']);
   assert.equal(m.get('route:host:10.244.2.0/24')!.idempotent, true);
   assert.match(m.get('route:host:10.244.2.0/24')!.describe, /was via 198\.18\.0\.12/);
-  assert.deepEqual(m.get('route.del:host:10.244.3.0/24')!.argv, ['/usr/sbin/ip', 'route', 'del', '10.244.3.0/24', 'via', '198.18.0.13', 'proto', '151']);
+  assert.deepEqual(argvOf(m.get('route.del:host:10.244.3.0/24')!), ['/usr/sbin/ip', 'route', 'del', '10.244.3.0/24', 'via', '198.18.0.13', 'proto', '151']);
   assert.deepEqual(m.get('route.del:host:10.244.3.0/24')!.probe!.expect, { $none: { dst: '10.244.3.0/24' } });
   assert.equal(verbOf(m.get('route:host:10.244.4.0/24')!), 'add');
   assert.ok(!ids.some((id) => id.includes('10.244.1.0/24')), 'an unchanged route produces no step');
@@ -153,12 +157,12 @@ test('routeSteps: never a replace or del for a destination not observed as ours'
     const wanted = new Map(desired.map((r) => [r.dst, r.via]));
     const steps = routeSteps(desired, observed, FACTS, PROTO);
     for (const s of steps) {
-      const [, , verb, dst, , via] = s.argv;
-      if (verb === 'add') assert.ok(!ours.has(dst!) && wanted.get(dst!) === via, `seed ${seed}: ${s.argv.join(' ')}`);
-      else if (verb === 'replace') assert.ok(ours.has(dst!) && ours.get(dst!) !== via && wanted.get(dst!) === via, `seed ${seed}: ${s.argv.join(' ')}`);
-      else if (verb === 'del') assert.ok(ours.get(dst!) === via && !wanted.has(dst!), `seed ${seed}: ${s.argv.join(' ')}`);
+      const [, , verb, dst, , via] = argvOf(s);
+      if (verb === 'add') assert.ok(!ours.has(dst!) && wanted.get(dst!) === via, `seed ${seed}: ${argvOf(s).join(' ')}`);
+      else if (verb === 'replace') assert.ok(ours.has(dst!) && ours.get(dst!) !== via && wanted.get(dst!) === via, `seed ${seed}: ${argvOf(s).join(' ')}`);
+      else if (verb === 'del') assert.ok(ours.get(dst!) === via && !wanted.has(dst!), `seed ${seed}: ${argvOf(s).join(' ')}`);
       else assert.fail(`unexpected verb ${verb}`);
-      assert.deepEqual(s.argv.slice(-2), ['proto', '151']);
+      assert.deepEqual(argvOf(s).slice(-2), ['proto', '151']);
     }
     // and the steps are exactly the difference
     const changed = desired.filter((r) => ours.get(r.dst) !== r.via).length + observed.filter((r) => !wanted.has(r.dst)).length;
@@ -219,12 +223,12 @@ test('parseRoutes: routes this planner cannot have made are ignored, so never de
   ];
   const routes = parseRoutes(json);
   assert.deepEqual(routes, [{ dst: '10.244.6.0/24', via: '198.18.0.16' }]);
-  assert.deepEqual(routeSteps([], routes, FACTS, PROTO).map((s) => s.argv[3]), ['10.244.6.0/24']);
+  assert.deepEqual(routeSteps([], routes, FACTS, PROTO).map((s) => argvOf(s)[3]), ['10.244.6.0/24']);
 });
 
 test('routeSteps: a host route is probed the way the kernel prints it (no /32)', () => {
   const [del] = routeSteps([], parseRoutes([{ dst: '10.244.9.9', gateway: '198.18.0.19' }]), FACTS, PROTO);
-  assert.deepEqual(del!.argv.slice(2, 4), ['del', '10.244.9.9/32']);
+  assert.deepEqual(argvOf(del!).slice(2, 4), ['del', '10.244.9.9/32']);
   assert.deepEqual(del!.probe!.expect, { $none: { dst: '10.244.9.9' } });
   const [add] = routeSteps([{ dst: '10.244.9.9/32', via: '198.18.0.19' }], [], FACTS, PROTO);
   assert.deepEqual(add!.probe!.expect, { $some: { dst: '10.244.9.9', gateway: '198.18.0.19' } });

@@ -1,0 +1,126 @@
+// The Plan/Step model: plain, serialisable data. A step says what to change (its operation,
+// typed by mechanism), how to tell whether it is already in effect (its probe) and how to
+// reverse it (its undo). The executor reads operations, probes and undos; `describe` is for
+// renderers only.
+
+/** The closed set of things a step can do to a node. */
+export type StepKind =
+  | 'link.add'
+  | 'link.set'
+  | 'link.wait'
+  | 'addr.add'
+  | 'route.add'
+  | 'route.del'
+  | 'neigh.add'
+  | 'sysctl.set'
+  | 'iptables.rule'
+  | 'file.write';
+
+/** Pod steps are undone on DEL; node steps are shared by pods and only ever ensured. */
+export type Scope = 'pod' | 'node';
+
+/** "host" (the node's own namespace) or the absolute path of a pod netns. */
+export type Ns = string;
+export const HOST: Ns = 'host';
+
+/**
+ * What the executor runs, by mechanism. `argv` is always the whole command a person could run
+ * (absolute program first). For `ip`, `tc` and `bpftool` it carries no global options, so
+ * consecutive steps of one namespace share one batch process. A `file` operation writes
+ * `content` atomically in the node's namespace (no process). A `wait` holds the plan until the
+ * links' operational state is up: the kernel turns carrier and queues on asynchronously, and a
+ * packet sent before that is dropped.
+ */
+export type Operation =
+  | { mech: 'ip'; argv: string[] }
+  | { mech: 'tc'; argv: string[] }
+  | { mech: 'bpftool'; argv: string[] }
+  | { mech: 'sysctl'; key: string; value: string; argv: string[] }
+  | { mech: 'exec'; argv: string[] }
+  | { mech: 'file'; path: string; content: string; mode: number }
+  | { mech: 'wait'; links: string[]; timeoutMs: number };
+
+export type Mechanism = Operation['mech'];
+
+/**
+ * A predicate over a probe's output. Patterns match JSON: an object pattern matches when each
+ * of its keys matches; `$some`/`$none` quantify over arrays. `$text` compares trimmed stdout,
+ * `$exit` the exit status (for tools without JSON output), `$not` negates.
+ */
+export type Pattern = string | number | boolean | null | { $some: Pattern } | { $none: Pattern } | { [key: string]: Pattern };
+export type Predicate =
+  | { $some: Pattern }
+  | { $none: Pattern }
+  | { $text: string }
+  | { $exit: number }
+  | { $not: Predicate };
+
+/**
+ * How to read the state a probe judges. `links` yields `[{ifname}]` only and `sysctl` the value
+ * as text: in the node's own namespace both are read from /proc without starting a process.
+ * `file` yields the file's content as text (exit 1 when it is missing).
+ */
+export type Query =
+  | { mech: 'exec'; argv: string[] }
+  | { mech: 'links'; argv: string[] }
+  | { mech: 'sysctl'; key: string; argv: string[] }
+  | { mech: 'file'; path: string };
+
+export type Probe = { ns: Ns; expect: Predicate } & Query;
+
+/** An operation in a namespace: what an undo runs. */
+export type Command = { ns: Ns } & Operation;
+
+export type Step = {
+  id: string;
+  kind: StepKind;
+  scope: Scope;
+  ns: Ns;
+  /** true when re-running the operation on a state where it is already in effect is harmless */
+  idempotent: boolean;
+  undo: Command | null;
+  undoReason?: string;
+  /** "is this step already in effect?" */
+  probe: Probe | null;
+  describe: string;
+} & Operation;
+
+/** The command a step (or an undo) runs; a file write runs none. */
+export function argvOf(op: Operation): string[] {
+  if (op.mech === 'file') throw new Error(`a file write of ${op.path} runs no command`);
+  if (op.mech === 'wait') throw new Error(`a wait for ${op.links.join(', ')} runs no command`);
+  return op.argv;
+}
+
+export type PlanCommand = 'ADD' | 'DEL' | 'CHECK';
+
+export interface Plan {
+  command: PlanCommand;
+  network: string;
+  containerId: string;
+  ifName: string;
+  netns: string;
+  mode: string;
+  inputsDigest: string;
+  steps: Step[];
+  result: import('./result.ts').Result | null;
+}
+
+/** Absolute paths of the programs a plan runs: the base set, plus what the mode asks for. */
+export interface Tools {
+  ip: string;
+  nsenter: string;
+  sysctl: string;
+  readonly [name: string]: string;
+}
+
+/** Facts about the node, gathered by the executor side and handed to the pure planner. */
+export interface NodeFacts {
+  tools: Tools;
+  /** a process in the node's namespace, used to create a veth peer directly there */
+  hostPid: number;
+  /** the interface of the node's default route (or the configured uplink), when there is one */
+  uplink: string | null;
+  /** MTU of the uplink, when it was read */
+  uplinkMtu: number | null;
+}

@@ -1,0 +1,84 @@
+// The mode seam: everything a mode is, in one object. A mode owns its config section (schema
+// and parser), the tools it needs, its pod plan and result, and its node plan; the registry
+// lists modes, and every other list of modes (schemas, validators, STATUS, agent, lab, docs) is
+// derived from it.
+import type { NetworkConfig, CommonConfig } from '../model/config.ts';
+import type { NodeFacts, PlanCommand, Probe, Step } from '../model/plan.ts';
+import type { Lease } from '../model/lease.ts';
+import type { NodeRecord } from '../model/node.ts';
+import type { Result } from '../model/result.ts';
+
+/** A JSON Schema (draft 2019-09) object. */
+export type JsonSchema = Record<string, unknown>;
+
+export interface PlanRequest<S = unknown> {
+  command: PlanCommand;
+  config: NetworkConfig<string, S>;
+  containerId: string;
+  ifName: string;
+  netns: string;
+  lease: Lease;
+  facts: NodeFacts;
+}
+
+/** Where a mode's pod addresses come from. */
+export interface ModeAddressing {
+  /** `block`: a per-node block of the cluster subnet (routed modes); `subnet`: the subnet is
+   *  the node network itself and the pool is a range of it (ipvlan, macvlan) */
+  pool: 'block' | 'subnet';
+  /** the prefix length a `subnet` written without one means (the original vxlan: /16) */
+  bareSubnetPrefix?: number;
+}
+
+/** The node-level view the agent hands to a node plan. */
+export interface NodeContext<S = unknown> {
+  config: NetworkConfig<string, S>;
+  facts: NodeFacts;
+  /** this node as the registry has it */
+  self: NodeRecord;
+  /** every node currently routable, this one included */
+  nodes: NodeRecord[];
+  /** kernel route protocol number that marks the routes testcni owns */
+  routeProtocol: number;
+}
+
+/**
+ * The node-scoped state a mode needs (host-gw: routes to other nodes' blocks and forwarding),
+ * reconciled by the agent: it runs `observe`'s queries, then applies the steps `plan` returns
+ * for what they showed. Both are pure.
+ */
+export interface NodePlanner<S = unknown> {
+  /** read-only queries (JSON or text output), by name */
+  observe(ctx: NodeContext<S>): Record<string, Probe>;
+  /** the steps that take the node from what `observed` shows to what it should hold;
+   *  `observed` holds each query's parsed JSON (or text), null when it failed */
+  plan(ctx: NodeContext<S>, observed: Record<string, unknown>): Step[];
+  /** the routes this mode's node state holds, for status displays */
+  routes?(observed: Record<string, unknown>): { dst: string; via: string }[];
+}
+
+export interface ModeDefinition<M extends string = string, S = unknown> {
+  name: M;
+  /** one line for help texts and docs */
+  summary: string;
+  /** the top-level keys this mode adds to the network config (JSON Schema `properties`) */
+  schema: Record<string, JsonSchema>;
+  addressing: ModeAddressing;
+  /** checks what a schema cannot and fills in defaults; throws CniError code 7 naming the field */
+  parse(raw: Record<string, unknown>, common: CommonConfig): S;
+  /** programs the mode runs beyond the base set (ip, nsenter, sysctl), by name */
+  tools(config: NetworkConfig<string, S>): string[];
+  /** the ordered ADD steps; DEL and CHECK are derived from them */
+  planAdd(req: PlanRequest<S>): Step[];
+  resultOf(req: PlanRequest<S>): Result;
+  /** node-scoped state, reconciled by the agent; null when the mode has none */
+  node: NodePlanner<S> | null;
+  /** why `testcni lab` cannot run this mode on this build, or null when it can */
+  labUnsupported: string | null;
+  /** a validator of the mode's closed schema, for a mode registered at run time (the build
+   *  compiles the built-in modes' validators ahead of time; see schemas/compose.ts) */
+  validator?: (data: unknown) => boolean;
+}
+
+/** Any mode, whatever its section type (the registry's element type). */
+export type AnyMode = ModeDefinition<string, any>;

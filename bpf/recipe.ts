@@ -2,7 +2,7 @@
 // pod ADD/DEL, remote-node entries. The vxlan mode turns these into plan steps; the datapath
 // test runs exactly these, in this order. Only map values that hold an ifindex need a fact
 // known after a device exists (see configUpdate and endpointUpdate).
-import { HOST, type Ns, type Probe, type Command } from '../planner/types.ts';
+import { HOST, type Ns, type Predicate } from '../model/plan.ts';
 import {
   ENDPOINTS, REMOTE, CONFIG, MAPS, PROGRAMS, DEFAULT_TTL,
   createArgs, loadallArgs, updateArgs, keyArgs, lookupJson,
@@ -26,16 +26,33 @@ export const DEFAULT_TOOLS: Tools = {
   mount: '/usr/bin/mount', mkdir: '/usr/bin/mkdir', rm: '/usr/bin/rm', stat: '/usr/bin/stat',
 };
 
+/** A command of one tool (model/plan.ts Operation and Command, without file and wait). */
+export type Mech = 'ip' | 'tc' | 'bpftool' | 'exec';
+export interface ToolCommand {
+  ns: Ns;
+  mech: Mech;
+  argv: string[];
+}
+/** A probe that runs a command (model/plan.ts Probe with an exec Query). */
+export interface ExecProbe {
+  ns: Ns;
+  mech: 'exec';
+  argv: string[];
+  expect: Predicate;
+}
+
 export interface RecipeStep {
   id: string;
   ns: Ns;
+  /** `ip`, `tc` and `bpftool` commands carry no global options (batchable); others are `exec` */
+  mech: Mech;
   argv: string[];
   /** stdin, for `bpftool batch file -` */
   input?: string;
-  probe: Probe | null;
+  probe: ExecProbe | null;
   /** false for a step whose probe says "nothing to do" rather than "in effect" (it holds only if skipped) */
   probeHoldsAfter?: false;
-  undo: Command | null;
+  undo: ToolCommand | null;
   describe: string;
 }
 
@@ -72,9 +89,10 @@ function mapUpdate(tools: Tools, ns: Ns, path: string, e: Entry, id: string, des
   return {
     id,
     ns,
+    mech: 'bpftool',
     argv: [tools.bpftool, 'map', 'update', 'pinned', path, ...updateArgs(e)],
-    probe: { ns, argv: [tools.bpftool, '-j', 'map', 'lookup', 'pinned', path, ...keyArgs(e.key)], expect: { $text: lookupJson(e) } },
-    undo: undo ? { ns, argv: [tools.bpftool, 'map', 'delete', 'pinned', path, ...keyArgs(e.key)] } : null,
+    probe: { ns, mech: 'exec', argv: [tools.bpftool, '-j', 'map', 'lookup', 'pinned', path, ...keyArgs(e.key)], expect: { $text: lookupJson(e) } },
+    undo: undo ? { ns, mech: 'bpftool', argv: [tools.bpftool, 'map', 'delete', 'pinned', path, ...keyArgs(e.key)] } : null,
     describe,
   };
 }
@@ -84,8 +102,9 @@ function filterStep(tools: Tools, ns: Ns, dev: string, dir: 'ingress' | 'egress'
   return {
     id,
     ns,
+    mech: 'tc',
     argv: [tools.tc, 'filter', 'replace', 'dev', dev, dir, 'pref', '1', 'handle', '1', 'bpf', 'da', 'pinned', path],
-    probe: { ns, argv: [tools.tc, '-j', 'filter', 'show', 'dev', dev, dir], expect: { $some: { pref: 1, kind: 'bpf', options: { 'direct-action': true, prog: { name: prog } } } } },
+    probe: { ns, mech: 'exec', argv: [tools.tc, '-j', 'filter', 'show', 'dev', dev, dir], expect: { $some: { pref: 1, kind: 'bpf', options: { 'direct-action': true, prog: { name: prog } } } } },
     undo: null,
     describe: `run ${prog} on ${dev} ${dir}`,
   };
@@ -95,17 +114,18 @@ function clsactStep(tools: Tools, ns: Ns, dev: string, id: string): RecipeStep {
   return {
     id,
     ns,
+    mech: 'tc',
     argv: [tools.tc, 'qdisc', 'add', 'dev', dev, 'clsact'],
-    probe: { ns, argv: [tools.tc, '-j', 'qdisc', 'show', 'dev', dev], expect: { $some: { kind: 'clsact' } } },
+    probe: { ns, mech: 'exec', argv: [tools.tc, '-j', 'qdisc', 'show', 'dev', dev], expect: { $some: { kind: 'clsact' } } },
     undo: null,
     describe: `clsact qdisc on ${dev}`,
   };
 }
 
 /** The last program the object pins: present means loadall finished. */
-function programsPinned(n: NodeDataplane): Probe {
+function programsPinned(n: NodeDataplane): ExecProbe {
   const last = progPath(n, PROGRAMS.toVxlan);
-  return { ns: HOST, argv: [n.tools.bpftool, '-j', '-f', 'prog', 'show'], expect: { $some: { name: PROGRAMS.toVxlan, pinned: { $some: last } } } };
+  return { ns: HOST, mech: 'exec', argv: [n.tools.bpftool, '-j', '-f', 'prog', 'show'], expect: { $some: { name: PROGRAMS.toVxlan, pinned: { $some: last } } } };
 }
 
 /** Node setup up to (not including) the config entry, which needs the device's ifindex. */
@@ -115,9 +135,11 @@ export function nodeSetup(n: NodeDataplane): RecipeStep[] {
   const mapStep = (m: MapSpec, entries: number): RecipeStep => ({
     id: `bpf.map.create:host:${m.name}`,
     ns: HOST,
+    mech: 'bpftool',
     argv: [t.bpftool, ...createArgs(m, mapPath(n, m), entries)],
     probe: {
       ns: HOST,
+      mech: 'exec',
       argv: [t.bpftool, '-j', '-f', 'map', 'show'],
       expect: { $some: { name: m.name, type: m.type, bytes_key: m.keySize, bytes_value: m.valueSize, max_entries: entries, pinned: { $some: mapPath(n, m) } } },
     },
@@ -129,16 +151,18 @@ export function nodeSetup(n: NodeDataplane): RecipeStep[] {
     {
       id: `bpffs:host:${n.bpffs}`,
       ns: HOST,
+      mech: 'exec',
       argv: [t.mount, '-t', 'bpf', 'bpf', n.bpffs],
-      probe: { ns: HOST, argv: [t.stat, '-f', '-c', '%T', n.bpffs], expect: { $text: 'bpf_fs' } },
+      probe: { ns: HOST, mech: 'exec', argv: [t.stat, '-f', '-c', '%T', n.bpffs], expect: { $text: 'bpf_fs' } },
       undo: null,
       describe: `mount bpffs on ${n.bpffs}`,
     },
     {
       id: `dir:host:${mapDir(n)}`,
       ns: HOST,
+      mech: 'exec',
       argv: [t.mkdir, '-p', '-m', '0700', mapDir(n)],
-      probe: { ns: HOST, argv: [t.stat, '-c', '%F', mapDir(n)], expect: { $text: 'directory' } },
+      probe: { ns: HOST, mech: 'exec', argv: [t.stat, '-c', '%F', mapDir(n)], expect: { $text: 'directory' } },
       undo: null,
       describe: `pin directory ${n.pinDir}`,
     },
@@ -146,10 +170,12 @@ export function nodeSetup(n: NodeDataplane): RecipeStep[] {
       id: `link.vxlan:host:${dev}`,
       ns: HOST,
       // NOARP: the stack's next hop on the device is its own MAC; tcni_to_vxlan writes the remote one.
+      mech: 'ip',
       argv: [t.ip, 'link', 'add', dev, 'address', n.mac, 'mtu', String(n.mtu), 'arp', 'off',
         'type', 'vxlan', 'external', 'dstport', String(n.port), 'nolearning'],
       probe: {
         ns: HOST,
+        mech: 'exec',
         argv: [t.ip, '-j', '-d', 'link', 'show'],
         expect: { $some: { ifname: dev, address: n.mac, linkinfo: { info_kind: 'vxlan', info_data: { external: true, port: n.port } } } },
       },
@@ -159,33 +185,38 @@ export function nodeSetup(n: NodeDataplane): RecipeStep[] {
     {
       id: `ethtool:host:${dev}:tx`,
       ns: HOST,
+      mech: 'exec',
       argv: [t.ethtool, '-K', dev, 'tx', 'off'],
-      probe: { ns: HOST, argv: [t.ethtool, '--json', '-k', dev], expect: { $some: { 'tx-checksumming': { active: false } } } },
+      probe: { ns: HOST, mech: 'exec', argv: [t.ethtool, '--json', '-k', dev], expect: { $some: { 'tx-checksumming': { active: false } } } },
       undo: null,
       describe: `tx checksum offload off on ${dev}`,
     },
     {
       id: `addr:host:${dev}`,
       ns: HOST,
+      mech: 'ip',
       argv: [t.ip, 'addr', 'replace', `${n.gateway}/32`, 'dev', dev],
-      probe: { ns: HOST, argv: [t.ip, '-j', 'addr', 'show', 'dev', dev], expect: { $some: { addr_info: { $some: { local: n.gateway, prefixlen: 32 } } } } },
+      probe: { ns: HOST, mech: 'exec', argv: [t.ip, '-j', 'addr', 'show', 'dev', dev], expect: { $some: { addr_info: { $some: { local: n.gateway, prefixlen: 32 } } } } },
       undo: null,
       describe: `gateway ${n.gateway}/32 on ${dev}`,
     },
     {
       id: `link.up:host:${dev}`,
       ns: HOST,
+      mech: 'ip',
       argv: [t.ip, 'link', 'set', dev, 'up'],
-      probe: { ns: HOST, argv: [t.ip, '-j', 'link', 'show', 'dev', dev], expect: { $some: { flags: { $some: 'UP' } } } },
+      probe: { ns: HOST, mech: 'exec', argv: [t.ip, '-j', 'link', 'show', 'dev', dev], expect: { $some: { flags: { $some: 'UP' } } } },
       undo: null,
       describe: `bring ${dev} up`,
     },
     {
       id: `route:host:${n.clusterSubnet}`,
       ns: HOST,
+      mech: 'ip',
       argv: [t.ip, 'route', 'replace', n.clusterSubnet, 'dev', dev, 'src', n.gateway, 'proto', String(n.routeProtocol)],
       probe: {
         ns: HOST,
+        mech: 'exec',
         argv: [t.ip, '-j', 'route', 'show', n.clusterSubnet],
         expect: { $some: { dst: n.clusterSubnet, dev, prefsrc: n.gateway, protocol: String(n.routeProtocol) } },
       },
@@ -197,6 +228,7 @@ export function nodeSetup(n: NodeDataplane): RecipeStep[] {
       // Clears pins a killed loadall left behind; skipped when the programs are all there.
       id: `bpf.progs.clear:host:${progDir(n)}`,
       ns: HOST,
+      mech: 'exec',
       argv: [t.rm, '-rf', progDir(n)],
       probe: programsPinned(n),
       probeHoldsAfter: false,
@@ -206,6 +238,7 @@ export function nodeSetup(n: NodeDataplane): RecipeStep[] {
     {
       id: `bpf.progs:host:${progDir(n)}`,
       ns: HOST,
+      mech: 'bpftool',
       argv: [t.bpftool, ...loadallArgs(n.object, progDir(n), mapDir(n))],
       probe: programsPinned(n),
       undo: null,
@@ -251,34 +284,39 @@ export function podSetup(n: Pick<NodeDataplane, 'pinDir'>, p: PodDataplane): Rec
     {
       id: `link.veth:pod:${p.ifName}`,
       ns: pod,
+      mech: 'ip',
       argv: [t.ip, 'link', 'add', p.ifName, 'address', p.podMac, 'mtu', String(p.mtu), 'type', 'veth',
         'peer', 'name', p.hostVeth, 'address', p.hostMac, 'mtu', String(p.mtu), 'netns', p.nodeNetns],
-      probe: { ns: HOST, argv: [t.ip, '-j', 'link', 'show'], expect: { $some: { ifname: p.hostVeth } } },
-      undo: { ns: HOST, argv: [t.ip, 'link', 'del', p.hostVeth] },
+      probe: { ns: HOST, mech: 'exec', argv: [t.ip, '-j', 'link', 'show'], expect: { $some: { ifname: p.hostVeth } } },
+      undo: { ns: HOST, mech: 'ip', argv: [t.ip, 'link', 'del', p.hostVeth] },
       describe: `veth ${p.ifName} in the pod, ${p.hostVeth} on the node (mtu ${p.mtu})`,
     },
     {
       id: `addr:pod:${p.ifName}`,
       ns: pod,
+      mech: 'ip',
       argv: [t.ip, 'addr', 'add', `${p.ip}/32`, 'dev', p.ifName],
-      probe: { ns: pod, argv: [t.ip, '-j', 'addr', 'show', 'dev', p.ifName], expect: { $some: { addr_info: { $some: { local: p.ip, prefixlen: 32 } } } } },
+      probe: { ns: pod, mech: 'exec', argv: [t.ip, '-j', 'addr', 'show', 'dev', p.ifName], expect: { $some: { addr_info: { $some: { local: p.ip, prefixlen: 32 } } } } },
       undo: null,
       describe: `address ${p.ip}/32 on ${p.ifName}`,
     },
     {
       id: `link.up:pod:${p.ifName}`,
       ns: pod,
+      mech: 'ip',
       argv: [t.ip, 'link', 'set', p.ifName, 'up'],
-      probe: { ns: pod, argv: [t.ip, '-j', 'link', 'show', 'dev', p.ifName], expect: { $some: { flags: { $some: 'UP' } } } },
+      probe: { ns: pod, mech: 'exec', argv: [t.ip, '-j', 'link', 'show', 'dev', p.ifName], expect: { $some: { flags: { $some: 'UP' } } } },
       undo: null,
       describe: `bring ${p.ifName} up`,
     },
     {
       id: `neigh:pod:${p.gateway}`,
       ns: pod,
+      mech: 'ip',
       argv: [t.ip, 'neigh', 'replace', p.gateway, 'lladdr', p.hostMac, 'dev', p.ifName, 'nud', 'permanent'],
       probe: {
         ns: pod,
+        mech: 'exec',
         argv: [t.ip, '-j', 'neigh', 'show', 'dev', p.ifName],
         expect: { $some: { dst: p.gateway, lladdr: p.hostMac, state: { $some: 'PERMANENT' } } },
       },
@@ -288,24 +326,27 @@ export function podSetup(n: Pick<NodeDataplane, 'pinDir'>, p: PodDataplane): Rec
     {
       id: 'route:pod:default',
       ns: pod,
+      mech: 'ip',
       argv: [t.ip, 'route', 'add', 'default', 'via', p.gateway, 'dev', p.ifName, 'onlink'],
-      probe: { ns: pod, argv: [t.ip, '-j', 'route', 'show', 'default'], expect: { $some: { dst: 'default', gateway: p.gateway, dev: p.ifName } } },
+      probe: { ns: pod, mech: 'exec', argv: [t.ip, '-j', 'route', 'show', 'default'], expect: { $some: { dst: 'default', gateway: p.gateway, dev: p.ifName } } },
       undo: null,
       describe: `default route via ${p.gateway}`,
     },
     {
       id: `link.up:host:${p.hostVeth}`,
       ns: HOST,
+      mech: 'ip',
       argv: [t.ip, 'link', 'set', p.hostVeth, 'up'],
-      probe: { ns: HOST, argv: [t.ip, '-j', 'link', 'show', 'dev', p.hostVeth], expect: { $some: { flags: { $some: 'UP' } } } },
+      probe: { ns: HOST, mech: 'exec', argv: [t.ip, '-j', 'link', 'show', 'dev', p.hostVeth], expect: { $some: { flags: { $some: 'UP' } } } },
       undo: null,
       describe: `bring ${p.hostVeth} up`,
     },
     {
       id: `route:host:${p.ip}`,
       ns: HOST,
+      mech: 'ip',
       argv: [t.ip, 'route', 'replace', `${p.ip}/32`, 'dev', p.hostVeth, 'proto', String(p.routeProtocol)],
-      probe: { ns: HOST, argv: [t.ip, '-j', 'route', 'show', `${p.ip}/32`], expect: { $some: { dst: p.ip, dev: p.hostVeth } } },
+      probe: { ns: HOST, mech: 'exec', argv: [t.ip, '-j', 'route', 'show', `${p.ip}/32`], expect: { $some: { dst: p.ip, dev: p.hostVeth } } },
       undo: null,
       describe: `route ${p.ip}/32 via ${p.hostVeth} (node and Services reach the pod)`,
     },
@@ -321,10 +362,10 @@ export function endpointUpdate(n: Pick<NodeDataplane, 'pinDir'>, tools: Tools, e
 }
 
 /** Pod DEL without a journal: the endpoint entry, then the veth (its route, qdisc and filter go with it). */
-export function podTeardown(n: Pick<NodeDataplane, 'pinDir'>, tools: Tools, p: Pick<PodDataplane, 'ip' | 'hostVeth'>): Command[] {
+export function podTeardown(n: Pick<NodeDataplane, 'pinDir'>, tools: Tools, p: Pick<PodDataplane, 'ip' | 'hostVeth'>): ToolCommand[] {
   return [
-    { ns: HOST, argv: [tools.bpftool, 'map', 'delete', 'pinned', mapPath(n, ENDPOINTS), ...keyArgs(endpointKey(p.ip))] },
-    { ns: HOST, argv: [tools.ip, 'link', 'del', p.hostVeth] },
+    { ns: HOST, mech: 'bpftool', argv: [tools.bpftool, 'map', 'delete', 'pinned', mapPath(n, ENDPOINTS), ...keyArgs(endpointKey(p.ip))] },
+    { ns: HOST, mech: 'ip', argv: [tools.ip, 'link', 'del', p.hostVeth] },
   ];
 }
 
@@ -339,12 +380,12 @@ export function remoteUpdates(n: Pick<NodeDataplane, 'pinDir'>, tools: Tools, no
 }
 
 /** A departed node's prefixes, removed by the reconciler. */
-export function remoteDeletes(n: Pick<NodeDataplane, 'pinDir'>, tools: Tools, cidrs: string[]): Command[] {
-  return cidrs.map((c) => ({ ns: HOST, argv: [tools.bpftool, 'map', 'delete', 'pinned', mapPath(n, REMOTE), ...keyArgs(remoteKey(c))] }));
+export function remoteDeletes(n: Pick<NodeDataplane, 'pinDir'>, tools: Tools, cidrs: string[]): ToolCommand[] {
+  return cidrs.map((c) => ({ ns: HOST, mech: 'bpftool', argv: [tools.bpftool, 'map', 'delete', 'pinned', mapPath(n, REMOTE), ...keyArgs(remoteKey(c))] }));
 }
 
 /** Many map commands in one bpftool process: `bpftool batch file -` with these lines on stdin. */
-export function batchInput(commands: Command[]): string {
+export function batchInput(commands: ToolCommand[]): string {
   return commands.map((c) => {
     const args = c.argv.slice(1);
     if (args.some((a) => /\s/.test(a) || a === '')) throw new Error(`bpftool batch: argument with white space in ${args.join(' ')}`);

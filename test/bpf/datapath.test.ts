@@ -10,12 +10,12 @@ import { sh, addNetns, delNetns, inNetns, NETNS_DIR } from '../helpers/netns.ts'
 import { ping } from '../helpers/e2e.ts';
 import { bpfSkipReason, bpfScope, BPFFS, VXLAN_OBJECT, readPcap, vxlanOf, parseFrame, startInNetns } from '../helpers/bpf.ts';
 import { holds } from '../../planner/predicate.ts';
-import { HOST, type Probe } from '../../planner/types.ts';
+import { HOST } from '../../model/plan.ts';
 import { derivedMac, hostVethName, podMac, hostVethMac } from '../../planner/names.ts';
 import { ENDPOINTS, REMOTE, keyArgs, endpointKey } from '../../bpf/maps.ts';
 import {
   nodeSetup, nodeAttach, podSetup, endpointUpdate, podTeardown, remoteUpdates, remoteDeletes, batchInput, mapPath,
-  DEFAULT_TOOLS, type NodeDataplane, type RecipeStep,
+  DEFAULT_TOOLS, type NodeDataplane, type RecipeStep, type ExecProbe,
 } from '../../bpf/recipe.ts';
 
 const VNI = 13190;
@@ -275,7 +275,7 @@ test('vxlan eBPF dataplane: two nodes, pods on both, over an underlay bridge', {
   });
 });
 
-function probe(p: Probe, path: (ns: string) => string): boolean {
+function probe(p: ExecProbe, path: (ns: string) => string): boolean {
   const r = sh(['nsenter', `--net=${path(p.ns)}`, '--', ...p.argv], { allowFail: true });
   let json: unknown;
   try {

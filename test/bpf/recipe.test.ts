@@ -5,7 +5,7 @@ import {
   nodeSetup, nodeAttach, podSetup, endpointUpdate, podTeardown, remoteUpdates, remoteDeletes, batchInput,
   DEFAULT_TOOLS, type NodeDataplane, type PodDataplane,
 } from '../../bpf/recipe.ts';
-import { HOST } from '../../planner/types.ts';
+import { HOST } from '../../model/plan.ts';
 
 const node: NodeDataplane = {
   tools: DEFAULT_TOOLS, bpffs: '/sys/fs/bpf', pinDir: '/sys/fs/bpf/testcni/n1', object: '/o/vxlan.o', device: 'testcni.vxlan',
@@ -49,7 +49,7 @@ test('the map sizes of the node reach bpftool map create', () => {
 test('pod ADD: the pod side, then the host side, the endpoint entry last; DEL undoes it first', () => {
   const steps = [...podSetup(node, pod), endpointUpdate(node, DEFAULT_TOOLS, { ip: pod.ip, ifindex: 9, podMac: pod.podMac, hostMac: pod.hostMac })];
   assert.equal(steps[0]!.id, 'link.veth:pod:eth0');
-  assert.deepEqual(steps[0]!.undo, { ns: HOST, argv: [DEFAULT_TOOLS.ip, 'link', 'del', pod.hostVeth] });
+  assert.deepEqual(steps[0]!.undo, { ns: HOST, mech: 'ip', argv: [DEFAULT_TOOLS.ip, 'link', 'del', pod.hostVeth] });
   assert.equal(steps.at(-1)!.id, 'bpf.map.update:host:testcni_eps:10.244.1.2');
   before(ids(steps), 'neigh:pod:10.244.1.1', 'route:pod:default');
   before(ids(steps), 'tc.qdisc:host:tc0123456789a', 'tc.filter:host:tc0123456789a:ingress');
@@ -66,5 +66,5 @@ test('a remote node: its block and its address as a /32; removal deletes both; o
   const batch = batchInput(ups).split('\n');
   assert.equal(batch.length, 3);
   assert.match(batch[0]!, /^map update pinned \/sys\/fs\/bpf\/testcni\/n1\/maps\/testcni_remote key hex 18 00 00 00 0a f4 02 00 value hex c6 12 00 02 /);
-  assert.throws(() => batchInput([{ ns: HOST, argv: ['/usr/sbin/bpftool', 'map', 'update', 'pinned', '/a b'] }]), /white space/);
+  assert.throws(() => batchInput([{ ns: HOST, mech: 'bpftool', argv: ['/usr/sbin/bpftool', 'map', 'update', 'pinned', '/a b'] }]), /white space/);
 });

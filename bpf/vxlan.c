@@ -2,7 +2,8 @@
 /*
  * testcni vxlan mode: tc (direct-action) programs of the pod dataplane.
  *
- *   tcni_from_pod    ingress of the host side of every pod veth
+ *   tcni_from_pod    ingress of the host side of every pod veth (drops IPv4 whose source is
+ *                    not the pod's own address)
  *   tcni_from_vxlan  ingress of the node's external (collect_md) VXLAN device
  *   tcni_to_vxlan    egress of that VXLAN device (traffic the host stack routes into it)
  *
@@ -185,6 +186,11 @@ int tcni_from_pod(struct __sk_buff *skb)
 
 	if (ipv4_headers(skb, &eth, &ip) < 0)
 		return TC_ACT_OK;
+	/* A pod sends from its own address only: the veth it came from is that endpoint's. */
+	struct endpoint_key sk = { .ip_be = ip->saddr };
+	struct endpoint *src = bpf_map_lookup_elem(&testcni_eps, &sk);
+	if (!src || src->ifindex != skb->ifindex)
+		return TC_ACT_SHOT;
 	/* The stack forwards it and answers with ICMP time exceeded. */
 	if (ip->ttl <= 1)
 		return TC_ACT_OK;

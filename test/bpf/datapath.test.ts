@@ -178,6 +178,24 @@ test('vxlan eBPF dataplane: two nodes, pods on both, over an underlay bridge', {
     }
   });
 
+  await t.test('a pod sending from an address that is not its own is dropped', () => {
+    // Replies to the foreign address could not come back anyway: count what reaches the target.
+    const arriving = (dst: Pod, src: string) => {
+      const before = rxPackets(dst.ns);
+      inNetns(p11.ns, ['ping', '-n', '-q', '-c', '3', '-i', '0.2', '-W', '1', '-I', src, dst.ip], { allowFail: true });
+      return rxPackets(dst.ns) - before;
+    };
+    inNetns(p11.ns, ['ip', 'addr', 'add', '10.244.1.99/32', 'dev', 'eth0']);
+    try {
+      for (const dst of [p12, p21]) {
+        assert.equal(arriving(dst, '10.244.1.99'), 0, `from 10.244.1.99 to ${dst.ip}`);
+        assert.ok(arriving(dst, p11.ip) >= 3, `from its own address to ${dst.ip}`);
+      }
+    } finally {
+      inNetns(p11.ns, ['ip', 'addr', 'del', '10.244.1.99/32', 'dev', 'eth0']);
+    }
+  });
+
   await t.test('Services: replies of connections the node DNATs (as kube-proxy does) go back through its stack', async () => {
     for (const [vip, backend] of [['10.96.0.10', p12], ['10.96.0.11', p21]] as const) {
       const rule = ['PREROUTING', '-d', `${vip}/32`, '-p', 'tcp', '--dport', '80', '-j', 'DNAT', '--to-destination', `${backend.ip}:5201`];

@@ -13,7 +13,8 @@ const TC_ACT_OK = 0;
 const TC_ACT_SHOT = 2;
 const TC_ACT_REDIRECT = 7;
 
-const POD_A = { ip: '10.244.1.2', mac: '02:00:00:00:0a:0a', hostMac: '0a:00:00:00:0a:01' };
+// BPF_PROG_TEST_RUN runs the program on an skb of the loopback device (ifindex 1): the sender's veth.
+const POD_A = { ip: '10.244.1.2', ifindex: 1, podMac: '02:00:00:00:0a:0a', hostMac: '0a:00:00:00:0a:01' };
 const POD_B = { ip: '10.244.1.3', ifindex: 77, podMac: '02:00:00:00:0b:0b', hostMac: '0a:00:00:00:0b:01' };
 const VXLAN = { vxlanIfindex: 5, vni: 13190, vxlanMac: '02:00:00:00:01:01' };
 const NODE2 = { nodeIp: '198.18.0.2', vtepMac: '02:00:00:00:02:01' };
@@ -28,6 +29,7 @@ test('tc programs on crafted packets (BPF_PROG_TEST_RUN)', { skip: skip ?? false
   const node = { tools: DEFAULT_TOOLS, pinDir, object: VXLAN_OBJECT, endpointsSize: 100, remoteSize: 50 } as NodeDataplane;
   for (const step of nodeSetup(node).filter((s) => s.id.startsWith('dir:') || s.id.startsWith('bpf.'))) sh(step.argv);
   const update = (m: typeof ENDPOINTS, e: { key: number[]; value: number[] }) => sh([DEFAULT_TOOLS.bpftool, 'map', 'update', 'pinned', mapPath(node, m), ...updateArgs(e)]);
+  update(ENDPOINTS, endpointEntry(POD_A));
   update(ENDPOINTS, endpointEntry(POD_B));
   update(REMOTE, remoteEntry({ cidr: '10.244.0.0/16', ...NODE9 }));
   update(REMOTE, remoteEntry({ cidr: '10.244.2.0/24', ...NODE2 }));
@@ -42,7 +44,7 @@ test('tc programs on crafted packets (BPF_PROG_TEST_RUN)', { skip: skip ?? false
     const r = JSON.parse(sh([DEFAULT_TOOLS.bpftool, '-j', 'prog', 'run', 'pinned', progPath(node, prog), 'data_in', inFile, 'data_out', outFile]).stdout);
     return { retval: r.retval as number, out: readFileSync(outFile) };
   };
-  const fromPodA = (dst: string, extra: Partial<Ipv4Frame> = {}) => ipv4Frame({ srcMac: POD_A.mac, dstMac: POD_A.hostMac, src: POD_A.ip, dst, ...extra });
+  const fromPodA = (dst: string, extra: Partial<Ipv4Frame> = {}) => ipv4Frame({ srcMac: POD_A.podMac, dstMac: POD_A.hostMac, src: POD_A.ip, dst, ...extra });
 
   await t.test('the programs use the pinned maps, with the sizes given at creation', () => {
     const ids = new Map<string, { id: number; max_entries: number }>();
@@ -98,6 +100,15 @@ test('tc programs on crafted packets (BPF_PROG_TEST_RUN)', { skip: skip ?? false
     assert.equal(parseFrame(r.out).dstMac, NODE2.vtepMac);
   });
 
+  await t.test('from_pod, a source address that is not the sending pod\'s: dropped, whatever the destination', () => {
+    for (const src of [POD_B.ip, '10.244.1.99']) {
+      for (const dst of [POD_B.ip, '10.244.2.7', '192.0.2.1']) {
+        const frame = ipv4Frame({ srcMac: POD_A.podMac, dstMac: POD_A.hostMac, src, dst });
+        assert.equal(run(PROGRAMS.fromPod, frame).retval, TC_ACT_SHOT, `${src} -> ${dst}`);
+      }
+    }
+  });
+
   await t.test('from_pod, unknown destination: to the stack, unchanged', () => {
     const frame = fromPodA('192.0.2.1');
     const r = run(PROGRAMS.fromPod, frame);
@@ -129,7 +140,7 @@ test('tc programs on crafted packets (BPF_PROG_TEST_RUN)', { skip: skip ?? false
   });
 
   await t.test('from_pod, not IPv4 (ARP): to the stack, unchanged', () => {
-    const arp = Buffer.concat([Buffer.from('ffffffffffff' + '02000000aa0a' + '0806', 'hex'), Buffer.alloc(28, 1)]);
+    const arp = Buffer.concat([Buffer.from('ffffffffffff' + '020000000a0a' + '0806', 'hex'), Buffer.alloc(28, 1)]);
     const r = run(PROGRAMS.fromPod, arp);
     assert.equal(r.retval, TC_ACT_OK);
     assert.deepEqual(r.out, arp);

@@ -118,6 +118,8 @@ export interface DaemonOptions {
   /** file that receives the daemon's stdout and stderr (appended, 0600) */
   logFile: string;
   env?: Record<string, string>;
+  /** called once when the process exits (a supervisor restarts it); keeps nothing else alive */
+  onExit?: (code: number | null, signal: NodeJS.Signals | null) => void;
 }
 
 /**
@@ -137,6 +139,7 @@ export async function startDaemon(argv: string[], opts: DaemonOptions): Promise<
       const err = await new Promise<Error>((resolve) => child.once('error', resolve));
       throw new Error(`cannot start ${file}: ${err.message}`);
     }
+    if (opts.onExit) child.once('exit', opts.onExit);
     child.unref();
     return pid;
   } finally {

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 await import('./gen-validators.mjs');
+await import('./gen-templates.mjs');
 mkdirSync(join(root, 'dist'), { recursive: true });
 
 // cli/main.ts imports the operator commands and the agent lazily; in the bundle those imports

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 declare -A NEED=(
   [ip]=iproute2 [nsenter]=util-linux [sysctl]=procps [iptables]=iptables
   [iptables-save]=iptables [ping]=iputils-ping [fping]=fping [/usr/lib/cni/bridge]=containernetworking-plugins
-  [etcd]=etcd-server [etcdctl]=etcd-client
+  [etcd]=etcd-server [etcdctl]=etcd-client [bird]=bird2 [birdc]=bird2 [gobgpd]=gobgpd [gobgp]=gobgpd
   # vxlan mode: tc eBPF programs (build, load, attach), the VXLAN device's offloads; its tests
   # capture on the underlay, its benchmark measures with iperf3
   [clang]=clang [llc]=llvm [/usr/include/bpf/bpf_helpers.h]=libbpf-dev

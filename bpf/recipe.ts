@@ -76,6 +76,12 @@ export interface NodeDataplane {
   /** the cluster pod CIDR, routed into the device for traffic the host stack sends */
   clusterSubnet: string;
   routeProtocol: number;
+  /**
+   * tx checksum offload on the VXLAN device; off unless true. Off works around the offload bugs
+   * of kernels before 5.7 (peers' 63-second stalls) but also turns off TSO through the device,
+   * which costs cross-node throughput several times over (bench/vxlan.mjs).
+   */
+  txChecksumOffload?: boolean;
   endpointsSize: number;
   remoteSize: number;
 }
@@ -186,10 +192,10 @@ export function nodeSetup(n: NodeDataplane): RecipeStep[] {
       id: `ethtool:host:${dev}:tx`,
       ns: HOST,
       mech: 'exec',
-      argv: [t.ethtool, '-K', dev, 'tx', 'off'],
-      probe: { ns: HOST, mech: 'exec', argv: [t.ethtool, '--json', '-k', dev], expect: { $some: { 'tx-checksumming': { active: false } } } },
+      argv: [t.ethtool, '-K', dev, 'tx', n.txChecksumOffload ? 'on' : 'off'],
+      probe: { ns: HOST, mech: 'exec', argv: [t.ethtool, '--json', '-k', dev], expect: { $some: { 'tx-checksumming': { active: n.txChecksumOffload === true } } } },
       undo: null,
-      describe: `tx checksum offload off on ${dev}`,
+      describe: `tx checksum offload ${n.txChecksumOffload ? 'on' : 'off'} on ${dev}`,
     },
     {
       id: `addr:host:${dev}`,

@@ -41,6 +41,15 @@ test('node setup: bpffs and the pin directory first, the maps before the program
   }
 });
 
+test('tx checksum offload: off unless asked for, and the probe checks what was asked', () => {
+  const step = (n: NodeDataplane) => nodeSetup(n).find((s) => s.id === 'ethtool:host:testcni.vxlan:tx')!;
+  assert.deepEqual(step(node).argv.slice(1), ['-K', 'testcni.vxlan', 'tx', 'off']);
+  assert.deepEqual(step(node).probe!.expect, { $some: { 'tx-checksumming': { active: false } } });
+  const on = step({ ...node, txChecksumOffload: true });
+  assert.deepEqual(on.argv.slice(1), ['-K', 'testcni.vxlan', 'tx', 'on']);
+  assert.deepEqual(on.probe!.expect, { $some: { 'tx-checksumming': { active: true } } });
+});
+
 test('the map sizes of the node reach bpftool map create', () => {
   const create = nodeSetup({ ...node, endpointsSize: 65536, remoteSize: 123 }).filter((s) => s.id.startsWith('bpf.map.create'));
   assert.deepEqual(create.map((s) => s.argv[s.argv.indexOf('entries') + 1]), ['65536', '123', '1']);

@@ -57,8 +57,9 @@ console.error(`built: ${outputs.join(', ')}`);
 // installs it). Without clang everything else still builds; vxlan cannot load its programs.
 const clang = ['/usr/bin/clang', '/usr/local/bin/clang'].find((p) => existsSync(p));
 const sources = readdirSync(join(root, 'bpf')).filter((f) => f.endsWith('.c')).sort();
-if (!clang) {
-  console.error(`built: no BPF objects (clang not found): the vxlan mode's programs (${sources.join(', ')}) were not built`);
+const missing = !clang ? 'clang' : !existsSync('/usr/include/bpf/bpf_helpers.h') ? 'the libbpf-dev headers' : null;
+if (missing) {
+  console.error(`built: no BPF objects (${missing} not found): the vxlan mode's programs (${sources.join(', ')}) were not built`);
 } else {
   mkdirSync(join(root, 'dist/bpf'), { recursive: true });
   for (const src of sources) {

@@ -13,6 +13,11 @@ declare -A NEED=(
   # runtime tests: containerd CRI with runc, a pause image built static (gcc, libc.a), tc for bandwidth
   [containerd]=containerd [ctr]=containerd [runc]=runc [gcc]=gcc
   [/usr/lib/x86_64-linux-gnu/libc.a]=libc6-dev [tc]=iproute2
+  # vxlan mode: tc eBPF programs (build, load, attach), the VXLAN device's offloads; its tests
+  # capture on the underlay, its benchmark measures with iperf3
+  [clang]=clang [llc]=llvm [/usr/include/bpf/bpf_helpers.h]=libbpf-dev
+  [/usr/include/linux/bpf.h]=linux-libc-dev [bpftool]=bpftool [ethtool]=ethtool
+  [tcpdump]=tcpdump [iperf3]=iperf3
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -4,7 +4,7 @@
 // mode's plan owns is ever touched.
 import type { NodeRecord } from '../model/node.ts';
 import type { NetworkConfig } from '../model/config.ts';
-import type { NodeFacts } from '../model/plan.ts';
+import type { NodeFacts, Probe } from '../model/plan.ts';
 import type { AnyMode, NodeContext, NodePlanner } from '../planner/mode.ts';
 import { Executor } from '../executor/executor.ts';
 import { queryOutput } from '../executor/probe.ts';
@@ -92,10 +92,17 @@ export class NodeReconciler {
   /** Each query's parsed JSON (or text); a query that fails is an error: planning on a partial
    *  view could remove what is still wanted. */
   private async observe(planner: NodePlanner, ctx: NodeContext): Promise<Record<string, unknown>> {
+    const observed = await this.query(planner.observe(ctx));
+    if (planner.observeMore) Object.assign(observed, await this.query(planner.observeMore(ctx, observed)));
+    return observed;
+  }
+
+  private async query(queries: Record<string, Probe>): Promise<Record<string, unknown>> {
     const observed: Record<string, unknown> = {};
-    for (const [name, probe] of Object.entries(planner.observe(ctx))) {
+    for (const [name, probe] of Object.entries(queries)) {
       const out = await queryOutput(probe, this.deps.facts, this.deps.runner, this.deps.sys ?? realSystem);
-      if (out.exitCode !== 0 && probe.mech !== 'file') throw new Error(`node query ${name} failed (exit ${out.exitCode})`);
+      // A file or path that is not there is an answer ("nothing"), not a failed query.
+      if (out.exitCode !== 0 && probe.mech !== 'file' && probe.mech !== 'path') throw new Error(`node query ${name} failed (exit ${out.exitCode})`);
       observed[name] = out.json ?? (out.exitCode === 0 ? out.stdout : null);
     }
     return observed;

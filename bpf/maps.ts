@@ -2,6 +2,15 @@
 // bpf/testcni_maps.h lays them out (pure: no I/O). Addresses are network order; other
 // integers host order, which is little-endian on every target testcni builds for.
 import { parseIp, parseCidr } from '../lib/ipv4.ts';
+import { ifindexToken } from '../model/plan.ts';
+
+/** An ifindex only the running node knows (model/plan.ts ifindexToken): four bytes of a value,
+ *  written as one token the executor replaces. */
+export interface LinkIndex {
+  ifindexOf: string;
+}
+/** A byte of a key or value, or a late-bound ifindex standing for four. */
+export type Byte = number | LinkIndex;
 
 export interface MapSpec {
   /** kernel object name (at most 15 characters), also the pin file's name */
@@ -34,7 +43,7 @@ export interface Endpoint {
   /** the pod's IPv4 address */
   ip: string;
   /** ifindex of the host side of the pod's veth, in the node's namespace */
-  ifindex: number;
+  ifindex: number | LinkIndex;
   podMac: string;
   hostMac: string;
 }
@@ -49,13 +58,19 @@ export interface RemotePrefix {
 }
 
 export interface Config {
-  vxlanIfindex: number;
+  vxlanIfindex: number | LinkIndex;
   vni: number;
   vxlanMac: string;
   ttl?: number;
 }
 
 export interface Entry {
+  key: number[];
+  value: Byte[];
+}
+
+/** An entry read back from a map: bytes only. */
+export interface ReadEntry {
   key: number[];
   value: number[];
 }
@@ -76,13 +91,23 @@ function u32le(n: number, what: string): number[] {
   return [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24];
 }
 
+function ifindexBytes(i: number | LinkIndex): Byte[] {
+  if (typeof i !== 'number') return [i];
+  if (i < 1) throw new Error(`ifindex out of range: ${i}`);
+  return u32le(i, 'ifindex');
+}
+
+/** The links whose ifindex a value leaves to the executor. */
+export function linksOf(bytes: readonly Byte[]): string[] {
+  return bytes.filter((b): b is LinkIndex => typeof b !== 'number').map((b) => b.ifindexOf);
+}
+
 export function endpointKey(ip: string): number[] {
   return ipBytes(ip);
 }
 
 export function endpointEntry(ep: Endpoint): Entry {
-  if (ep.ifindex < 1) throw new Error(`ifindex out of range: ${ep.ifindex}`);
-  return { key: endpointKey(ep.ip), value: [...u32le(ep.ifindex, 'ifindex'), ...macBytes(ep.podMac), ...macBytes(ep.hostMac)] };
+  return { key: endpointKey(ep.ip), value: [...ifindexBytes(ep.ifindex), ...macBytes(ep.podMac), ...macBytes(ep.hostMac)] };
 }
 
 /** LPM key: prefix length (host order), then the network address (host bits cleared). */
@@ -102,11 +127,10 @@ export function configEntry(c: Config): Entry {
   if (!Number.isInteger(c.vni) || c.vni < 0 || c.vni > MAX_VNI) throw new Error(`VNI out of range: ${c.vni}`);
   const ttl = c.ttl ?? DEFAULT_TTL;
   if (!Number.isInteger(ttl) || ttl < 1 || ttl > 255) throw new Error(`TTL out of range: ${ttl}`);
-  if (c.vxlanIfindex < 1) throw new Error(`ifindex out of range: ${c.vxlanIfindex}`);
-  return { key: CONFIG_KEY, value: [...u32le(c.vxlanIfindex, 'ifindex'), ...u32le(c.vni, 'VNI'), ...macBytes(c.vxlanMac), ttl, 0] };
+  return { key: CONFIG_KEY, value: [...ifindexBytes(c.vxlanIfindex), ...u32le(c.vni, 'VNI'), ...macBytes(c.vxlanMac), ttl, 0] };
 }
 
-const hex = (bytes: number[]) => bytes.map((b) => b.toString(16).padStart(2, '0'));
+const hex = (bytes: readonly Byte[]) => bytes.map((b) => (typeof b === 'number' ? b.toString(16).padStart(2, '0') : ifindexToken(b.ifindexOf)));
 
 /** `key hex .. value hex ..`, to follow `bpftool map update pinned PATH`. */
 export function updateArgs(e: Entry): string[] {
@@ -120,7 +144,7 @@ export function keyArgs(key: number[]): string[] {
 
 /** What `bpftool -j map lookup` prints for an entry (maps created without BTF), for a $text probe. */
 export function lookupJson(e: Entry): string {
-  const h = (bytes: number[]) => hex(bytes).map((b) => `0x${b}`);
+  const h = (bytes: Byte[]) => bytes.map((b) => (typeof b === 'number' ? `0x${b.toString(16).padStart(2, '0')}` : ifindexToken(b.ifindexOf)));
   return JSON.stringify({ key: h(e.key), value: h(e.value) });
 }
 
@@ -134,22 +158,24 @@ export function parseHexBytes(items: string[]): number[] {
 
 const ip = (b: number[]) => b.join('.');
 const mac = (b: number[]) => hex(b).join(':');
+/** A value's bytes as `bpftool` prints them in hex, for comparisons. */
+export const hexText = (bytes: readonly Byte[]) => hex(bytes).join(' ');
 const u32 = (b: number[]) => (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
 
-export function decodeEndpoint(e: Entry): Endpoint {
+export function decodeEndpoint(e: ReadEntry): Endpoint & { ifindex: number } {
   return { ip: ip(e.key), ifindex: u32(e.value.slice(0, 4)), podMac: mac(e.value.slice(4, 10)), hostMac: mac(e.value.slice(10, 16)) };
 }
 
-export function decodeRemote(e: Entry): RemotePrefix {
+export function decodeRemote(e: ReadEntry): RemotePrefix {
   return { cidr: `${ip(e.key.slice(4, 8))}/${u32(e.key.slice(0, 4))}`, nodeIp: ip(e.value.slice(0, 4)), vtepMac: mac(e.value.slice(4, 10)) };
 }
 
-export function decodeConfig(e: Entry): Required<Config> {
+export function decodeConfig(e: ReadEntry): Required<Config> & { vxlanIfindex: number } {
   return { vxlanIfindex: u32(e.value.slice(0, 4)), vni: u32(e.value.slice(4, 8)), vxlanMac: mac(e.value.slice(8, 14)), ttl: e.value[14]! };
 }
 
 /** Entries of `bpftool -j map dump` output. */
-export function parseDump(json: unknown): Entry[] {
+export function parseDump(json: unknown): ReadEntry[] {
   if (!Array.isArray(json)) throw new Error('bpftool map dump: expected a JSON array');
   return json.map((x: { key?: unknown; value?: unknown }) => {
     if (!Array.isArray(x?.key) || !Array.isArray(x?.value)) throw new Error('bpftool map dump: entry without key/value bytes');

@@ -3,6 +3,7 @@
 import { CniError, Code } from '../model/errors.ts';
 import type { AnyMode } from './mode.ts';
 import { hostGw } from './modes/host-gw/index.ts';
+import { vxlan } from './modes/vxlan/index.ts';
 
 export interface ModeRegistry {
   /** mode names in registration order (the first is the default) */
@@ -36,4 +37,4 @@ export function createRegistry(modes: readonly AnyMode[]): ModeRegistry {
 }
 
 /** The modes this build carries; the first is the default. */
-export const MODES: ModeRegistry = createRegistry([hostGw]);
+export const MODES: ModeRegistry = createRegistry([hostGw, vxlan]);

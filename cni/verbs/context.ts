@@ -28,7 +28,13 @@ export const LOCK_TIMEOUT_MS = 20_000;
 
 /** The node facts a verb needs: the mode's tools; the uplink MTU only when it shapes the plan. */
 export function factsWanted(config: NetworkConfig, mode: AnyMode, opts: { mtu: boolean }): FactsWanted {
-  return { uplink: config.uplink, mtuConfigured: !opts.mtu || config.mtu !== null, tools: mode.tools(config) };
+  return {
+    uplink: config.uplink,
+    mtuConfigured: !opts.mtu || config.mtu !== null,
+    tools: mode.tools(config),
+    // Only a plan that loads them needs the objects (and their digests).
+    ...(opts.mtu && mode.objects ? { objects: mode.objects(config) } : {}),
+  };
 }
 
 export function attachmentOf(ctx: VerbContext): Attachment {

@@ -1,35 +1,30 @@
-// The vxlan eBPF dataplane end to end: two simulated nodes on an underlay bridge, set up by
-// exactly the commands of bpf/recipe.ts in plan order (each probe false before and true after,
-// as the executor checks), pods on both, then traffic, an underlay capture, DEL and a node
-// leaving. Everything lives in namespaces and a bpffs directory this test makes and removes.
+// The vxlan eBPF dataplane end to end: two simulated nodes on an underlay bridge, set up by the
+// vxlan mode's own plans through the real Executor (node plan: observe, plan, converge, every
+// probe holding after its step and nothing left to do after; pods: compiled ADD plans, applied
+// and then CHECKed), then traffic, an underlay capture, DEL, GC's sweep and a node leaving.
+// Everything lives in namespaces and a bpffs directory this test makes and removes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { sh, addNetns, delNetns, inNetns, NETNS_DIR } from '../helpers/netns.ts';
 import { ping } from '../helpers/e2e.ts';
-import { bpfSkipReason, bpfScope, BPFFS, VXLAN_OBJECT, readPcap, vxlanOf, parseFrame, startInNetns } from '../helpers/bpf.ts';
-import { holds } from '../../planner/predicate.ts';
-import { HOST } from '../../model/plan.ts';
-import { derivedMac, hostVethName, podMac, hostVethMac } from '../../planner/names.ts';
+import { bpfSkipReason, bpfScope, BPFFS, readPcap, vxlanOf, parseFrame, startInNetns } from '../helpers/bpf.ts';
+import { simNode, addPod, delPod, VXLAN, type SimNode, type SimPod } from '../helpers/vxlan-node.ts';
 import { ENDPOINTS, REMOTE, keyArgs, endpointKey } from '../../bpf/maps.ts';
-import {
-  nodeSetup, nodeAttach, podSetup, endpointUpdate, podTeardown, remoteUpdates, remoteDeletes, batchInput, mapPath,
-  DEFAULT_TOOLS, type NodeDataplane, type RecipeStep, type ExecProbe,
-} from '../../bpf/recipe.ts';
+import { dataplaneFor } from '../../planner/modes/vxlan/node.ts';
+import { mapPath, networkPinRoot } from '../../planner/modes/vxlan/dataplane.ts';
 
 const VNI = 13190;
 const PORT = 8472;
 const DEVICE = 'testcni.vxlan';
 const UNDERLAY_MTU = 1500;
 const MTU = UNDERLAY_MTU - 50;
-const ROUTE_PROTOCOL = 151;
-const tools = DEFAULT_TOOLS;
 
-const skip = bpfSkipReason(['ethtool', 'tcpdump', 'ping', 'iperf3', 'sysctl', 'iptables']);
+const skip = bpfSkipReason(['ethtool', 'tcpdump', 'ping', 'iperf3', 'sysctl', 'iptables', 'mv', 'mkdir', 'rm']);
 
 test('vxlan eBPF dataplane: two nodes, pods on both, over an underlay bridge', { skip: skip ?? false, timeout: 120_000 }, async (t) => {
-  const { prefix, scope, pinRoot, tmp } = bpfScope(t, 'bd');
+  const { prefix, scope, tmp } = bpfScope(t, 'bd');
   const netns = (name: string) => {
     scope.defer(() => delNetns(name));
     addNetns(name);
@@ -44,71 +39,49 @@ test('vxlan eBPF dataplane: two nodes, pods on both, over an underlay bridge', {
   inNetns(U, ['ip', 'addr', 'add', '198.18.0.254/24', 'dev', 'br0']);
   inNetns(U, ['ip', 'link', 'set', 'br0', 'up']);
 
-  /** Runs recipe steps as the executor would: skip when the probe holds, else run and require it to hold. */
-  const apply = (nodeNs: string, steps: RecipeStep[]) => {
-    const path = (ns: string) => (ns === HOST ? join(NETNS_DIR, nodeNs) : ns);
-    const applied: string[] = [];
-    for (const s of steps) {
-      if (s.probe && probe(s.probe, path)) continue;
-      sh(['nsenter', `--net=${path(s.ns)}`, '--', ...s.argv], { input: s.input });
-      if (s.probe && s.probeHoldsAfter !== false) assert.ok(probe(s.probe, path), `${s.id}: its probe does not hold after it ran`);
-      applied.push(s.id);
-    }
-    return applied;
-  };
-
-  interface Node { name: string; ns: string; ip: string; block: string; gateway: string; dp: NodeDataplane; applied: string[] }
-  const makeNode = (i: number): Node => {
+  const makeNode = (i: number): SimNode => {
     const ns = netns(`${prefix}n${i}`);
     const ip = `198.18.0.${i}`;
     inNetns(U, ['ip', 'link', 'add', `u${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', join(NETNS_DIR, ns)]);
     inNetns(U, ['ip', 'link', 'set', `u${i}`, 'master', 'br0', 'up']);
     inNetns(ns, ['ip', 'addr', 'add', `${ip}/24`, 'dev', 'eth0']);
     inNetns(ns, ['ip', 'link', 'set', 'eth0', 'mtu', String(UNDERLAY_MTU), 'up']);
-    inNetns(ns, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1']);
-    const name = `node-${i}`;
-    const block = `10.244.${i}.0/24`;
-    const gateway = `10.244.${i}.1`;
-    const dp: NodeDataplane = {
-      tools, bpffs: BPFFS, pinDir: `${pinRoot}/${name}`, object: VXLAN_OBJECT, device: DEVICE, mac: derivedMac(`vxlan/${name}`),
-      mtu: MTU, port: PORT, vni: VNI, gateway, clusterSubnet: '10.244.0.0/16', routeProtocol: ROUTE_PROTOCOL,
-      endpointsSize: 16384, remoteSize: 4096,
-    };
-    const applied = apply(ns, nodeSetup(dp));
-    const ifindex = linkIndex(ns, DEVICE);
-    applied.push(...apply(ns, nodeAttach(dp, ifindex)));
-    return { name, ns, ip, block, gateway, dp, applied };
+    const stateDir = join(tmp, `n${i}`);
+    mkdirSync(stateDir, { recursive: true });
+    const node = simNode(scope, { name: `node-${i}`, ns, underlayIp: ip, block: `10.244.${i}.0/24`, network: prefix, subnet: '10.244.0.0/16', stateDir });
+    scope.defer(() => sh(['rm', '-rf', networkPinRoot(node.config)]));
+    return node;
   };
 
-  interface Pod { ns: string; ip: string; node: Node; hostVeth: string; containerId: string }
-  const pods: Pod[] = [];
-  const makePod = (node: Node, j: number): Pod => {
-    const ns = netns(`${prefix}p${node.name.slice(-1)}${j}`);
-    const containerId = `${prefix}-${node.name}-${j}`;
-    const ip = `10.244.${node.name.slice(-1)}.${j + 1}`;
-    const p = {
-      tools, netns: join(NETNS_DIR, ns), ifName: 'eth0', hostVeth: hostVethName(containerId, 'eth0'),
-      podMac: podMac(containerId, 'eth0'), hostMac: hostVethMac(containerId, 'eth0'), ip, gateway: node.gateway,
-      mtu: MTU, nodeNetns: node.ns, routeProtocol: ROUTE_PROTOCOL,
-    };
-    apply(node.ns, podSetup(node.dp, p));
-    apply(node.ns, [endpointUpdate(node.dp, tools, { ip, ifindex: linkIndex(node.ns, p.hostVeth), podMac: p.podMac, hostMac: p.hostMac })]);
-    const pod = { ns, ip, node, hostVeth: p.hostVeth, containerId };
+  const pods: SimPod[] = [];
+  const makePod = async (node: SimNode, j: number): Promise<SimPod> => {
+    const i = node.name.slice(-1);
+    const name = netns(`${prefix}p${i}${j}`);
+    const pod = await addPod(node, { name, path: join(NETNS_DIR, name), containerId: `${prefix}-${node.name}-${j}`, ip: `10.244.${i}.${j + 1}` });
     pods.push(pod);
     return pod;
   };
 
   const n1 = makeNode(1);
   const n2 = makeNode(2);
-  await t.test('node setup: every step ran on a fresh node; bpffs is one mount for both', () => {
-    assert.ok(!n1.applied.includes(`bpffs:host:${BPFFS}`) && !n2.applied.includes(`bpffs:host:${BPFFS}`), 'mounted already (ensureBpffs)');
+  const registry = [n1.record, n2.record];
+  const applied = new Map<string, string[]>();
+  for (const n of [n1, n2]) applied.set(n.name, await n.reconcile(registry));
+
+  await t.test('node plan: a fresh node gets everything, in order; bpffs is one mount for both; then nothing is left to do', async () => {
     for (const n of [n1, n2]) {
-      const all = [...nodeSetup(n.dp), ...nodeAttach(n.dp, 1)].map((s) => s.id).filter((id) => id !== `bpffs:host:${BPFFS}`);
-      assert.deepEqual(n.applied, all);
-    }
-    for (const n of [n1, n2]) {
+      const ids = applied.get(n.name)!;
+      assert.ok(!ids.includes(`bpffs:host:${BPFFS}`), 'mounted already (ensureBpffs)');
+      const order = ['link.vxlan:host:testcni.vxlan', 'ethtool:host:testcni.vxlan:tx', 'addr:host:testcni.vxlan', 'link.up:host:testcni.vxlan',
+        `route:host:10.244.0.0/16`, 'bpf.map.create:host:testcni_eps', 'bpf.map.create:host:testcni_cfg', 'bpf.map.update:host:testcni_cfg',
+        'tc.filter:host:testcni.vxlan:ingress', 'tc.filter:host:testcni.vxlan:egress'];
+      for (const id of order) assert.ok(ids.includes(id), `${n.name}: ${id} in ${ids.join(', ')}`);
+      const at = order.map((id) => ids.indexOf(id));
+      assert.deepEqual(at, [...at].sort((a, b) => a - b), `${n.name}: in plan order`);
+      assert.equal(ids.filter((id) => id.startsWith('bpf.map.update:host:testcni_remote:')).length, 2, 'the other node: its block and its address');
+      assert.deepEqual(await n.nodePlan(registry), [], `${n.name}: converged`);
       const link = JSON.parse(inNetns(n.ns, ['ip', '-j', '-d', 'link', 'show', 'dev', DEVICE]).stdout)[0];
-      assert.equal(link.address, n.dp.mac);
+      assert.equal(link.address, dataplaneFor({ ...n, self: n.record }).mac);
       assert.equal(link.mtu, MTU);
       assert.ok(link.flags.includes('NOARP'));
       const features = JSON.parse(inNetns(n.ns, ['ethtool', '--json', '-k', DEVICE]).stdout)[0];
@@ -116,20 +89,13 @@ test('vxlan eBPF dataplane: two nodes, pods on both, over an underlay bridge', {
     }
   });
 
-  const p11 = makePod(n1, 1);
-  const p12 = makePod(n1, 2);
-  const p21 = makePod(n2, 1);
-  // n1 learns n2 one entry at a time; n2 learns n1 through one `bpftool batch` process.
-  apply(n1.ns, remoteUpdates(n1.dp, tools, { block: n2.block, nodeIp: n2.ip, vtepMac: n2.dp.mac }));
-  const toN1 = remoteUpdates(n2.dp, tools, { block: n1.block, nodeIp: n1.ip, vtepMac: n1.dp.mac });
-  inNetns(n2.ns, [tools.bpftool, 'batch', 'file', '-'], { input: batchInput(toN1) });
+  const p11 = await makePod(n1, 1);
+  const p12 = await makePod(n1, 2);
+  const p21 = await makePod(n2, 1);
 
-  await t.test('re-running every step is a no-op: all probes hold', () => {
-    for (const [node, steps] of [
-      [n1, [...nodeSetup(n1.dp), ...nodeAttach(n1.dp, linkIndex(n1.ns, DEVICE))]],
-      [n2, [...nodeSetup(n2.dp), ...nodeAttach(n2.dp, linkIndex(n2.ns, DEVICE)), ...toN1]],
-    ] as const) {
-      assert.deepEqual(apply(node.ns, [...steps]), []);
+  await t.test('pod ADD: the plan applied holds in full (CHECK), node steps skipped as in effect', async () => {
+    for (const p of [p11, p12, p21]) {
+      assert.deepEqual(await p.node.executor.check(p.plan), [], `${p.name}: CHECK`);
     }
   });
 
@@ -152,14 +118,14 @@ test('vxlan eBPF dataplane: two nodes, pods on both, over an underlay bridge', {
 
   await t.test('pod <-> its own node (gateway address, underlay address)', () => {
     assert.ok(ping(p11.ns, n1.gateway), 'pod -> gateway');
-    assert.ok(ping(p11.ns, n1.ip), 'pod -> node underlay address');
+    assert.ok(ping(p11.ns, n1.record.underlayIp), 'pod -> node underlay address');
     assert.ok(ping(n1.ns, p11.ip), 'node -> pod (host route via the veth)');
   });
 
   await t.test('node <-> remote pod, pod <-> remote node', () => {
     assert.ok(ping(n1.ns, p21.ip), 'n1 -> p21 (cluster route into the device, key from the LPM map)');
-    assert.ok(ping(p21.ns, n1.ip), 'p21 -> n1');
-    assert.ok(ping(p11.ns, n2.ip), 'p11 -> n2');
+    assert.ok(ping(p21.ns, n1.record.underlayIp), 'p21 -> n1');
+    assert.ok(ping(p11.ns, n2.record.underlayIp), 'p11 -> n2');
   });
 
   await t.test('TCP at full size, same node and across nodes (GSO through the redirects)', async () => {
@@ -180,7 +146,7 @@ test('vxlan eBPF dataplane: two nodes, pods on both, over an underlay bridge', {
 
   await t.test('a pod sending from an address that is not its own is dropped', () => {
     // Replies to the foreign address could not come back anyway: count what reaches the target.
-    const arriving = (dst: Pod, src: string) => {
+    const arriving = (dst: SimPod, src: string) => {
       const before = rxPackets(dst.ns);
       inNetns(p11.ns, ['ping', '-n', '-q', '-c', '3', '-i', '0.2', '-W', '1', '-I', src, dst.ip], { allowFail: true });
       return rxPackets(dst.ns) - before;
@@ -217,7 +183,7 @@ test('vxlan eBPF dataplane: two nodes, pods on both, over an underlay bridge', {
     const file = join(tmp, 'underlay.pcap');
     const capture = await startInNetns(U, ['tcpdump', '-i', 'br0', '-n', '--immediate-mode', '-U', '-s', '256', '-w', file], /listening on/);
     scope.defer(() => { try { process.kill(capture.pid, 'SIGKILL'); } catch { /* gone */ } });
-    const flows: [Pod | Node, string][] = [[p11, p21.ip], [p21, p12.ip], [n1, p21.ip], [p11, n2.ip]];
+    const flows: [{ ns: string }, string][] = [[p11, p21.ip], [p21, p12.ip], [n1, p21.ip], [p11, n2.record.underlayIp]];
     let received = 0;
     try {
       for (const [from, dst] of flows) {
@@ -237,10 +203,10 @@ test('vxlan eBPF dataplane: two nodes, pods on both, over an underlay bridge', {
       const vx = vxlanOf(frame, PORT);
       assert.ok(vx, `not VXLAN on the underlay: ${JSON.stringify({ ...f, ip: f.ip && { ...f.ip, body: undefined } })}`);
       assert.equal(vx.vni, VNI);
-      assert.ok([n1.ip, n2.ip].includes(vx.outer.src) && [n1.ip, n2.ip].includes(vx.outer.dst), `outer ${vx.outer.src} -> ${vx.outer.dst}`);
+      assert.ok([n1.record.underlayIp, n2.record.underlayIp].includes(vx.outer.src) && [n1.record.underlayIp, n2.record.underlayIp].includes(vx.outer.dst), `outer ${vx.outer.src} -> ${vx.outer.dst}`);
       assert.equal(vx.outer.udpChecksum, 0, 'zero outer UDP checksum (RFC 7348)');
-      const [sender, receiver] = vx.outer.src === n1.ip ? [n1, n2] : [n2, n1];
-      assert.deepEqual([vx.inner.srcMac, vx.inner.dstMac], [sender.dp.mac, receiver.dp.mac], 'inner MACs: the sender\'s and the receiver\'s VXLAN devices');
+      const [sender, receiver] = vx.outer.src === n1.record.underlayIp ? [n1, n2] : [n2, n1];
+      assert.deepEqual([vx.inner.srcMac, vx.inner.dstMac], [macOf(sender), macOf(receiver)], 'inner MACs: the sender\'s and the receiver\'s VXLAN devices');
       assert.ok(vx.inner.ip, 'inner IPv4');
       if (vx.inner.ip.proto === 1) echoes++;
       assert.ok(podIps.has(vx.inner.ip.src) || podIps.has(vx.inner.ip.dst), `inner ${vx.inner.ip.src} -> ${vx.inner.ip.dst}`);
@@ -252,10 +218,10 @@ test('vxlan eBPF dataplane: two nodes, pods on both, over an underlay bridge', {
   await t.test('a VXLAN packet with another VNI is dropped; the same with ours is delivered', () => {
     const delivered = (vni: number) => {
       const dev = `vx${vni}`;
-      inNetns(U, ['ip', 'link', 'add', dev, 'type', 'vxlan', 'id', String(vni), 'remote', n1.ip, 'local', '198.18.0.254', 'dstport', String(PORT), 'nolearning']);
+      inNetns(U, ['ip', 'link', 'add', dev, 'type', 'vxlan', 'id', String(vni), 'remote', n1.record.underlayIp, 'local', '198.18.0.254', 'dstport', String(PORT), 'nolearning']);
       inNetns(U, ['ip', 'link', 'set', dev, 'up']);
       inNetns(U, ['ip', 'route', 'replace', `${p11.ip}/32`, 'dev', dev]);
-      inNetns(U, ['ip', 'neigh', 'replace', p11.ip, 'lladdr', n1.dp.mac, 'dev', dev, 'nud', 'permanent']);
+      inNetns(U, ['ip', 'neigh', 'replace', p11.ip, 'lladdr', macOf(n1), 'dev', dev, 'nud', 'permanent']);
       const before = rxPackets(p11.ns);
       inNetns(U, ['ping', '-n', '-q', '-c', '3', '-i', '0.2', '-W', '1', p11.ip], { allowFail: true });
       inNetns(U, ['ip', 'link', 'del', dev]);
@@ -265,21 +231,38 @@ test('vxlan eBPF dataplane: two nodes, pods on both, over an underlay bridge', {
     assert.ok(delivered(VNI) >= 3, `VNI ${VNI} did not reach the pod`);
   });
 
-  await t.test('pod DEL: endpoint entry then veth; the pod is unreachable and nothing of it is left', () => {
-    for (const c of podTeardown(n1.dp, tools, p12)) inNetns(n1.ns, c.argv);
-    assert.notEqual(inNetns(n1.ns, [tools.bpftool, '-j', 'map', 'lookup', 'pinned', mapPath(n1.dp, ENDPOINTS), ...keyArgs(endpointKey(p12.ip))], { allowFail: true }).code, 0);
+  const lookup = (n: SimNode, ip: string) =>
+    inNetns(n.ns, ['bpftool', '-j', 'map', 'lookup', 'pinned', mapPath(dataplaneFor({ ...n, self: n.record }), ENDPOINTS), ...keyArgs(endpointKey(ip))], { allowFail: true }).code;
+
+  await t.test('pod DEL: endpoint entry then veth; the pod is unreachable and nothing of it is left; DEL again is done', async () => {
+    assert.deepEqual(await delPod(p12), [`undo:bpf.map.update:host:testcni_eps:${p12.ip}`, 'undo:link.veth:pod:eth0']);
+    assert.notEqual(lookup(n1, p12.ip), 0, 'the endpoint entry is gone');
     assert.ok(!linkExists(n1.ns, p12.hostVeth));
     assert.deepEqual(JSON.parse(inNetns(n1.ns, ['ip', '-j', 'route', 'show', `${p12.ip}/32`]).stdout), []);
     assert.notEqual(inNetns(p11.ns, ['ping', '-n', '-q', '-c', '1', '-W', '1', p12.ip], { allowFail: true }).code, 0);
     assert.notEqual(inNetns(p21.ns, ['ping', '-n', '-q', '-c', '1', '-W', '1', p12.ip], { allowFail: true }).code, 0);
-    // DEL again: each command fails on what is gone, which the probes report as done.
-    for (const c of podTeardown(n1.dp, tools, p12)) assert.notEqual(inNetns(n1.ns, c.argv, { allowFail: true }).code, 0);
+    // DEL again: each undo finds nothing, which its probe reports as done.
+    assert.equal((await delPod(p12)).length, 2);
     assert.ok(ping(p11.ns, p21.ip), 'the other pods are untouched');
   });
 
-  await t.test('a departed node: its prefixes removed, its pods unreachable', () => {
-    for (const c of remoteDeletes(n1.dp, tools, [n2.block, `${n2.ip}/32`])) inNetns(n1.ns, c.argv);
-    const dump = JSON.parse(inNetns(n1.ns, [tools.bpftool, '-j', 'map', 'dump', 'pinned', mapPath(n1.dp, REMOTE)]).stdout);
+  await t.test('an endpoint whose host veth vanished (a DEL that never ran): the GC sweep and the node plan remove it', async () => {
+    const p13 = await makePod(n1, 3);
+    inNetns(n1.ns, ['ip', 'link', 'del', 'dev', p13.hostVeth]);
+    assert.equal(lookup(n1, p13.ip), 0, 'the stale entry is there');
+    const sweep = VXLAN.gc!;
+    const stale = sweep.plan(n1.config, n1.facts, await n1.query(sweep.observe(n1.config, n1.facts)));
+    assert.deepEqual(stale.map((s) => s.id), [`bpf.map.delete:host:testcni_eps:${p13.ip}`]);
+    assert.deepEqual((await n1.nodePlan(registry)).map((s) => s.id), stale.map((s) => s.id), 'the node plan finds the same');
+    assert.deepEqual((await n1.executor.converge(stale)).errors, []);
+    assert.notEqual(lookup(n1, p13.ip), 0, 'removed');
+    assert.ok(lookup(n1, p11.ip) === 0, 'live pods keep theirs');
+    assert.deepEqual(await n1.nodePlan(registry), []);
+  });
+
+  await t.test('a departed node: its prefixes removed, its pods unreachable', async () => {
+    assert.deepEqual(await n1.reconcile([n1.record]), [`bpf.map.delete:host:testcni_remote:${n2.record.block}`, `bpf.map.delete:host:testcni_remote:${n2.record.underlayIp}/32`]);
+    const dump = JSON.parse(inNetns(n1.ns, ['bpftool', '-j', 'map', 'dump', 'pinned', mapPath(dataplaneFor({ ...n1, self: n1.record }), REMOTE)]).stdout);
     assert.deepEqual(dump, []);
     assert.notEqual(inNetns(p11.ns, ['ping', '-n', '-q', '-c', '1', '-W', '1', p21.ip], { allowFail: true }).code, 0);
     assert.notEqual(inNetns(n1.ns, ['ping', '-n', '-q', '-c', '1', '-W', '1', p21.ip], { allowFail: true }).code, 0);
@@ -289,21 +272,12 @@ test('vxlan eBPF dataplane: two nodes, pods on both, over an underlay bridge', {
     scope.close();
     const left = sh(['ip', 'netns', 'list']).stdout.split('\n').filter((l) => l.startsWith(prefix));
     assert.deepEqual(left, []);
-    assert.ok(!existsSync(pinRoot), `${pinRoot} is left`);
+    assert.ok(!existsSync(networkPinRoot(n1.config)), `${networkPinRoot(n1.config)} is left`);
   });
 });
 
-function probe(p: ExecProbe, path: (ns: string) => string): boolean {
-  const r = sh(['nsenter', `--net=${path(p.ns)}`, '--', ...p.argv], { allowFail: true });
-  let json: unknown;
-  try {
-    json = JSON.parse(r.stdout);
-  } catch { /* not JSON */ }
-  return holds(p.expect, { exitCode: r.code, stdout: r.stdout, json });
-}
-
-function linkIndex(ns: string, dev: string): number {
-  return JSON.parse(inNetns(ns, ['ip', '-j', 'link', 'show', 'dev', dev]).stdout)[0].ifindex;
+function macOf(n: SimNode): string {
+  return dataplaneFor({ ...n, self: n.record }).mac;
 }
 
 function linkExists(ns: string, dev: string): boolean {

@@ -6,8 +6,13 @@ import { writeFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sh } from '../helpers/netns.ts';
 import { bpfSkipReason, bpfScope, VXLAN_OBJECT, ipv4Frame, parseFrame, type Ipv4Frame } from '../helpers/bpf.ts';
-import { ENDPOINTS, REMOTE, CONFIG, PROGRAMS, endpointEntry, remoteEntry, configEntry, updateArgs } from '../../bpf/maps.ts';
-import { nodeSetup, mapPath, progPath, DEFAULT_TOOLS, type NodeDataplane } from '../../bpf/recipe.ts';
+import { ENDPOINTS, REMOTE, CONFIG, PROGRAMS, endpointEntry, remoteEntry, configEntry, updateArgs, type Entry } from '../../bpf/maps.ts';
+import { nodeEnsureSteps, mapPath, progPath, TOOLS, type NodeDataplane } from '../../planner/modes/vxlan/dataplane.ts';
+import { resolveTools, findObject } from '../../executor/facts.ts';
+import { argvOf } from '../../model/plan.ts';
+import { dirname } from 'node:path';
+
+const DEFAULT_TOOLS = resolveTools([...TOOLS]) as unknown as Record<string, string>;
 
 const TC_ACT_OK = 0;
 const TC_ACT_SHOT = 2;
@@ -26,9 +31,12 @@ test('tc programs on crafted packets (BPF_PROG_TEST_RUN)', { skip: skip ?? false
   const { pinRoot: pinDir, tmp } = bpfScope(t, 'bp');
 
   // Sizes other than the object's defaults: the pinned maps must be the ones the programs use.
-  const node = { tools: DEFAULT_TOOLS, pinDir, object: VXLAN_OBJECT, endpointsSize: 100, remoteSize: 50 } as NodeDataplane;
-  for (const step of nodeSetup(node).filter((s) => s.id.startsWith('dir:') || s.id.startsWith('bpf.'))) sh(step.argv);
-  const update = (m: typeof ENDPOINTS, e: { key: number[]; value: number[] }) => sh([DEFAULT_TOOLS.bpftool, 'map', 'update', 'pinned', mapPath(node, m), ...updateArgs(e)]);
+  const node = {
+    tools: DEFAULT_TOOLS, pinDir, object: findObject('vxlan.o', [dirname(VXLAN_OBJECT)]), endpointsSize: 100, remoteSize: 50, hostPid: process.pid,
+  } as unknown as NodeDataplane;
+  // The node's own steps for the pin directory, the maps and the programs (loaded, then moved into place).
+  for (const step of nodeEnsureSteps(node).filter((s) => /^(dir|bpf\.|fs\.rename)/.test(s.id))) sh(argvOf(step));
+  const update = (m: typeof ENDPOINTS, e: Entry) => sh([DEFAULT_TOOLS.bpftool, 'map', 'update', 'pinned', mapPath(node, m), ...updateArgs(e)]);
   update(ENDPOINTS, endpointEntry(POD_A));
   update(ENDPOINTS, endpointEntry(POD_B));
   update(REMOTE, remoteEntry({ cidr: '10.244.0.0/16', ...NODE9 }));

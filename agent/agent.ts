@@ -21,6 +21,8 @@ import { ProcessRunner } from '../executor/runner.ts';
 import { JournalStore } from '../executor/journal.ts';
 import { resolveTools, defaultRouteDevice } from '../executor/facts.ts';
 import { MODES } from '../planner/registry.ts';
+import type { AnyMode } from '../planner/mode.ts';
+import { poolOf } from '../ipam/pool.ts';
 import { formatIp } from '../lib/ipv4.ts';
 import { removeIfExists } from '../lib/atomic-file.ts';
 
@@ -47,6 +49,7 @@ export class Agent implements AgentHandlers {
   /** bumped on every membership change: a reconcile is current when it planned for this one */
   private generation = 0;
   private cniConfWritten = false;
+  private readonly mode: AnyMode;
 
   constructor(
     readonly cfg: AgentConfig,
@@ -55,6 +58,7 @@ export class Agent implements AgentHandlers {
     this.store = new EtcdStore(cfg.etcd);
     this.members = new Membership(cfg.routeGraceSeconds * 1000);
     const mode = MODES.require(cfg.networkConfig.mode);
+    this.mode = mode;
     this.reconciler = new NodeReconciler({
       mode,
       config: cfg.networkConfig,
@@ -123,8 +127,11 @@ export class Agent implements AgentHandlers {
       try {
         await this.store.ping();
         this.setEtcd(true);
-        const block = await this.store.claimBlock(this.cfg.nodeName, this.cfg.clusterSubnet, this.cfg.blockSize);
-        const ipam = new IpamService(this.store, this.cfg.nodeName, block);
+        // A mode on the node network (ipvlan, macvlan) has one range for every node, no blocks.
+        const shared = this.mode.addressing.pool === 'subnet';
+        const net = this.cfg.networkConfig;
+        const block = shared ? net.ipam.block : await this.store.claimBlock(this.cfg.nodeName, this.cfg.clusterSubnet, this.cfg.blockSize);
+        const ipam = new IpamService(this.store, this.cfg.nodeName, block, shared ? poolOf(net.ipam) : undefined);
         await ipam.load();
         this.ipam = ipam;
         await this.register();

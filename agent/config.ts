@@ -70,7 +70,9 @@ Options override the config file (YAML or JSON, same names in camelCase).
   --etcd-endpoints URLS    comma-separated, e.g. http://198.18.0.1:2379
   --etcd-ca FILE --etcd-cert FILE --etcd-key FILE   TLS for etcd
   --etcd-prefix PREFIX     key prefix (default ${AGENT_DEFAULTS.etcdPrefix})
-  --cluster-subnet CIDR    pod CIDR of the cluster (default ${AGENT_DEFAULTS.clusterSubnet})
+  --cluster-subnet CIDR    pod CIDR of the cluster (default ${AGENT_DEFAULTS.clusterSubnet}); for a mode
+                           on the node network (ipvlan, macvlan) the node network, whose range
+                           (networkConfig.ipam.rangeStart/rangeEnd) every node shares
   --block-size N           prefix length of a node block (default ${AGENT_DEFAULTS.blockSize})
   --mode MODE              ${MODES.names().join(', ')} (default ${MODES.defaultMode})
   --network NAME           CNI network name (default ${AGENT_DEFAULTS.network})
@@ -172,10 +174,12 @@ export function loadAgentConfig(argv: string[], hostname: string): AgentConfig {
   const subnetText = pick(values['cluster-subnet'], 'clusterSubnet') ?? AGENT_DEFAULTS.clusterSubnet;
   const subnet = parseCidr(subnetText);
   if (!subnet) throw new AgentConfigError(`clusterSubnet ${JSON.stringify(subnetText)} is not an IPv4 CIDR`);
-  const blockSize = num(values['block-size'], 'blockSize', AGENT_DEFAULTS.blockSize);
-  if (blockSize < subnet.prefix || blockSize > 30) throw new AgentConfigError(`blockSize /${blockSize} does not fit in ${subnetText}`);
   const mode = pick(values.mode, 'mode') ?? MODES.defaultMode;
   if (!MODES.get(mode)) throw new AgentConfigError(`mode ${mode} is not one of ${MODES.names().join(', ')}`);
+  const blockSize = num(values['block-size'], 'blockSize', AGENT_DEFAULTS.blockSize);
+  // A mode on the node network shares one range among the nodes: it has no blocks to size.
+  const blocks = MODES.get(mode)!.addressing.pool === 'block';
+  if (blocks && (blockSize < subnet.prefix || blockSize > 30)) throw new AgentConfigError(`blockSize /${blockSize} does not fit in ${subnetText}`);
   const metrics = pick(values['metrics-address'], 'metricsAddress') ?? AGENT_DEFAULTS.metricsAddress;
   const level = pick(values['log-level'], 'logLevel') ?? 'info';
   const leaseTtlSeconds = num(values['lease-ttl'], 'leaseTtlSeconds', AGENT_DEFAULTS.leaseTtlSeconds);

@@ -1,7 +1,8 @@
 // Cluster IPAM for this node's block: addresses are reserved in etcd with create-if-absent
 // transactions; a local cache of the block's reservations saves round trips, and a stale cache
 // only costs a retry, never a duplicate.
-import { parseCidr, formatIp, parseIp, contains, lastIp } from '../lib/ipv4.ts';
+import { parseCidr, formatIp, parseIp, lastIp } from '../lib/ipv4.ts';
+import { fnv1a64 } from '../lib/hash.ts';
 import { candidates, capacity, leaseFor, type Pool } from '../ipam/pool.ts';
 import type { AttachmentKey } from '../model/lease.ts';
 import { keyString } from '../ipam/store.ts';
@@ -26,6 +27,12 @@ export function poolOfBlock(block: string): Pool {
   return { first: c.base + 1, last: lastIp(c) - 1, gateway: c.base + 1, prefix: c.prefix };
 }
 
+/** Where in a shared range a node starts allocating: a place derived from its name. */
+export function spreadStart(pool: Pool, node: string): number {
+  const size = pool.last - pool.first + 1;
+  return pool.first + (parseInt(fnv1a64(`start/${node}`).slice(0, 8), 16) % size);
+}
+
 export class IpamService {
   readonly pool: Pool;
   private used = new Map<string, IpRecord | 'pending'>();
@@ -33,19 +40,27 @@ export class IpamService {
   private queue: Waiting[] = [];
   private pumping = false;
 
+  /**
+   * `block`: the node's own block (the pool is all of it), or, for a range every node shares
+   * (`shared`: ipvlan, macvlan on the node network), the network the range is on. Reservations
+   * are per address either way, so nodes sharing a range never hand out one address twice;
+   * each starts at its own place in it, so they seldom race for the same one.
+   */
   constructor(
     private readonly store: EtcdStore,
     private readonly node: string,
     readonly block: string,
+    shared?: Pool,
   ) {
-    this.pool = poolOfBlock(block);
+    this.pool = shared ?? poolOfBlock(block);
+    if (shared) this.cursor = spreadStart(shared, node);
   }
 
   async load(): Promise<void> {
-    const cidr = parseCidr(this.block)!;
+    const { first, last } = this.pool;
     const reserved = await this.store.reservedIn((ip) => {
       const n = parseIp(ip);
-      return n !== null && contains(cidr, n);
+      return n !== null && n >= first && n <= last;
     });
     this.used = new Map(reserved);
   }

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync, copyFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { tmpdir, cpus, release, loadavg } from 'node:os';
-import { ROOT, PLUGIN, TOOL_PATH, which, liveChildren, timedRun, summary, percentile, fmt, table, parseArgs, fail, roundNumbers } from './lib.mjs';
+import { ROOT, PLUGIN, TOOL_PATH, which, liveChildren, timedRun, summary, percentile, fmt, table, parseArgs, fail, roundNumbers, execsByPid, spawnedFromLog } from './lib.mjs';
 
 const USAGE = `usage: node bench/cni-latency.mjs [--iterations N] [--concurrency C] [--json] [--plugin FILE]   (as root)
   --iterations N   sequential ADDs then DELs per plugin (default 40)
@@ -239,42 +239,6 @@ async function concurrent(ctx, c) {
 }
 
 // ---- processes per call ----
-
-/** Successful execve calls in an `strace -f -e trace=execve` log, grouped by process. */
-function execsByPid(log) {
-  const execs = [];
-  const pending = new Map();
-  for (const line of log.split('\n')) {
-    const start = line.match(/^(\d+)\s+execve\("([^"]*)"/);
-    if (start) {
-      const rec = { pid: Number(start[1]), path: start[2], ok: /\)\s*=\s*0\s*$/.test(line) };
-      execs.push(rec);
-      if (/<unfinished \.\.\.>\s*$/.test(line)) pending.set(rec.pid, rec);
-      continue;
-    }
-    const resumed = line.match(/^(\d+)\s+<\.\.\. execve resumed>.*=\s*(-?\d+)/);
-    if (resumed && pending.has(Number(resumed[1]))) {
-      pending.get(Number(resumed[1])).ok = resumed[2] === '0';
-      pending.delete(Number(resumed[1]));
-    }
-  }
-  const byPid = new Map();
-  for (const e of execs.filter((x) => x.ok)) {
-    if (!byPid.has(e.pid)) byPid.set(e.pid, []);
-    byPid.get(e.pid).push(e.path.split('/').pop());
-  }
-  return byPid;
-}
-
-function spawnedFromLog(stderr) {
-  for (const line of stderr.split('\n')) {
-    try {
-      const j = JSON.parse(line);
-      if (j.msg === 'done' && typeof j.spawned === 'number') return j.spawned;
-    } catch { /* not a log line */ }
-  }
-  return null;
-}
 
 async function processCounts(ctx) {
   const plugin = ctx.plugins.find((p) => p.key === 'testcni');

@@ -126,3 +126,40 @@ export function fail(message) {
   process.stderr.write(`${message}\n`);
   process.exit(2);
 }
+
+/** Successful execve calls in an `strace -f -e trace=execve` log, grouped by process. */
+export function execsByPid(log) {
+  const execs = [];
+  const pending = new Map();
+  for (const line of log.split('\n')) {
+    const start = line.match(/^(\d+)\s+execve\("([^"]*)"/);
+    if (start) {
+      const rec = { pid: Number(start[1]), path: start[2], ok: /\)\s*=\s*0\s*$/.test(line) };
+      execs.push(rec);
+      if (/<unfinished \.\.\.>\s*$/.test(line)) pending.set(rec.pid, rec);
+      continue;
+    }
+    const resumed = line.match(/^(\d+)\s+<\.\.\. execve resumed>.*=\s*(-?\d+)/);
+    if (resumed && pending.has(Number(resumed[1]))) {
+      pending.get(Number(resumed[1])).ok = resumed[2] === '0';
+      pending.delete(Number(resumed[1]));
+    }
+  }
+  const byPid = new Map();
+  for (const e of execs.filter((x) => x.ok)) {
+    if (!byPid.has(e.pid)) byPid.set(e.pid, []);
+    byPid.get(e.pid).push(e.path.split('/').pop());
+  }
+  return byPid;
+}
+
+/** The plugin's own count of processes it started (its debug log line {"msg":"done",…}). */
+export function spawnedFromLog(stderr) {
+  for (const line of stderr.split('\n')) {
+    try {
+      const j = JSON.parse(line);
+      if (j.msg === 'done' && typeof j.spawned === 'number') return j.spawned;
+    } catch { /* not a log line */ }
+  }
+  return null;
+}

@@ -107,7 +107,7 @@ async function cmdPlan(args: string[]): Promise<number> {
     }
   }
   const mode = MODES.require(config.mode);
-  const facts = await gatherFacts(factsWanted(config, mode, { mtu: true }), new ProcessRunner());
+  const facts = await gatherFacts(factsWanted(config, mode, { add: true }), new ProcessRunner());
   const plan = compile({
     command, config, lease, facts,
     containerId: values['container-id'] ?? 'example',

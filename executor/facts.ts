@@ -2,10 +2,11 @@
 // file system; a process is started only when /sys cannot be trusted for this namespace.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { BpfObject, NodeFacts, Tools } from '../model/plan.ts';
+import type { BpfObject, NodeFacts, Probe, Tools } from '../model/plan.ts';
 import { fnv1a64Bytes } from '../lib/hash.ts';
 import type { Runner } from './runner.ts';
-import { sysfsIsOurs } from './system.ts';
+import { queryOutput } from './probe.ts';
+import { realSystem, sysfsIsOurs, type NodeSystem } from './system.ts';
 
 const SEARCH = ['/usr/sbin', '/usr/bin', '/sbin', '/bin', '/usr/local/sbin', '/usr/local/bin'];
 
@@ -95,9 +96,11 @@ export interface FactsWanted {
   tools: readonly string[];
   /** compiled BPF objects the mode loads */
   objects?: readonly string[];
+  /** the mode's own queries to answer into facts.observed (ModeDefinition.observe) */
+  observe?: (facts: NodeFacts) => Record<string, Probe>;
 }
 
-export async function gatherFacts(want: FactsWanted, runner: Runner): Promise<NodeFacts> {
+export async function gatherFacts(want: FactsWanted, runner: Runner, sys: NodeSystem = realSystem): Promise<NodeFacts> {
   const tools = resolveTools(want.tools);
   const uplink = want.uplink ?? defaultRouteDevice();
   const facts: NodeFacts = {
@@ -109,5 +112,11 @@ export async function gatherFacts(want: FactsWanted, runner: Runner): Promise<No
   const ns = netnsId();
   if (ns) facts.netns = ns;
   if (want.objects?.length) facts.objects = Object.fromEntries(want.objects.map((o) => [o, findObject(o)]));
-  return facts;
+  if (!want.observe) return facts;
+  const observed: Record<string, unknown> = {};
+  for (const [name, probe] of Object.entries(want.observe(facts))) {
+    const out = await queryOutput(probe, facts, runner, sys);
+    observed[name] = out.exitCode === 0 ? (out.json ?? out.stdout) : null;
+  }
+  return { ...facts, observed };
 }

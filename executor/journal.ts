@@ -222,5 +222,8 @@ export function undoCandidates(j: Journal): Set<string> {
   for (const [id, rec] of Object.entries(j.steps)) {
     if (rec.status === 'applied' || rec.status === 'unknown' || (j.state === 'applying' && rec.status === 'pending')) out.add(id);
   }
+  // A step applied for certain that supersedes an earlier one (a rename) leaves nothing for
+  // the earlier one's undo to remove: skipping it saves DEL a failing command and a probe.
+  for (const s of j.plan.steps) if (s.supersedes && j.steps[s.id]?.status === 'applied') out.delete(s.supersedes);
   return out;
 }

@@ -6,7 +6,9 @@ import { AgentStore } from '../ipam/agent-store.ts';
 import type { AgentStatus } from '../ipam/agent-protocol.ts';
 import type { LabRecord, LabState, LabNode } from './state.ts';
 import { inNetns, ownedPid, stopOwned, waitUntil, logTail, LabError } from './sys.ts';
-import { nodeNetns, nodeUnderlayIp } from './topology.ts';
+import { nodeNetns, nodeUnderlayIp, underlaySubnet, UNDERLAY, UNDERLAY_POD_RANGE } from './topology.ts';
+import { MODES } from '../planner/registry.ts';
+import { writeFileAtomic } from '../lib/atomic-file.ts';
 
 export const METRICS_PORT = 9603;
 
@@ -19,6 +21,26 @@ export interface AgentTuning {
 }
 
 export const LAB_AGENT_TUNING: AgentTuning = { leaseTtlSeconds: 3, resyncSeconds: 5, metrics: false };
+
+/** The agents' shared config file (only for modes whose pods live on the node network). */
+export function agentConfigPath(s: LabState): string {
+  return join(s.dir, 'agent.json');
+}
+
+/** Options that depend on where the mode's pods get their addresses: blocks of the default
+ *  cluster subnet, or (pool `subnet`) the pod range of the underlay, from a config file that
+ *  writeAgentConfig writes. */
+function addressingArgs(s: LabState): string[] {
+  if (MODES.require(s.mode).addressing.pool !== 'subnet') return [];
+  return ['--cluster-subnet', underlaySubnet(), '--config', agentConfigPath(s)];
+}
+
+/** Writes the agents' config file when their mode needs one (see addressingArgs). */
+export function writeAgentConfig(s: LabState): void {
+  if (MODES.require(s.mode).addressing.pool !== 'subnet') return;
+  const ipam = { rangeStart: UNDERLAY_POD_RANGE.start, rangeEnd: UNDERLAY_POD_RANGE.end, gateway: UNDERLAY.gateway };
+  writeFileAtomic(agentConfigPath(s), JSON.stringify({ networkConfig: { ipam } }, null, 2) + '\n', { mode: 0o644 });
+}
 
 /** A node's record: names, addresses, paths and the agent command line. */
 export function defineNode(s: LabState, index: number, tuning: AgentTuning): LabNode {
@@ -50,6 +72,7 @@ export function defineNode(s: LabState, index: number, tuning: AgentTuning): Lab
     '--lease-ttl', String(tuning.leaseTtlSeconds),
     '--resync', String(tuning.resyncSeconds),
     '--route-protocol', String(s.routeProtocol),
+    ...addressingArgs(s),
   ]);
   return node;
 }

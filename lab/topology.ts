@@ -8,6 +8,15 @@ import { parseRoutes, type NodeRoute } from '../planner/node-routes.ts';
 export const UNDERLAY = { bridge: 'br0', gateway: '198.18.0.1', prefix: 24 } as const;
 export const MAX_NODES = 200;
 
+/** Pods of a mode that puts them on the node network (ModeAddressing.pool `subnet`: macvlan) take
+ *  their addresses from the top of the underlay, one range for every node; the nodes' own
+ *  addresses (.11 up) stay below it. */
+export const UNDERLAY_POD_RANGE = { start: '198.18.0.128', end: '198.18.0.254', size: 127, maxNodes: 117 } as const;
+
+export function underlaySubnet(): string {
+  return `${UNDERLAY.gateway.replace(/\.\d+$/, '.0')}/${UNDERLAY.prefix}`;
+}
+
 export function underlayNetns(lab: string): string {
   return `${lab}-u`;
 }

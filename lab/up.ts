@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import type { AgentStatus } from '../ipam/agent-protocol.ts';
 import { startEtcd } from './etcd.ts';
 import { LabRecord, readLabState, type LabState } from './state.ts';
-import { UNDERLAY, MAX_NODES, underlayNetns, createUnderlay, createNodeNetwork } from './topology.ts';
-import { defineNode, startAgent, waitAgentReady, waitNodesConverged, LAB_AGENT_TUNING, type AgentTuning } from './agents.ts';
+import { UNDERLAY, MAX_NODES, UNDERLAY_POD_RANGE, underlayNetns, createUnderlay, createNodeNetwork } from './topology.ts';
+import { defineNode, writeAgentConfig, startAgent, waitAgentReady, waitNodesConverged, LAB_AGENT_TUNING, type AgentTuning } from './agents.ts';
 import { MODES } from '../planner/registry.ts';
 import { addPods } from './pods.ts';
 import { netnsPath, LabError } from './sys.ts';
@@ -51,6 +51,12 @@ export function validateUp(o: UpOptions): void {
   const mode = MODES.get(o.mode);
   if (!mode) throw new LabError(`mode ${o.mode} is not one of ${MODES.names().join(', ')}`);
   if (mode.labUnsupported !== null) throw new LabError(`mode ${o.mode} cannot run in the lab here: ${mode.labUnsupported}`);
+  if (mode.addressing.pool === 'subnet') {
+    // Its pods share the underlay's pod range, above the nodes' own addresses.
+    const r = UNDERLAY_POD_RANGE;
+    if (o.nodes > r.maxNodes) throw new LabError(`--nodes must be 1..${r.maxNodes} in mode ${o.mode} (the underlay above them holds the pods)`);
+    if (o.nodes * o.pods > r.size) throw new LabError(`${o.nodes} x ${o.pods} pods do not fit in mode ${o.mode}'s range ${r.start}-${r.end} (${r.size} addresses)`);
+  }
   if (!existsSync(o.binary)) throw new LabError(`testcni binary ${o.binary} not found (npm run build)`);
   if (join(o.dir, `n${o.nodes}`, 'agent.sock').length > MAX_SOCKET_PATH) throw new LabError(`--dir ${o.dir} is too long for the agents' unix sockets`);
   if (readLabState(o.dir)) throw new LabError(`a lab exists in ${o.dir} already: remove it with \`testcni lab down\` first`);
@@ -59,6 +65,7 @@ export function validateUp(o: UpOptions): void {
 
 export async function labUp(o: UpOptions): Promise<UpReport> {
   validateUp(o);
+  const mode = MODES.require(o.mode);
   const say = o.log ?? (() => {});
   const tuning = { ...LAB_AGENT_TUNING, ...o.tuning };
   const timings: Record<string, number> = {};
@@ -109,6 +116,7 @@ export async function labUp(o: UpOptions): Promise<UpReport> {
     const nodes = Array.from({ length: o.nodes }, (_, i) => defineNode(rec.state, i + 1, tuning));
     rec.update((s) => s.nodes.push(...nodes));
     for (const n of nodes) mkdirSync(n.dir, { recursive: true, mode: 0o755 });
+    writeAgentConfig(rec.state);
     await Promise.all(nodes.map((n) => createNodeNetwork(rec, n)));
     lap('nodes');
     await Promise.all(nodes.map((n) => startAgent(rec, n)));
@@ -118,7 +126,8 @@ export async function labUp(o: UpOptions): Promise<UpReport> {
     for (const n of nodes) {
       const st = statuses.get(n.name)!;
       if (st.underlayIp !== n.underlayIp) throw new LabError(`agent of ${n.name} detected underlay ${st.underlayIp}, expected ${n.underlayIp}`);
-      say(`node      ${n.name.padEnd(4)} ${n.underlayIp.padEnd(13)} block ${st.block}  netns ${n.netns}`);
+      const pool = mode.addressing.pool === 'subnet' ? `pods from ${UNDERLAY_POD_RANGE.start}-${UNDERLAY_POD_RANGE.end} (shared)` : `block ${st.block}`;
+      say(`node      ${n.name.padEnd(4)} ${n.underlayIp.padEnd(13)} ${pool}  netns ${n.netns}`);
     }
     await waitNodesConverged(nodes);
     lap('converge');

@@ -6,6 +6,7 @@
 /** The closed set of things a step can do to a node. */
 export type StepKind =
   | 'link.add'
+  | 'link.del'
   | 'link.set'
   | 'link.del'
   | 'link.wait'
@@ -107,6 +108,9 @@ export type Step = {
   idempotent: boolean;
   undo: Command | null;
   undoReason?: string;
+  /** the id of an earlier step whose undo this one's makes unnecessary once it is applied for
+   *  certain (a rename: the old name no longer exists, deleting the new one is all DEL needs) */
+  supersedes?: string;
   /** "is this step already in effect?" */
   probe: Probe | null;
   describe: string;
@@ -148,8 +152,11 @@ export interface NodeFacts {
   hostPid: number;
   /** the interface of the node's default route (or the configured uplink), when there is one */
   uplink: string | null;
-  /** MTU of the uplink, when it was read */
+  /** MTU of the uplink, when it was read (null also when the device does not exist) */
   uplinkMtu: number | null;
+  /** answers to the mode's own pre-planning queries (ModeDefinition.observe), by name: parsed
+   *  JSON or text, null when the query failed; absent when the mode asked none */
+  observed?: Record<string, unknown>;
   /** the node's network namespace (the inode of /proc/self/ns/net): state kept outside it, such
    *  as BPF pins holding its ifindexes, is keyed by it, so simulated nodes never share it */
   netns?: string;

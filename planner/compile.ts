@@ -32,6 +32,7 @@ export function teardownSteps(addSteps: Step[], only?: ReadonlySet<string>): Ste
 }
 
 export function compile(req: PlanRequest, mode: AnyMode): Plan {
+  if (req.command === 'ADD') mode.preflight?.(req);
   const add = mode.planAdd(req);
   const steps = req.command === 'DEL' ? teardownSteps(add) : add;
   const plan: Plan = {

@@ -19,7 +19,12 @@ export interface PlanRequest<S = unknown> {
   netns: string;
   lease: Lease;
   facts: NodeFacts;
+  /** CNI_ARGS as KEY=VALUE pairs (e.g. MAC), when the runtime passed any */
+  args?: Record<string, string>;
 }
+
+/** What a mode may check before anything is leased: the request without its address. */
+export type PreflightRequest<S = unknown> = Omit<PlanRequest<S>, 'lease'>;
 
 /** Where a mode's pod addresses come from. */
 export interface ModeAddressing {
@@ -58,6 +63,21 @@ export interface NodePlanner<S = unknown> {
   observeMore?(ctx: NodeContext<S>, observed: Record<string, unknown>): Record<string, Probe>;
   /** the routes this mode's node state holds, for status displays */
   routes?(observed: Record<string, unknown>): { dst: string; via: string }[];
+  /** what `testcni uninstall` removes of this mode's node state */
+  teardown?: NodeTeardownPlanner<S>;
+}
+
+/** The context of an uninstall: no registry, just this node and its network. */
+export type NodeTeardownContext<S = unknown> = Pick<NodeContext<S>, 'config' | 'facts' | 'routeProtocol'>;
+
+/**
+ * The node state a mode made (what pods share and DEL never removes), found and removed on
+ * uninstall. Pure, like the node plan: `plan` turns what the queries showed into the steps that
+ * remove only what it can tell is testcni's, and says what it found and left alone.
+ */
+export interface NodeTeardownPlanner<S = unknown> {
+  observe(ctx: NodeTeardownContext<S>): Record<string, Probe>;
+  plan(ctx: NodeTeardownContext<S>, observed: Record<string, unknown>): { steps: Step[]; kept: string[] };
 }
 
 /**
@@ -110,6 +130,19 @@ export interface ModeDefinition<M extends string = string, S = unknown> {
   /** the ordered ADD steps; DEL and CHECK are derived from them */
   planAdd(req: PlanRequest<S>): Step[];
   resultOf(req: PlanRequest<S>): Result;
+  /** The node device the mode's pods hang off when the mode names its own (ipvlan, macvlan:
+   *  their `master`); facts.uplink and facts.uplinkMtu then describe it, and its MTU is read on
+   *  every ADD (null: no such device). Default: the configured `uplink`, else the default
+   *  route's interface. */
+  uplinkOf?(config: NetworkConfig<string, S>): string | null;
+  /** Read-only node queries an ADD plan depends on (e.g. the mode a master already carries),
+   *  run before anything is leased; the answers reach `preflight` and `planAdd` as
+   *  facts.observed (parsed JSON or text, null when a query failed). Pure. */
+  observe?(config: NetworkConfig<string, S>, facts: NodeFacts): Record<string, Probe>;
+  /** Checks an ADD against the node facts before anything is leased or changed (the master
+   *  exists, the MTU fits, ...): throws CniError code 7 naming the field. compile() runs it for
+   *  every ADD plan, the ADD verb before it leases an address. Pure. */
+  preflight?(req: PreflightRequest<S>): void;
   /** node-scoped state, reconciled by the agent; null when the mode has none */
   node: NodePlanner<S> | null;
   /** what CNI GC removes beyond the attachments it knows of */

@@ -3,6 +3,8 @@
 import { CniError, Code } from '../model/errors.ts';
 import type { AnyMode } from './mode.ts';
 import { hostGw } from './modes/host-gw/index.ts';
+import { ipvlan } from './modes/ipvlan/index.ts';
+import { macvlan } from './modes/macvlan/index.ts';
 import { vxlan } from './modes/vxlan/index.ts';
 
 export interface ModeRegistry {
@@ -37,4 +39,4 @@ export function createRegistry(modes: readonly AnyMode[]): ModeRegistry {
 }
 
 /** The modes this build carries; the first is the default. */
-export const MODES: ModeRegistry = createRegistry([hostGw, vxlan]);
+export const MODES: ModeRegistry = createRegistry([hostGw, ipvlan, macvlan, vxlan]);

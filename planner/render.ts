@@ -46,7 +46,9 @@ function summary(plan: Plan): string {
   const node = plan.steps.length - pod;
   if (plan.command === 'DEL') return `Plan: ${count(plan.steps.length, 'step')} to undo; anything already gone counts as done.`;
   if (plan.command === 'CHECK') return `Plan: ${count(plan.steps.filter((s) => s.probe).length, 'probe')} to verify.`;
-  const undoable = plan.steps.filter((s) => s.undo !== null).length;
+  // After a complete ADD, a step another one supersedes (a rename's creation) needs no undo.
+  const superseded = new Set(plan.steps.map((s) => s.supersedes));
+  const undoable = plan.steps.filter((s) => s.undo !== null && !superseded.has(s.id)).length;
   return `Plan: ${count(plan.steps.length, 'step')} to apply (${pod} pod, ${node} node); DEL runs ${count(undoable, 'undo command')}, the rest go with them or are shared by the node.`;
 }
 

@@ -25,8 +25,14 @@ export const DEFAULT_NETWORK = {
 } as const;
 
 function subnetOf(raw: Record<string, unknown>, mode: AnyMode): Cidr {
-  const text = raw.subnet;
-  if (typeof text !== 'string') badField('subnet', 'is required');
+  // The node network of a `subnet`-pool mode may also be written as host-local's ipam.subnet.
+  const ipamSubnet = mode.addressing.pool === 'subnet' ? (raw.ipam as { subnet?: unknown } | undefined)?.subnet : undefined;
+  if (typeof ipamSubnet === 'string' && typeof raw.subnet === 'string') {
+    const [a, b] = [cidrField('ipam.subnet', ipamSubnet), cidrField('subnet', raw.subnet)];
+    if (formatCidr(a) !== formatCidr(b)) badField('ipam.subnet', `${formatCidr(a)} differs from subnet ${formatCidr(b)}: give one of them`);
+  }
+  const text = raw.subnet ?? ipamSubnet;
+  if (typeof text !== 'string') badField('subnet', mode.addressing.pool === 'subnet' ? 'is required (or ipam.subnet)' : 'is required');
   const bare = mode.addressing.bareSubnetPrefix;
   if (bare !== undefined && !text.includes('/')) return cidrField('subnet', `${text}/${bare}`);
   return cidrField('subnet', text);

@@ -13,6 +13,9 @@ declare -A NEED=(
   # runtime tests: containerd CRI with runc, a pause image built static (gcc, libc.a), tc for bandwidth
   [containerd]=containerd [ctr]=containerd [runc]=runc [gcc]=gcc
   [/usr/lib/x86_64-linux-gnu/libc.a]=libc6-dev [tc]=iproute2
+  # the emulated VM of the ipip/ipvlan datapath tests (test/helpers/vm.ts)
+  [qemu-system-x86_64]=qemu-system-x86 [/boot/vmlinuz-*]=linux-image-amd64 [/bin/busybox]=busybox-static
+  [cpio]=cpio [xz]=xz-utils [dash]=dash
   # vxlan mode: tc eBPF programs (build, load, attach), the VXLAN device's offloads; its tests
   # capture on the underlay, its benchmark measures with iperf3
   [clang]=clang [llc]=llvm [/usr/include/bpf/bpf_helpers.h]=libbpf-dev
@@ -21,7 +24,7 @@ declare -A NEED=(
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
-  if [[ $cmd == /* ]]; then [[ -e $cmd ]] || missing+=("${NEED[$cmd]}")
+  if [[ $cmd == /* ]]; then compgen -G "$cmd" >/dev/null || missing+=("${NEED[$cmd]}")
   else command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}"); fi
 done
 if ((${#missing[@]})); then

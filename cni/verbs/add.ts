@@ -23,7 +23,10 @@ export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>>
       throw new CniError(Code.AlreadyAttached, `container already has ${env.ifName} on network ${config.name}`,
         `journal ${journals.path(a)} is in state ${existing.state}; DEL it first`);
     }
-    const facts = await gatherFacts(factsWanted(config, ctx.mode, { mtu: true }), ctx.runner);
+    const facts = await gatherFacts(factsWanted(config, ctx.mode, { add: true }), ctx.runner, ctx.sys);
+    const request = { command: 'ADD' as const, config, containerId: env.containerId, ifName: env.ifName, netns: env.netns, facts,
+      ...(Object.keys(env.args).length > 0 ? { args: env.args } : {}) };
+    ctx.mode.preflight?.(request); // a request the node cannot carry fails before anything is leased
     const key = { containerId: env.containerId, ifName: env.ifName };
     const leaseStarted = process.hrtime.bigint();
     const lease = await ipam.allocate(key);
@@ -32,7 +35,7 @@ export async function cmdAdd(ctx: VerbContext): Promise<Record<string, unknown>>
     let plan;
     let applying = false;
     try {
-      plan = compile({ command: 'ADD', config, containerId: env.containerId, ifName: env.ifName, netns: env.netns, lease, facts }, ctx.mode);
+      plan = compile({ ...request, lease }, ctx.mode);
       applying = true;
       await new Executor({ runner: ctx.runner, facts, journals, log: ctx.log, sys: ctx.sys }).apply(plan, lease);
     } catch (e) {

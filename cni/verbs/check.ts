@@ -31,7 +31,7 @@ export async function cmdCheck(ctx: VerbContext): Promise<void> {
     // The address ADD reported (a mode may report it with another prefix than its pool's).
     const ours = j.plan.result?.ips[0]?.address ?? j.lease?.address;
     if (ours && !prev.ips.some((ip) => ip.address === ours)) problems.push(`prevResult does not list ${ours}`);
-    const facts = await gatherFacts(factsWanted(config, ctx.mode, { mtu: false }), ctx.runner);
+    const facts = await gatherFacts(factsWanted(config, ctx.mode, { add: false }), ctx.runner);
     const drift = await new Executor({ runner: ctx.runner, facts, journals, log: ctx.log, sys: ctx.sys }).check(j.plan);
     problems.push(...drift.map((d) => `${d.step}: not in effect (${d.describe})`));
     if (problems.length > 0) throw new CniError(Code.CheckFailed, 'attachment does not match its plan', problems.join('; '));

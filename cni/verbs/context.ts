@@ -6,6 +6,7 @@ import type { NetworkConfig } from '../../model/config.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { AnyMode } from '../../planner/mode.ts';
 import type { FactsWanted } from '../../executor/facts.ts';
+import type { NodeFacts } from '../../model/plan.ts';
 import type { Runner } from '../../executor/runner.ts';
 import type { NodeSystem } from '../../executor/system.ts';
 import { JournalStore, JournalCorrupt, type Attachment, type Journal } from '../../executor/journal.ts';
@@ -26,14 +27,17 @@ export interface VerbContext {
 
 export const LOCK_TIMEOUT_MS = 20_000;
 
-/** The node facts a verb needs: the mode's tools; the uplink MTU only when it shapes the plan. */
-export function factsWanted(config: NetworkConfig, mode: AnyMode, opts: { mtu: boolean }): FactsWanted {
+/** The node facts a verb needs: the mode's tools and device; for planning an ADD (`add`) also
+ *  the device's MTU when it shapes or bounds the plan, and the mode's own observations. */
+export function factsWanted(config: NetworkConfig, mode: AnyMode, opts: { add: boolean }): FactsWanted {
+  const own = mode.uplinkOf !== undefined;
   return {
-    uplink: config.uplink,
-    mtuConfigured: !opts.mtu || config.mtu !== null,
+    uplink: own ? mode.uplinkOf!(config) : config.uplink,
+    mtuConfigured: !opts.add || (config.mtu !== null && !own),
     tools: mode.tools(config),
+    ...(opts.add && mode.observe ? { observe: (facts: NodeFacts) => mode.observe!(config, facts) } : {}),
     // Only a plan that loads them needs the objects (and their digests).
-    ...(opts.mtu && mode.objects ? { objects: mode.objects(config) } : {}),
+    ...(opts.add && mode.objects ? { objects: mode.objects(config) } : {}),
   };
 }
 

@@ -43,7 +43,7 @@ export async function removeAttachment(input: TeardownInput): Promise<{ released
     if (!(e instanceof JournalCorrupt)) throw e;
     input.log.warn('journal unreadable, tearing down by derived names', { error: e.message });
   }
-  const facts = await gatherFacts(factsWanted(config, input.mode, { mtu: false }), input.runner);
+  const facts = await gatherFacts(factsWanted(config, input.mode, { add: false }), input.runner);
   let steps: Step[];
   let ip: string | null;
   if (journal) {

@@ -170,3 +170,17 @@ test('networkConfig: the mode\'s own keys reach the CNI config the agent writes,
   const owned = tempFile(t, 'owned.yaml', ['networkConfig:', '  subnet: 10.0.0.0/8', ''].join('\n'));
   refuses(['--config', owned, ...BASE], /networkConfig\.subnet: set by the agent/);
 });
+
+test('a mode on the node network: the cluster subnet is the node network, its range goes into the CNI config, no block size applies', (t) => {
+  const file = tempFile(t, 'mv.yaml', ['networkConfig:', '  macvlan: {mode: private}', '  ipam: {rangeStart: 198.18.0.128, rangeEnd: 198.18.0.254}', ''].join('\n'));
+  // --block-size 16 would not fit in a /24 of blocks: here there are none.
+  const c = loadAgentConfig(['--config', file, ...BASE, '--mode', 'macvlan', '--cluster-subnet', '198.18.0.0/24', '--block-size', '16', '--socket', '/run/x/a.sock', '--state-dir', '/run/x'], 'h');
+  assert.deepEqual(c.pluginEntry, {
+    type: 'testcni', mode: 'macvlan', subnet: '198.18.0.0/24', stateDir: '/run/x', macvlan: { mode: 'private' },
+    ipam: { rangeStart: '198.18.0.128', rangeEnd: '198.18.0.254', type: 'cluster', agentSocket: '/run/x/a.sock' },
+  });
+  assert.deepEqual([c.networkConfig.ipam.block, c.networkConfig.ipam.rangeStart, c.networkConfig.ipam.gateway], ['198.18.0.0/24', '198.18.0.128', '198.18.0.1']);
+  refuses([...BASE, '--cluster-subnet', '198.18.0.0/24', '--block-size', '16'], /blockSize \/16 does not fit/);
+  const outside = tempFile(t, 'out.yaml', ['networkConfig:', '  ipam: {rangeStart: 198.18.1.1}', ''].join('\n'));
+  refuses(['--config', outside, ...BASE, '--mode', 'macvlan', '--cluster-subnet', '198.18.0.0/24'], /ipam\.rangeStart/);
+});

@@ -191,3 +191,27 @@ test('a burst of allocations is committed in a few transactions, each address on
   const reserved = await s.reservedIn(() => true);
   ips.forEach((ip, i) => assert.deepEqual(reserved.get(ip), { ...key(`burst-${i}`), node: 'n1' }));
 });
+
+test('one range on the node network shared by three nodes: no address twice, each node starts elsewhere, then exhaustion', { skip }, async (t) => {
+  const prefix = uniqueKeyPrefix('shared');
+  const subnet = '198.18.0.0/24';
+  const pool = { first: parseIp('198.18.0.100')!, last: parseIp('198.18.0.159')!, gateway: parseIp('198.18.0.1')!, prefix: 24 };
+  const nodes = ['n1', 'n2', 'n3'].map((n) => new IpamService(store(t, prefix), n, subnet, pool));
+  for (const n of nodes) await n.load();
+  const firsts = await Promise.all(nodes.map((n, i) => n.allocate(key(`first-${i}`))));
+  assert.equal(new Set(firsts.map(addr)).size, 3, `each node starts at its own place: ${firsts.map(addr).join(' ')}`);
+  for (const l of firsts) assert.equal(l.gateway, '198.18.0.1');
+  for (const l of firsts) assert.match(l.address, /\/24$/, 'the node network\'s prefix');
+  // The rest of the range in concurrent bursts from every node (their caches know nothing of
+  // each other's picks): 60 addresses, 60 distinct, all inside the range.
+  const burst = await Promise.all(nodes.flatMap((n, i) => Array.from({ length: 19 }, (_, j) => n.allocate(key(`b-${i}-${j}`)))));
+  const all = [...firsts, ...burst].map(addr);
+  assert.equal(all.length, 60);
+  assert.equal(new Set(all).size, 60, 'no address handed out twice');
+  for (const ip of all) assert.ok(parseIp(ip)! >= pool.first && parseIp(ip)! <= pool.last, `${ip} inside the range`);
+  await assert.rejects(nodes[1]!.allocate(key('one-too-many')), PoolExhausted);
+  // Released on one node, taken by another.
+  const [released] = await nodes[0]!.release(key('first-0'));
+  assert.equal(released, addr(firsts[0]!));
+  assert.equal(addr(await nodes[2]!.allocate(key('late'))), released);
+});

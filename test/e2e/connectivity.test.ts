@@ -129,3 +129,20 @@ test('pods of one node reach each other through the gateway: each pod holds one 
     assert.deepEqual(neigh, [GATEWAY], `${p.cid} knows only its gateway (no redirect taught it a peer)`);
   }
 });
+
+test('an address reused by a new pod answers at once: the node does not keep the old pod\'s MAC for it', { skip, timeout: 60_000 }, async (t) => {
+  const scope = new Scope(t, uniquePrefix('kr'));
+  const node = scope.node();
+  const config = node.config({ ipam: { rangeStart: '10.244.0.9', rangeEnd: '10.244.0.9' } }); // one address: the second pod gets the first one's
+  const first = scope.pod('a');
+  const a = cni(node, { command: 'ADD', containerId: `${scope.prefix}-a`, netns: first.path, config });
+  assert.equal(a.code, 0, show(a));
+  assert.equal(inNetns(node.name, ['ping', '-n', '-q', '-c', '1', '-W', '1', '10.244.0.9'], { allowFail: true }).code, 0, 'the node reaches the first pod');
+  assert.equal(cni(node, { command: 'DEL', containerId: `${scope.prefix}-a`, netns: first.path, config }).code, 0);
+  const second = scope.pod('b');
+  const b = cni(node, { command: 'ADD', containerId: `${scope.prefix}-b`, netns: second.path, config });
+  assert.equal(b.code, 0, show(b));
+  assert.equal((b.json as { ips: { address: string }[] }).ips[0]!.address, '10.244.0.9/32', 'the same address');
+  const p = inNetns(node.name, ['ping', '-n', '-q', '-c', '1', '-W', '1', '10.244.0.9'], { allowFail: true });
+  assert.equal(p.code, 0, 'the node reaches the second pod at once');
+});

@@ -64,3 +64,15 @@ test('journal file names map back to attachments; ids with dots and dashes survi
   assert.equal(attachmentOfFile('net', 'c@eth0.jsonl.tmp-12'), null);
   assert.equal(attachmentOfFile('net', 'c@eth0.json'), null);
 });
+
+test('a step applied for certain drops the undo of the step it supersedes; one in doubt does not', () => {
+  const steps = plan.steps.map((s) => (s.id === 'b' ? { ...s, supersedes: 'a' } : s));
+  const j = newJournal({ ...plan, steps }, null);
+  j.steps.a = { status: 'applied' };
+  j.steps.b = { status: 'applied' };
+  assert.deepEqual([...undoCandidates(j)].sort(), ['b', 'c'], 'c is pending while applying');
+  j.steps.b = { status: 'unknown' };
+  assert.deepEqual([...undoCandidates(j)].sort(), ['a', 'b', 'c']);
+  j.steps.b = { status: 'pending' };
+  assert.deepEqual([...undoCandidates(j)].sort(), ['a', 'b', 'c'], 'a crash may have stopped it half-way');
+});

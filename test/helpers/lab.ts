@@ -24,13 +24,13 @@ export interface TestLab {
 }
 
 /** A lab with a unique name and dir; register `down` with after()/t.after() before `up`. */
-export function testLab(tag: string): TestLab {
+export function testLab(tag: string, mode = 'host-gw'): TestLab {
   const name = uniquePrefix(tag);
   const dir = join(tmpdir(), `${name}-lab`);
   return {
     name,
     dir,
-    up: (nodes, pods, tuning) => labUp({ name, dir, nodes, pods, mode: 'host-gw', binary: PLUGIN, nodeExec: process.execPath, ...(tuning ? { tuning } : {}) }),
+    up: (nodes, pods, tuning) => labUp({ name, dir, nodes, pods, mode, binary: PLUGIN, nodeExec: process.execPath, ...(tuning ? { tuning } : {}) }),
     down: async () => {
       await labDown(dir);
     },

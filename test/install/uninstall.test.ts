@@ -97,7 +97,7 @@ test('uninstall removes the conflist, then the binary, then the bridge and the t
     'delete bridge tcbr0 (gateway 10.244.3.1/24)',
     'delete route 10.244.7.0/24 via 198.18.0.12 (proto 151)',
   ]);
-  assert.deepEqual(f.node.ran, [`${IP} link del tcbr0`, `${IP} route del 10.244.7.0/24 via 198.18.0.12 proto 151`]);
+  assert.deepEqual(f.node.ran, [`${IP} link del dev tcbr0`, `${IP} route del 10.244.7.0/24 via 198.18.0.12 proto 151`]);
   assert.equal(existsSync(f.conflist), false);
   assert.equal(existsSync(f.binary), false);
   assert.ok(existsSync(join(f.dir, 'bin', 'bridge')), 'other plugins in the bin dir stay');

@@ -6,6 +6,7 @@ import type { NodeContext, NodePlanner } from '../../mode.ts';
 import { desiredRoutes, routeSteps, parseRoutes, ownRoutesQuery } from '../../node-routes.ts';
 import { forwardingSteps, noRedirectSteps } from '../../steps.ts';
 import type { HostGwConfig } from './config.ts';
+import { teardown } from './teardown.ts';
 
 /** The node sysctls host-gw's datapath needs: forwarding in from the uplink and the bridge,
  *  and no redirects out of the bridge (see pod.ts). */
@@ -27,4 +28,5 @@ export const nodePlanner: NodePlanner<HostGwConfig> = {
     return [...fix, ...routeSteps(desired, parseRoutes(observed.routes), ctx.facts, ctx.routeProtocol)];
   },
   routes: (observed) => parseRoutes(observed.routes),
+  teardown,
 };

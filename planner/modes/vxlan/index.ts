@@ -3,7 +3,7 @@
 // other nodes' blocks in a longest-prefix-match map the agent fills from the registry.
 import type { ModeDefinition } from '../../mode.ts';
 import { schema, parse, type VxlanConfig } from './config.ts';
-import { planAdd, resultOf } from './pod.ts';
+import { planAdd, resultOf, podMtu } from './pod.ts';
 import { nodePlanner, sweep } from './node.ts';
 import { inspector } from './inspect.ts';
 import { TOOLS, OBJECT } from './dataplane.ts';
@@ -19,6 +19,10 @@ export const vxlan: ModeDefinition<'vxlan', VxlanConfig> = {
   objects: () => [OBJECT],
   planAdd,
   resultOf,
+  // The device's MTU follows the underlay's: read it on every ADD, a configured pod `mtu` or not.
+  uplinkOf: (config) => config.uplink,
+  // An MTU the underlay cannot carry is refused before anything is leased.
+  preflight: (req) => void podMtu(req.config, req.facts.uplinkMtu),
   node: nodePlanner,
   gc: sweep,
   inspect: inspector,

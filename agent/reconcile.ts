@@ -7,7 +7,7 @@ import type { NetworkConfig } from '../model/config.ts';
 import type { NodeFacts, Probe } from '../model/plan.ts';
 import type { AnyMode, NodeContext, NodePlanner } from '../planner/mode.ts';
 import { Executor } from '../executor/executor.ts';
-import { queryOutput } from '../executor/probe.ts';
+import { runQueries } from '../executor/probe.ts';
 import { realSystem, type NodeSystem } from '../executor/system.ts';
 import type { JournalStore } from '../executor/journal.ts';
 import type { Runner } from '../executor/runner.ts';
@@ -97,15 +97,8 @@ export class NodeReconciler {
     return observed;
   }
 
-  private async query(queries: Record<string, Probe>): Promise<Record<string, unknown>> {
-    const observed: Record<string, unknown> = {};
-    for (const [name, probe] of Object.entries(queries)) {
-      const out = await queryOutput(probe, this.deps.facts, this.deps.runner, this.deps.sys ?? realSystem);
-      // A file or path that is not there is an answer ("nothing"), not a failed query.
-      if (out.exitCode !== 0 && probe.mech !== 'file' && probe.mech !== 'path') throw new Error(`node query ${name} failed (exit ${out.exitCode})`);
-      observed[name] = out.json ?? (out.exitCode === 0 ? out.stdout : null);
-    }
-    return observed;
+  private query(queries: Record<string, Probe>): Promise<Record<string, unknown>> {
+    return runQueries(queries, this.deps.facts, this.deps.runner, this.deps.sys ?? realSystem, true);
   }
 
   private async once(): Promise<void> {

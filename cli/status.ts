@@ -8,6 +8,12 @@ import { JournalStore } from '../executor/journal.ts';
 import { AgentStore } from '../ipam/agent-store.ts';
 import type { AgentStatus } from '../ipam/agent-protocol.ts';
 import { textTable } from '../lib/text-table.ts';
+import type { ModeReport } from '../planner/mode.ts';
+import { gatherFacts } from '../executor/facts.ts';
+import { runQueries } from '../executor/probe.ts';
+import { ProcessRunner } from '../executor/runner.ts';
+import { realSystem } from '../executor/system.ts';
+import { factsWanted } from '../cni/verbs/context.ts';
 
 export interface StatusReport extends Readiness {
   network: string;
@@ -16,6 +22,17 @@ export interface StatusReport extends Readiness {
   block: string | null;
   attachments: { containerId: string; ifName: string; state: string; ip: string; netns: string; netnsExists: boolean }[];
   agent: AgentStatus | { error: string } | null;
+  /** the mode's view of the node state it keeps (vxlan: programs attached, maps' fill) */
+  node: ModeReport | null;
+}
+
+/** The mode's operator view of this node (ModeDefinition.inspect), read now. */
+async function inspectNode(config: NetworkConfig): Promise<ModeReport | null> {
+  const mode = MODES.require(config.mode);
+  if (!mode.inspect) return null;
+  const runner = new ProcessRunner();
+  const facts = await gatherFacts(factsWanted(config, mode, { add: true }), runner);
+  return mode.inspect.report(config, facts, await runQueries(mode.inspect.observe(config, facts), facts, runner, realSystem));
 }
 
 export async function gatherStatus(config: NetworkConfig): Promise<StatusReport> {
@@ -34,7 +51,7 @@ export async function gatherStatus(config: NetworkConfig): Promise<StatusReport>
     }
   }
   const block = agent && 'block' in agent ? agent.block : config.ipam.type === 'file' ? config.ipam.block : null;
-  return { ...r, network: config.name, mode: config.mode, ipamType: config.ipam.type, block, attachments, agent };
+  return { ...r, network: config.name, mode: config.mode, ipamType: config.ipam.type, block, attachments, agent, node: await inspectNode(config) };
 }
 
 export function renderStatus(s: StatusReport, config: NetworkConfig): string {
@@ -62,6 +79,11 @@ export function renderStatus(s: StatusReport, config: NetworkConfig): string {
       n.name === a.node ? '(this node)' : via.get(n.block) === n.underlayIp ? `route via ${n.underlayIp}` : 'NO ROUTE']);
     for (const name of a.leaving ?? []) peers.push([name, '', '', 'left: routes kept for the grace period']);
     lines.push(...textTable([['NODE', 'UNDERLAY', 'BLOCK', 'ROUTE'], ...peers]).map((l) => `  ${l}`));
+  }
+  if (s.node) {
+    lines.push(`node      ${s.node.problems.length === 0 ? 'dataplane as it should be' : `PROBLEMS: ${s.node.problems.join('; ')}`}`);
+    for (const t of s.node.tables) lines.push('', t.title, ...(t.rows.length > 1 ? textTable(t.rows) : [...textTable(t.rows), '(none)']).map((l) => `  ${l}`));
+    lines.push('');
   }
   lines.push(`state     ${config.stateDir}`, '', 'ATTACHMENTS');
   if (s.attachments.length === 0) lines.push('  (none)');

@@ -73,3 +73,19 @@ export async function runProbe(probe: Probe, facts: NodeFacts, runner: Runner, s
   if (p === null) return holds(probe.expect, { exitCode: 1, stdout: '' });
   return holds(p.expect, await queryOutput(p, facts, runner, sys));
 }
+
+/**
+ * Answers a planner's read-only queries, in order, by name: each one's parsed JSON (or text). A
+ * query that fails reads null; with `strict`, a failed query is an error instead (planning on a
+ * partial view could remove what is still wanted), except a `file` or `path` query, for which
+ * "nothing there" is the answer.
+ */
+export async function runQueries(queries: Record<string, Probe>, facts: NodeFacts, runner: Runner, sys: NodeSystem, strict = false): Promise<Record<string, unknown>> {
+  const observed: Record<string, unknown> = {};
+  for (const [name, probe] of Object.entries(queries)) {
+    const out = await queryOutput(probe, facts, runner, sys);
+    if (strict && out.exitCode !== 0 && probe.mech !== 'file' && probe.mech !== 'path') throw new Error(`node query ${name} failed (exit ${out.exitCode})`);
+    observed[name] = out.exitCode === 0 ? (out.json ?? out.stdout) : null;
+  }
+  return observed;
+}

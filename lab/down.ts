@@ -7,6 +7,7 @@ import { LabRecord, readLabState, LAB_ROOT } from './state.ts';
 import { stopAgent } from './agents.ts';
 import { deletePod } from './pods.ts';
 import { delNetns } from './topology.ts';
+import { removeNodeState } from './node-state.ts';
 import { stopOwned } from './sys.ts';
 
 /** Removes the lab in `dir`; false when there is none. Throws (keeping lab.json) if something
@@ -32,6 +33,12 @@ export async function labDown(dir: string, log: (line: string) => void = () => {
 
   await Promise.all(state.nodes.map((n) => attempt(`stop agent ${n.name}`, () => stopAgent(rec, n))));
   if (state.nodes.length > 0) log(`agents    ${state.nodes.length} stopped`);
+  // What the nodes keep outside their namespaces (vxlan: bpffs pins), while the namespaces exist.
+  const removed = await Promise.all(state.nodes.map((n) => removeNodeState(state, n).catch((e: Error) => {
+    problems.push(`node state of ${n.name}: ${e.message}`);
+    return [];
+  })));
+  if (removed.some((r) => r.length > 0)) log(`nodes     ${state.mode} node state removed on ${removed.filter((r) => r.length > 0).length} node(s)`);
   if (state.etcd) {
     const etcd = state.etcd;
     await attempt('stop etcd', () => stopOwned(etcd.pid, etcd.dir));

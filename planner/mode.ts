@@ -76,6 +76,9 @@ export type NodeTeardownContext<S = unknown> = Pick<NodeContext<S>, 'config' | '
  * remove only what it can tell is testcni's, and says what it found and left alone.
  */
 export interface NodeTeardownPlanner<S = unknown> {
+  /** Part of that state lives outside the node's network namespace (vxlan: bpffs pins), so
+   *  deleting a simulated node's namespace does not remove it: `testcni lab down` runs this plan. */
+  outsideNetns?: boolean;
   observe(ctx: NodeTeardownContext<S>): Record<string, Probe>;
   plan(ctx: NodeTeardownContext<S>, observed: Record<string, unknown>): { steps: Step[]; kept: string[] };
 }

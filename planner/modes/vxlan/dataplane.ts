@@ -25,7 +25,7 @@ export const OBJECT = 'vxlan.o';
 /** statfs magic of bpffs (the `path` query's `fs`). */
 export const BPF_FS_MAGIC = 'cafe4a11';
 /** What the node's programs and maps need beyond ip. */
-export const TOOLS = ['tc', 'bpftool', 'ethtool', 'mount', 'mkdir', 'mv', 'rm'] as const;
+export const TOOLS = ['tc', 'bpftool', 'ethtool', 'mount', 'mkdir', 'mv', 'rm', 'rmdir'] as const;
 
 export interface NodeDataplane {
   tools: Tools;

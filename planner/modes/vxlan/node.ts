@@ -12,6 +12,7 @@ import { forwardingSteps } from '../../steps.ts';
 import { ENDPOINTS, REMOTE, CONFIG, MAPS, PROGRAMS, parseDump, decodeEndpoint, decodeRemote, decodeConfig, type RemotePrefix } from '../../../bpf/maps.ts';
 import type { VxlanConfig } from './config.ts';
 import { deviceMtu } from './pod.ts';
+import { teardown } from './teardown.ts';
 import {
   nodeDataplane, nodeEnsureSteps, deviceSteps, deviceFilterSteps, configStep, remotePrefixes, remoteStep, remoteDeleteStep,
   endpointDeleteStep, filterStepOn, mapDir, mapPath, progDir, progPath, pinDirOf, blockGateway, BPF_FS_MAGIC, type NodeDataplane,
@@ -239,6 +240,7 @@ export const nodePlanner: NodePlanner<VxlanConfig> = {
     return dump(o.remote).map(decodeRemote).filter((r) => !r.cidr.endsWith('/32')).map((r) => ({ dst: r.cidr, via: r.nodeIp }))
       .sort((a, b) => (a.dst < b.dst ? -1 : 1));
   },
+  teardown,
 };
 
 /** CNI GC: endpoint entries whose host veth is gone. Needs no registry: it runs with or without

@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 // Figures of the vxlan eBPF dataplane (issue 8), on throwaway network namespaces: an underlay
-// bridge, two nodes set up by bpf/recipe.ts (tc programs, external VXLAN device), and beside
-// them two Flannel-style nodes (kernel VXLAN with static FDB and neighbour entries, pods on a
-// bridge) as the baseline. iperf3 pod -> pod throughput and ping latency, cross-node and
-// same-node, against the underlay node -> node. Prints figures and the targets' ratios; always
-// exits 0 once it has measured (2: cannot run here). Removes everything it made.
+// bridge, two nodes set up by the vxlan mode's own node plan and pod plans (through the
+// Executor, test/helpers/sim-node.ts), beside them two Flannel-style nodes (kernel VXLAN with
+// static FDB and neighbour entries, pods on a bridge) as the baseline, and a host-gw node (its
+// pod plans) for the same-node comparison. iperf3 pod -> pod throughput and ping latency,
+// cross-node and same-node, against the underlay node -> node. Prints figures and the targets'
+// ratios; always exits 0 once it has measured (2: cannot run here). Removes everything it made.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { cpus, release, loadavg } from 'node:os';
 import { register } from 'tsx/esm/api';
 import { ROOT, which, fmt, table, parseArgs, fail, roundNumbers } from './lib.mjs';
@@ -31,22 +33,22 @@ const VNI = 13190;
 const PORT = 8472;
 const UNDERLAY_MTU = 1500;
 const MTU = UNDERLAY_MTU - 50;
-const PROTO = 151;
 
 if (process.getuid?.() !== 0) fail('vxlan bench: needs root (network namespaces, BPF)');
-for (const t of ['ip', 'tc', 'bridge', 'bpftool', 'ethtool', 'iperf3', 'ping', 'nsenter', 'mount', 'umount']) {
+for (const t of ['ip', 'tc', 'bridge', 'bpftool', 'ethtool', 'iperf3', 'ping', 'nsenter', 'mount', 'umount', 'mv', 'mkdir', 'rm']) {
   if (!which(t)) fail(`vxlan bench: needs ${t} (scripts/setup.sh installs it)`);
 }
 if (!existsSync(OBJECT)) fail(`vxlan bench: needs ${OBJECT} (npm run build, with clang installed)`);
 
 register();
-const { nodeSetup, nodeAttach, podSetup, endpointUpdate, remoteUpdates, DEFAULT_TOOLS } = await import('../bpf/recipe.ts');
-const { derivedMac, hostVethName, podMac, hostVethMac } = await import('../planner/names.ts');
+const { simNode, addPod } = await import('../test/helpers/sim-node.ts');
+const { networkPinRoot } = await import('../planner/modes/vxlan/dataplane.ts');
+const { derivedMac } = await import('../planner/names.ts');
 
 // ---- resources this run creates, removed at the end whatever happens ----
 // "tcv-" + 4 base36 characters: apart from the tests' uniquePrefix and the other benchmarks'.
 const prefix = `tcv-${(process.pid % 1296).toString(36).padStart(2, '0')}${Math.floor(Math.random() * 1296).toString(36).padStart(2, '0')}`;
-const owned = { netns: [], pids: new Set(), pinRoot: `${BPFFS}/${prefix}`, mountedBpffs: false };
+const owned = { netns: [], pids: new Set(), pinRoot: `${BPFFS}/testcni/${prefix}`, mountedBpffs: false, tmp: mkdtempSync(join(tmpdir(), `${prefix}-`)), undo: [] };
 let cleanedUp = false;
 const netnsPath = (name) => `/var/run/netns/${name}`;
 
@@ -64,8 +66,13 @@ function cleanup() {
   for (const pid of owned.pids) {
     try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
   }
+  for (const fn of owned.undo.reverse()) {
+    try { fn(); } catch { /* keep cleaning */ }
+  }
   for (const ns of [...owned.netns].reverse()) run(['ip', 'netns', 'del', ns], { allowFail: true });
   rmSync(owned.pinRoot, { recursive: true, force: true });
+  rmSync(owned.tmp, { recursive: true, force: true });
+  if (existsSync(`${BPFFS}/testcni`) && readdirSync(`${BPFFS}/testcni`).length === 0) rmSync(`${BPFFS}/testcni`, { recursive: true });
   if (owned.mountedBpffs && readdirSync(BPFFS).every((f) => f === 'maps.debug' || f === 'progs.debug')) run(['umount', BPFFS], { allowFail: true });
   const left = run(['ip', 'netns', 'list'], { allowFail: true }).split('\n').filter((l) => l.startsWith(prefix));
   if (left.length > 0) process.stderr.write(`vxlan bench: could not remove netns: ${left.join(', ')}\n`);
@@ -104,41 +111,22 @@ function makeNode(tag, i) {
   return { ns, ip };
 }
 
-/** Recipe steps as the executor runs them: skipped when the probe holds (no probe evaluation needed here: fresh nodes). */
-function apply(nodeNs, steps) {
-  for (const s of steps) {
-    if (s.id.startsWith('bpffs:')) continue;
-    run(['nsenter', `--net=${s.ns === 'host' ? netnsPath(nodeNs) : s.ns}`, '--', ...s.argv], { input: s.input });
-  }
-}
-
-const ifindex = (ns, dev) => JSON.parse(inNs(ns, ['ip', '-j', 'link', 'show', 'dev', dev]))[0].ifindex;
-
-// vxlan eBPF nodes: exactly the recipe.
+// Nodes run by the modes' own plans, through the Executor (as the agent and the plugin run them).
 const DEVICE = 'testcni.vxlan';
-function ebpfNode(tag, i) {
+const cleanups = { defer: (fn) => owned.undo.push(fn) };
+function planNode(tag, i, mode) {
   const n = makeNode(tag, i);
-  const dp = {
-    tools: DEFAULT_TOOLS, bpffs: BPFFS, pinDir: `${owned.pinRoot}/${tag}`, object: OBJECT, device: DEVICE, mac: derivedMac(`vxlan/${prefix}${tag}`),
-    mtu: MTU, port: PORT, vni: VNI, gateway: `10.244.${i}.1`, clusterSubnet: '10.244.0.0/16', routeProtocol: PROTO,
-    endpointsSize: 16384, remoteSize: 4096,
-  };
-  apply(n.ns, nodeSetup(dp));
-  apply(n.ns, nodeAttach(dp, ifindex(n.ns, DEVICE)));
-  return { ...n, i, dp, block: `10.244.${i}.0/24`, pods: 0 };
+  const node = simNode(cleanups, {
+    mode, name: tag, ns: n.ns, underlayIp: n.ip, block: `10.244.${i}.0/24`, network: prefix, subnet: '10.244.0.0/16',
+    stateDir: join(owned.tmp, tag), extra: mode === 'host-gw' ? { mtu: MTU } : {},
+  });
+  return { ...n, i, node, pods: 0 };
 }
-function ebpfPod(node) {
-  const j = ++node.pods;
-  const ns = addNetns(`${node.ns}p${j}`);
-  const containerId = `${ns}-c`;
-  const p = {
-    tools: DEFAULT_TOOLS, netns: netnsPath(ns), ifName: 'eth0', hostVeth: hostVethName(containerId, 'eth0'),
-    podMac: podMac(containerId, 'eth0'), hostMac: hostVethMac(containerId, 'eth0'), ip: `10.244.${node.i}.${j + 1}`,
-    gateway: node.dp.gateway, mtu: MTU, nodeNetns: node.ns, routeProtocol: PROTO,
-  };
-  apply(node.ns, podSetup(node.dp, p));
-  apply(node.ns, [endpointUpdate(node.dp, DEFAULT_TOOLS, { ip: p.ip, ifindex: ifindex(node.ns, p.hostVeth), podMac: p.podMac, hostMac: p.hostMac })]);
-  return { ns, ip: p.ip };
+async function planPod(n) {
+  const j = ++n.pods;
+  const ns = addNetns(`${n.ns}p${j}`);
+  const pod = await addPod(n.node, { name: ns, path: netnsPath(ns), containerId: `${ns}-c`, ip: `10.244.${n.i}.${j + 1}` });
+  return { ns, ip: pod.ip };
 }
 
 // Flannel-style baseline: kernel VXLAN device with static FDB + neighbour entries, pods on a bridge.
@@ -239,10 +227,12 @@ if (!mounted) {
   run(['mount', '-t', 'bpf', 'bpf', BPFFS]);
   owned.mountedBpffs = true;
 }
-const e1 = ebpfNode('e1', 1);
-const e2 = ebpfNode('e2', 2);
-for (const [n, peer] of [[e1, e2], [e2, e1]]) apply(n.ns, remoteUpdates(n.dp, DEFAULT_TOOLS, { block: peer.block, nodeIp: peer.ip, vtepMac: peer.dp.mac }));
-const [e1a, e1b, e2a] = [ebpfPod(e1), ebpfPod(e1), ebpfPod(e2)];
+const e1 = planNode('e1', 1, 'vxlan');
+const e2 = planNode('e2', 2, 'vxlan');
+for (const n of [e1, e2]) await n.node.reconcile([e1.node.record, e2.node.record]);
+const [e1a, e1b, e2a] = [await planPod(e1), await planPod(e1), await planPod(e2)];
+const h1 = planNode('h1', 5, 'host-gw');
+const [h1a, h1b] = [await planPod(h1), await planPod(h1)];
 const k1 = fdbNode('k1', 3);
 const k2 = fdbNode('k2', 4);
 fdbPeer(k1, k2);
@@ -253,11 +243,12 @@ const underlay = { name: 'underlay node -> node', from: { ns: e1.ns }, to: { ns:
 const crossEbpf = { name: 'vxlan eBPF pod -> pod', from: e1a, to: e2a };
 const crossFdb = { name: 'kernel VXLAN + FDB pod -> pod', from: k1a, to: k2a };
 const sameEbpf = { name: 'redirect_peer pod -> pod', from: e1a, to: e1b };
-const sameBridge = { name: 'bridge pod -> pod', from: k1a, to: k1b };
+const sameBridge = { name: 'bridge pod -> pod (L2)', from: k1a, to: k1b };
+const sameHostGw = { name: 'host-gw bridge pod -> pod', from: h1a, to: h1b };
 
 const results = {};
 setTxOffload(false);
-results.txOff = await measure([underlay, crossEbpf, crossFdb, sameEbpf, sameBridge]);
+results.txOff = await measure([underlay, crossEbpf, crossFdb, sameEbpf, sameBridge, sameHostGw]);
 setTxOffload(true);
 results.txOn = await measure([crossEbpf, crossFdb]);
 load.end = loadavg()[0];
@@ -275,7 +266,11 @@ const underlayRow = byName(results.txOff, underlay.name);
 const figures = {
   machine: { cpus: cpus().length, kernel: release(), load },
   options: opts,
-  txOff: { rows: results.txOff, ...ratios(results.txOff, underlayRow), sameVsBridge: byName(results.txOff, sameEbpf.name).gbps / byName(results.txOff, sameBridge.name).gbps },
+  txOff: {
+    rows: results.txOff, ...ratios(results.txOff, underlayRow),
+    sameVsBridge: byName(results.txOff, sameEbpf.name).gbps / byName(results.txOff, sameBridge.name).gbps,
+    sameVsHostGw: byName(results.txOff, sameEbpf.name).gbps / byName(results.txOff, sameHostGw.name).gbps,
+  },
   txOn: { rows: results.txOn, ...ratios(results.txOn, underlayRow) },
   targets: TARGET,
 };
@@ -294,7 +289,8 @@ if (opts.json) {
   say(table(header, rowsOf(results.txOff)));
   say(`    cross-node eBPF / underlay:       ${verdict(figures.txOff.crossVsUnderlay, TARGET.crossVsUnderlay)}`);
   say(`    cross-node eBPF / kernel FDB:     ${verdict(figures.txOff.crossVsFdb, TARGET.crossVsFdb)}`);
-  say(`    same-node redirect_peer / bridge: ${verdict(figures.txOff.sameVsBridge, TARGET.sameVsBridge)}`);
+  say(`    same-node redirect_peer / host-gw bridge: ${verdict(figures.txOff.sameVsHostGw, TARGET.sameVsBridge)}`);
+  say(`    same-node redirect_peer / L2 bridge:      ${verdict(figures.txOff.sameVsBridge, TARGET.sameVsBridge)}`);
   say();
   say('(b) tx checksum offload ON on both VXLAN devices (TSO through the tunnel):');
   say(table(header, rowsOf(results.txOn)));

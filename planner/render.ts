@@ -94,6 +94,20 @@ function waitLines(op: Extract<Operation, { mech: 'wait' }>, facts: Pick<NodeFac
   ).join('\n');
 }
 
+/** A `path` probe as a shell test, for a script to skip what is in place (a second bpffs mount
+ *  would hide the first one's pins). Null for probes a test cannot say. */
+export function pathTest(probe: Step['probe']): string | null {
+  if (!probe || probe.mech !== 'path') return null;
+  const p = shellQuote(probe.path);
+  const e = probe.expect as Record<string, unknown>;
+  if ('$exit' in e && e.$exit === 1) return `[ ! -e ${p} ]`;
+  const want = ('$some' in e ? e.$some : null) as { type?: string; fs?: string } | null;
+  if (want?.type === 'file' && want.fs === undefined) return `[ -f ${p} ]`;
+  if (want?.type === 'directory' && want.fs === undefined) return `[ -d ${p} ]`;
+  if (want?.fs !== undefined && want.type === undefined) return `[ "$(stat -f -c %t ${p} 2>/dev/null)" = ${shellQuote(want.fs)} ]`;
+  return null;
+}
+
 function commandLine(plan: Plan, s: Step, facts: Pick<NodeFacts, 'tools' | 'hostPid'> | null): string {
   if (s.mech === 'file') return fileWriteLines(s);
   if (s.mech === 'wait') return waitLines(s, facts);
@@ -106,6 +120,8 @@ function commandLine(plan: Plan, s: Step, facts: Pick<NodeFacts, 'tools' | 'host
     return shellQuote(a);
   }).join(' ');
   // A shared node object may already exist; a script run twice must not stop there.
+  const test = s.scope === 'node' ? pathTest(s.probe) : null;
+  if (test) return `${test} || ${cmd}`;
   if (s.scope === 'node' && !s.idempotent) return `${cmd} 2>/dev/null || echo ${shellQuote(`already in place: ${s.id}`)}`;
   if (plan.command === 'DEL') return `${cmd} || echo ${shellQuote(`already gone: ${s.id}`)}`;
   return cmd;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { sh, addNetns, delNetns, inNetns, NETNS_DIR } from '../helpers/netns.ts';
 import { ping } from '../helpers/e2e.ts';
 import { bpfSkipReason, bpfScope, BPFFS, readPcap, vxlanOf, parseFrame, startInNetns } from '../helpers/bpf.ts';
-import { simNode, addPod, delPod, VXLAN, type SimNode, type SimPod } from '../helpers/vxlan-node.ts';
+import { simNode, addPod, delPod, VXLAN, type SimNode, type SimPod } from '../helpers/sim-node.ts';
 import { ENDPOINTS, REMOTE, keyArgs, endpointKey } from '../../bpf/maps.ts';
 import { dataplaneFor } from '../../planner/modes/vxlan/node.ts';
 import { mapPath, networkPinRoot } from '../../planner/modes/vxlan/dataplane.ts';

@@ -210,7 +210,7 @@ export function nodeEnsureSteps(n: NodeDataplane): Step[] {
     {
       ...nodeExec(`ethtool:host:${n.device}:tx`, 'link.set', [t.ethtool!, '-K', n.device, 'tx', n.txChecksumOffload ? 'on' : 'off'],
         { ns: HOST, mech: 'exec', argv: [t.ethtool!, '--json', '-k', n.device], expect: { $some: { 'tx-checksumming': { active: n.txChecksumOffload } } } },
-        `tx checksum offload ${n.txChecksumOffload ? 'on' : 'off'} on ${n.device}`, true),
+        `${n.device}: tx checksum offload ${n.txChecksumOffload ? 'on' : 'off'}`, true),
     },
     ...MAPS.map((m): Step => ({
       id: `bpf.map.create:host:${m.name}`, kind: 'bpf.map.create', scope: 'node', ns: HOST, mech: 'bpftool',

@@ -1,29 +1,31 @@
-// A simulated vxlan node for dataplane tests: its own netns on a test underlay, a process living
-// in it (where pod veths put their host end), its config and facts, and the real Executor and
-// vxlan planners driven through node-in-netns.ts. Pods are added with the mode's ADD plan
+// A simulated node for dataplane tests and benchmarks: its own netns on a test underlay, a process
+// living in it (where pod veths put their host end), its config and facts, and the real Executor
+// and the mode's planners driven through node-in-netns.ts. Pods are added with the mode's ADD plan
 // (compile + Executor.apply), node state with its node plan (observe, plan, converge).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { HOST, type NodeFacts, type Plan, type Probe, type Step } from '../../model/plan.ts';
+import type { NodeFacts, Plan, Probe, Step } from '../../model/plan.ts';
 import type { NodeRecord } from '../../model/node.ts';
 import type { NetworkConfig } from '../../model/config.ts';
 import { loadConfig } from '../../cni/config.ts';
 import { compile, teardownSteps } from '../../planner/compile.ts';
 import { MODES } from '../../planner/registry.ts';
-import type { NodeContext } from '../../planner/mode.ts';
+import type { AnyMode, NodeContext } from '../../planner/mode.ts';
 import { Executor } from '../../executor/executor.ts';
 import { JournalStore } from '../../executor/journal.ts';
 import { queryOutput, runProbe } from '../../executor/probe.ts';
 import { resolveTools, findObject } from '../../executor/facts.ts';
-import { TOOLS, OBJECT } from '../../planner/modes/vxlan/dataplane.ts';
-import type { VxlanConfig } from '../../planner/modes/vxlan/config.ts';
 import { nodeRunner, nodeSystem } from './node-in-netns.ts';
 import { NETNS_DIR, toolPath } from './netns.ts';
 import { VXLAN_OBJECT } from './bpf.ts';
-import type { Scope } from './e2e.ts';
 
 export const VXLAN = MODES.require('vxlan');
+
+/** What keeps the cleanups (a test's Scope, or a benchmark's own list). */
+export interface Cleanups {
+  defer(fn: () => void): void;
+}
 export const ROUTE_PROTOCOL = 151;
 
 export interface SimPod {
@@ -37,12 +39,13 @@ export interface SimPod {
   node: SimNode;
 }
 
-export interface SimNode {
+export interface SimNode<S = any> {
   name: string;
   ns: string;
+  mode: AnyMode;
   record: NodeRecord;
   gateway: string;
-  config: NetworkConfig<string, VxlanConfig>;
+  config: NetworkConfig<string, S>;
   facts: NodeFacts;
   executor: Executor;
   /** runs a query of a planner in the node */
@@ -55,6 +58,8 @@ export interface SimNode {
 }
 
 export interface SimNodeSpec {
+  /** default vxlan */
+  mode?: string;
   name: string;
   ns: string;
   underlayIp: string;
@@ -68,31 +73,32 @@ export interface SimNodeSpec {
 
 /** A process that lives in the node's netns for the test's lifetime: the veths' host ends are
  *  born in its namespace (the plugin uses its own PID the same way). */
-function sleeper(scope: Scope, ns: string): ChildProcess {
+function sleeper(scope: Cleanups, ns: string): ChildProcess {
   const child = spawn(toolPath('nsenter') ?? 'nsenter', [`--net=${join(NETNS_DIR, ns)}`, '--', 'sleep', '3600'], { stdio: 'ignore' });
   scope.defer(() => child.kill('SIGKILL'));
   return child;
 }
 
-export function simNode(scope: Scope, spec: SimNodeSpec): SimNode {
+export function simNode(scope: Cleanups, spec: SimNodeSpec): SimNode {
   const proc = sleeper(scope, spec.ns);
+  const mode = MODES.require(spec.mode ?? 'vxlan');
   const { config } = loadConfig({
-    cniVersion: '1.1.0', name: spec.network, type: 'testcni', mode: 'vxlan', subnet: spec.subnet,
+    cniVersion: '1.1.0', name: spec.network, type: 'testcni', mode: mode.name, subnet: spec.subnet,
     ipam: { block: spec.block }, stateDir: spec.stateDir, ...spec.extra,
   });
+  const objects = mode.objects?.(config) ?? [];
   const facts: NodeFacts = {
-    tools: resolveTools([...TOOLS, 'iptables']),
+    tools: resolveTools([...mode.tools(config), 'iptables']),
     hostPid: proc.pid!,
     uplink: 'eth0',
     uplinkMtu: 1500,
     netns: String(statSync(join(NETNS_DIR, spec.ns)).ino),
-    objects: { [OBJECT]: findObject(OBJECT, [dirname(VXLAN_OBJECT)]) },
+    ...(objects.length ? { objects: Object.fromEntries(objects.map((o) => [o, findObject(o, [dirname(VXLAN_OBJECT)])])) } : {}),
   };
   const runner = nodeRunner(spec.ns);
   const sys = nodeSystem(spec.ns);
   const executor = new Executor({ runner, facts, journals: new JournalStore(spec.stateDir), sys });
   const record = { name: spec.name, underlayIp: spec.underlayIp, block: spec.block };
-  const cfg = config as NetworkConfig<string, VxlanConfig>;
   const query = async (queries: Record<string, Probe>) => {
     const out: Record<string, unknown> = {};
     for (const [k, q] of Object.entries(queries)) {
@@ -104,18 +110,19 @@ export function simNode(scope: Scope, spec: SimNodeSpec): SimNode {
   const node: SimNode = {
     name: spec.name,
     ns: spec.ns,
+    mode,
     record,
     gateway: config.ipam.gateway,
-    config: cfg,
+    config,
     facts,
     executor,
     query,
     probe: (p) => runProbe(p, facts, runner, sys),
     async nodePlan(nodes) {
-      const ctx: NodeContext<VxlanConfig> = { config: cfg, facts, self: record, nodes, routeProtocol: ROUTE_PROTOCOL };
-      const planner = VXLAN.node!;
+      const ctx: NodeContext = { config, facts, self: record, nodes, routeProtocol: ROUTE_PROTOCOL };
+      const planner = mode.node!;
       const observed = await query(planner.observe(ctx));
-      Object.assign(observed, await query(planner.observeMore!(ctx, observed)));
+      if (planner.observeMore) Object.assign(observed, await query(planner.observeMore(ctx, observed)));
       return planner.plan(ctx, observed);
     },
     async reconcile(nodes) {
@@ -135,9 +142,9 @@ export function simNode(scope: Scope, spec: SimNodeSpec): SimNode {
 
 export async function addPod(node: SimNode, pod: { name: string; path: string; containerId: string; ip: string }): Promise<SimPod> {
   const lease = { address: `${pod.ip}/${node.config.ipam.block.split('/')[1]}`, gateway: node.gateway };
-  const plan = compile({ command: 'ADD', config: node.config, containerId: pod.containerId, ifName: 'eth0', netns: pod.path, lease, facts: node.facts }, VXLAN);
+  const plan = compile({ command: 'ADD', config: node.config, containerId: pod.containerId, ifName: 'eth0', netns: pod.path, lease, facts: node.facts }, node.mode);
   await node.executor.apply(plan, lease);
-  const hostVeth = plan.result!.interfaces[0]!.name;
+  const hostVeth = plan.result!.interfaces.find((i) => i.sandbox === undefined && i.name.startsWith('tc'))!.name;
   return { ...pod, ns: pod.name, hostVeth, plan, node };
 }
 
@@ -148,4 +155,3 @@ export async function delPod(p: SimPod): Promise<string[]> {
   return r.undone;
 }
 
-export { HOST };

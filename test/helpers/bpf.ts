@@ -6,7 +6,8 @@ import type { TestContext } from 'node:test';
 import { Scope } from './e2e.ts';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { ROOT, sh, uniquePrefix } from './netns.ts';
+import { ROOT, sh, uniquePrefix, inNetns, type TestNode } from './netns.ts';
+import { uplinkNode } from './uplink.ts';
 
 export const BPFFS = '/sys/fs/bpf';
 export const VXLAN_OBJECT = join(ROOT, 'dist', 'bpf', 'vxlan.o');
@@ -211,4 +212,25 @@ export function startInNetns(ns: string, argv: string[], ready: RegExp, timeoutM
     child.stderr.on('data', onData);
     void exit.then(() => { clearTimeout(timer); if (!ready.test(out)) reject(new Error(`${argv[0]} exited before it was ready: ${out}`)); });
   });
+}
+
+/**
+ * A simulated node for the vxlan mode run as a black box: an uplink (eth0, MTU 1500, default
+ * route), bpffs mounted for the test, and the network's pin directory removed at the end. The
+ * plugin ensures the node state on the first ADD (file IPAM, no agent).
+ */
+export function vxlanTestNode(scope: Scope, tag = ''): { node: TestNode; config: (extra?: Record<string, unknown>) => Record<string, unknown>; pins: string; bpfState: () => Record<string, unknown> } {
+  scope.defer(ensureBpffs());
+  const { node } = uplinkNode(scope, tag);
+  const pins = `${BPFFS}/testcni/${node.config().name as string}`;
+  scope.defer(() => rmSync(pins, { recursive: true, force: true }));
+  const config = (extra: Record<string, unknown> = {}) => node.config({ mode: 'vxlan', ...extra });
+  /** What the dataplane holds of pods: the endpoint entries and the programs attached (by device). */
+  const bpfState = () => {
+    const dir = readdirSync(pins)[0];
+    const eps = dir ? inNetns(node.name, ['bpftool', '-j', 'map', 'dump', 'pinned', `${pins}/${dir}/maps/testcni_eps`], { allowFail: true }).stdout : '';
+    const net = JSON.parse(inNetns(node.name, ['bpftool', '-j', 'net', 'show']).stdout)[0]?.tc ?? [];
+    return { endpoints: eps ? JSON.parse(eps) : null, attached: net.map((a: { devname: string; kind: string; name: string }) => `${a.devname} ${a.kind} ${a.name}`).sort() };
+  };
+  return { node, config, pins, bpfState };
 }

@@ -230,7 +230,7 @@ export function nodeEnsureSteps(n: NodeDataplane): Step[] {
     },
     nodeExec(`fs.rename:host:${progDir(n)}`, 'fs.rename', [t.mv!, '-T', tmp, progDir(n)], programsProbe(n), `move the programs into place: ${progDir(n)}`),
     // Left only when another ADD renamed its own first.
-    nodeExec(`fs.remove:host:${tmp}`, 'fs.remove', [t.rm!, '-rf', tmp], pathProbe(tmp, { $exit: 1 }), `remove ${tmp} if another ADD was first`, true),
+    nodeExec(`fs.remove:host:${progDir(n)}-tmp`, 'fs.remove', [t.rm!, '-rf', tmp], pathProbe(tmp, { $exit: 1 }), `remove ${tmp} if another ADD was first`, true),
   ];
 }
 

@@ -202,7 +202,7 @@ test('node plan: a fresh node gets bpffs, pins, device, maps, programs, route, c
     'bpffs:host:/sys/fs/bpf', 'dir:host:/sys/fs/bpf/testcni/net/netns-4026531840/maps',
     'link.vxlan:host:testcni.vxlan', 'ethtool:host:testcni.vxlan:tx', 'addr:host:testcni.vxlan', 'link.up:host:testcni.vxlan', 'route:host:10.244.0.0/16',
     'bpf.map.create:host:testcni_eps', 'bpf.map.create:host:testcni_remote', 'bpf.map.create:host:testcni_cfg',
-    `bpf.load:host:${progDir(dataplaneFor(ctx([])))}`, `fs.rename:host:${progDir(dataplaneFor(ctx([])))}`, `fs.remove:host:${progDir(dataplaneFor(ctx([])))}-tmp4242`,
+    `bpf.load:host:${progDir(dataplaneFor(ctx([])))}`, `fs.rename:host:${progDir(dataplaneFor(ctx([])))}`, `fs.remove:host:${progDir(dataplaneFor(ctx([])))}-tmp`,
     'bpf.map.update:host:testcni_cfg', 'tc.qdisc:host:testcni.vxlan', 'tc.filter:host:testcni.vxlan:ingress', 'tc.filter:host:testcni.vxlan:egress',
     'bpf.map.update:host:testcni_remote:10.244.2.0/24', 'bpf.map.update:host:testcni_remote:198.18.0.12/32',
   ]);
@@ -239,7 +239,7 @@ test('node plan: a new build\'s programs are loaded beside the old, every filter
   const n = dataplaneFor(c);
   const ids = vxlan.node!.plan(c, { ...o, progs: null }).map((s) => s.id);
   assert.deepEqual(ids, [
-    `bpf.load:host:${progDir(n)}`, `fs.rename:host:${progDir(n)}`, `fs.remove:host:${progDir(n)}-tmp4242`,
+    `bpf.load:host:${progDir(n)}`, `fs.rename:host:${progDir(n)}`, `fs.remove:host:${progDir(n)}-tmp`,
     'tc.qdisc:host:testcni.vxlan', 'tc.filter:host:testcni.vxlan:ingress', 'tc.filter:host:testcni.vxlan:egress', 'tc.filter:host:tcaaaaaaaaaaa:ingress',
   ]);
   // Loaded and attached: the old build's directory goes.

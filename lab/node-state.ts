@@ -8,7 +8,7 @@ import { argvOf, type NodeFacts } from '../model/plan.ts';
 import type { NetworkConfig } from '../model/config.ts';
 import { LATEST } from '../model/cni-version.ts';
 import { MODES } from '../planner/registry.ts';
-import { loadConfig } from '../cni/config.ts';
+import { loadNetworkConfig } from '../schemas/network-config.ts';
 import { checkConflist } from '../install/conflist.ts';
 import { resolveTools } from '../executor/facts.ts';
 import { runQueries } from '../executor/probe.ts';
@@ -22,7 +22,7 @@ import { inNetns, netnsPath, runner } from './sys.ts';
 function networkOf(s: LabState, node: LabNode): NetworkConfig {
   const file = join(node.confDir, AGENT_DEFAULTS.cniConfName);
   if (existsSync(file)) return checkConflist(readFileSync(file, 'utf8'), file);
-  return loadConfig({ cniVersion: LATEST, name: s.name, type: 'testcni', mode: s.mode, subnet: AGENT_DEFAULTS.clusterSubnet }).config;
+  return loadNetworkConfig({ cniVersion: LATEST, name: s.name, type: 'testcni', mode: s.mode, subnet: AGENT_DEFAULTS.clusterSubnet }, LATEST, MODES);
 }
 
 /** Runs the mode's node teardown inside the node; returns what it removed (describe lines). */

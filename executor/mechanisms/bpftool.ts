@@ -9,7 +9,7 @@ import { readIfindexes, bindArgv, MissingLink } from '../ifindex.ts';
 import { argvOf, batchLine } from './lines.ts';
 import type { Mechanism, MechanismContext, RunUnitOptions, StepOutcome } from './types.ts';
 
-type Entry = { command?: string[]; output?: { error?: string } | null };
+type Entry = { output?: { error?: string } | null };
 type BpftoolStep = Extract<Step, { mech: 'bpftool' }>;
 
 async function runOnce(steps: Step[], ns: Ns, ctx: MechanismContext): Promise<{ out: Map<string, StepOutcome>; stoppedAt: number | null }> {
@@ -23,7 +23,8 @@ async function runOnce(steps: Step[], ns: Ns, ctx: MechanismContext): Promise<{ 
   }
   let entries: Entry[] | null = null;
   try {
-    entries = (JSON.parse(r.stdout) as Entry[]).filter((e) => e.command !== undefined);
+    // One entry per command run (with its `output`); bpftool's own closing error has none.
+    entries = (JSON.parse(r.stdout) as Entry[]).filter((e) => 'output' in e);
   } catch { /* no attribution possible */ }
   const last = entries?.[entries.length - 1];
   const failedAt = entries && last?.output?.error !== undefined ? entries.length : null;

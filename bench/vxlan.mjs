@@ -285,14 +285,14 @@ if (opts.json) {
   say(`testcni vxlan dataplane benchmark: ${cpus().length} CPUs, linux ${release()}, load avg ${fmt(load.start, 2)} -> ${fmt(load.end, 2)}`);
   say(`iperf3 -t ${opts.seconds}, median of ${opts.runs} runs per path (interleaved); ping ${opts.pings} x 5 ms; MTU ${UNDERLAY_MTU} underlay, ${MTU} pods; VNI ${VNI}, port ${PORT}, zero outer UDP checksum on both VXLANs`);
   say();
-  say('(a) tx checksum offload OFF on the VXLAN devices (what the node plan sets):');
+  say('(a) tx checksum offload OFF on the VXLAN devices (the issue\'s setting: txChecksumOffload false, and auto before Linux 5.7):');
   say(table(header, rowsOf(results.txOff)));
   say(`    cross-node eBPF / underlay:       ${verdict(figures.txOff.crossVsUnderlay, TARGET.crossVsUnderlay)}`);
   say(`    cross-node eBPF / kernel FDB:     ${verdict(figures.txOff.crossVsFdb, TARGET.crossVsFdb)}`);
   say(`    same-node redirect_peer / host-gw bridge: ${verdict(figures.txOff.sameVsHostGw, TARGET.sameVsBridge)}`);
   say(`    same-node redirect_peer / L2 bridge:      ${verdict(figures.txOff.sameVsBridge, TARGET.sameVsBridge)}`);
   say();
-  say('(b) tx checksum offload ON on both VXLAN devices (TSO through the tunnel):');
+  say('(b) tx checksum offload ON on both VXLAN devices (TSO through the tunnel; auto from Linux 5.7, the default):');
   say(table(header, rowsOf(results.txOn)));
   say(`    cross-node eBPF / underlay:       ${verdict(figures.txOn.crossVsUnderlay, TARGET.crossVsUnderlay)}`);
   say(`    cross-node eBPF / kernel FDB:     ${verdict(figures.txOn.crossVsFdb, TARGET.crossVsFdb)}`);

@@ -2,6 +2,7 @@
 // file system; a process is started only when /sys cannot be trusted for this namespace.
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { release } from 'node:os';
 import type { BpfObject, NodeFacts, Probe, Tools } from '../model/plan.ts';
 import { fnv1a64Bytes } from '../lib/hash.ts';
 import type { Runner } from './runner.ts';
@@ -111,6 +112,7 @@ export async function gatherFacts(want: FactsWanted, runner: Runner, sys: NodeSy
   };
   const ns = netnsId();
   if (ns) facts.netns = ns;
+  facts.kernel = release();
   if (want.objects?.length) facts.objects = Object.fromEntries(want.objects.map((o) => [o, findObject(o)]));
   if (!want.observe) return facts;
   const observed: Record<string, unknown> = {};

@@ -162,6 +162,8 @@ export interface NodeFacts {
   netns?: string;
   /** the compiled BPF objects the mode asked for (ModeDefinition.objects), by name */
   objects?: Record<string, BpfObject>;
+  /** the kernel's release (uname -r), for settings that depend on it */
+  kernel?: string;
 }
 
 /** A compiled BPF object on the node: where it is and a digest of its content (a new build is a

@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { release } from 'node:os';
 import type { NodeFacts, Plan, Probe, Step } from '../../model/plan.ts';
 import type { NodeRecord } from '../../model/node.ts';
 import type { NetworkConfig } from '../../model/config.ts';
@@ -93,6 +94,7 @@ export function simNode(scope: Cleanups, spec: SimNodeSpec): SimNode {
     uplink: 'eth0',
     uplinkMtu: 1500,
     netns: String(statSync(join(NETNS_DIR, spec.ns)).ino),
+    kernel: release(),
     ...(objects.length ? { objects: Object.fromEntries(objects.map((o) => [o, findObject(o, [dirname(VXLAN_OBJECT)])])) } : {}),
   };
   const runner = nodeRunner(spec.ns);

@@ -20,8 +20,9 @@ export interface VxlanConfig {
   maxRemoteBlocks: number;
   /** where bpffs is mounted (mounted there when it is not) */
   bpffs: string;
-  /** tx checksum offload on the VXLAN device: off unless true (see README, the trade-off) */
-  txChecksumOffload: boolean;
+  /** tx checksum offload on the VXLAN device; `auto`: off on kernels before 5.7, whose offload
+   *  bug it works around, on from 5.7 (off also turns TSO off through the device: README) */
+  txChecksumOffload: boolean | 'auto';
 }
 
 /** The original's VNI; 8472 is what the kernel (and Flannel) use when no port is given. */
@@ -53,7 +54,7 @@ export const schema = {
       maxEndpoints: int(1, LIMITS.maxEndpoints, `pods per node the endpoint map holds (default ${DEFAULTS.maxEndpoints})`),
       maxRemoteBlocks: int(1, LIMITS.maxRemoteBlocks, `other nodes' blocks the remote map holds (default ${DEFAULTS.maxRemoteBlocks})`),
       bpffs: { $ref: '#/$defs/absPath', description: `where bpffs is mounted (default ${DEFAULTS.bpffs})` },
-      txChecksumOffload: { type: 'boolean', description: 'tx checksum offload on the VXLAN device (default false)' },
+      txChecksumOffload: { enum: [true, false, 'auto'], description: 'tx checksum offload on the VXLAN device (default auto: off before Linux 5.7, on from 5.7)' },
     },
     additionalProperties: false,
   },
@@ -74,6 +75,6 @@ export function parse(raw: Record<string, unknown>, common: CommonConfig): Vxlan
     maxEndpoints: (s.maxEndpoints as number | undefined) ?? DEFAULTS.maxEndpoints,
     maxRemoteBlocks: (s.maxRemoteBlocks as number | undefined) ?? DEFAULTS.maxRemoteBlocks,
     bpffs,
-    txChecksumOffload: (s.txChecksumOffload as boolean | undefined) ?? false,
+    txChecksumOffload: (s.txChecksumOffload as boolean | 'auto' | undefined) ?? 'auto',
   };
 }

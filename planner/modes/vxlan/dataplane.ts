@@ -42,7 +42,7 @@ export interface NodeDataplane {
   ttl: number;
   /** this node's pod gateway (first address of its block): a /32 on the device */
   gateway: string;
-  txChecksumOffload: boolean;
+  txChecksumOffload: { on: boolean; why: string };
   endpointsSize: number;
   remoteSize: number;
   /** a process of the node (the planner's caller): programs are loaded into a directory of its own first */
@@ -91,11 +91,25 @@ export function nodeDataplane(config: NetworkConfig<string, VxlanConfig>, facts:
     vni: v.vni,
     ttl: DEFAULT_TTL,
     gateway,
-    txChecksumOffload: v.txChecksumOffload,
+    txChecksumOffload: txOffload(v.txChecksumOffload, facts.kernel),
     endpointsSize: v.maxEndpoints,
     remoteSize: 2 * v.maxRemoteBlocks,
     hostPid: facts.hostPid,
   };
+}
+
+/** The kernel release from which VXLAN tx checksum offload is safe (the fix of the bug that
+ *  made Calico and the original turn it off). */
+export const TX_OFFLOAD_SAFE_FROM = [5, 7] as const;
+
+/** Whether the device offloads tx checksums, and why: as configured, or by kernel release. */
+export function txOffload(setting: boolean | 'auto', kernel: string | undefined): { on: boolean; why: string } {
+  if (setting !== 'auto') return { on: setting, why: 'configured' };
+  const m = /^(\d+)\.(\d+)/.exec(kernel ?? '');
+  if (!m) return { on: false, why: 'auto: kernel release unknown' };
+  const [maj, min] = [Number(m[1]), Number(m[2])];
+  const safe = maj > TX_OFFLOAD_SAFE_FROM[0] || (maj === TX_OFFLOAD_SAFE_FROM[0] && min >= TX_OFFLOAD_SAFE_FROM[1]);
+  return { on: safe, why: `auto: Linux ${maj}.${min} is ${safe ? '5.7 or later' : 'before 5.7'}` };
 }
 
 export const mapDir = (n: Pick<NodeDataplane, 'pinDir'>) => `${n.pinDir}/maps`;
@@ -208,9 +222,9 @@ export function nodeEnsureSteps(n: NodeDataplane): Step[] {
       describe: `VXLAN device ${n.device} (external, port ${n.port}, mtu ${n.mtu}, mac ${n.mac})`,
     },
     {
-      ...nodeExec(`ethtool:host:${n.device}:tx`, 'link.set', [t.ethtool!, '-K', n.device, 'tx', n.txChecksumOffload ? 'on' : 'off'],
-        { ns: HOST, mech: 'exec', argv: [t.ethtool!, '--json', '-k', n.device], expect: { $some: { 'tx-checksumming': { active: n.txChecksumOffload } } } },
-        `${n.device}: tx checksum offload ${n.txChecksumOffload ? 'on' : 'off'}`, true),
+      ...nodeExec(`ethtool:host:${n.device}:tx`, 'link.set', [t.ethtool!, '-K', n.device, 'tx', n.txChecksumOffload.on ? 'on' : 'off'],
+        { ns: HOST, mech: 'exec', argv: [t.ethtool!, '--json', '-k', n.device], expect: { $some: { 'tx-checksumming': { active: n.txChecksumOffload.on } } } },
+        `${n.device}: tx checksum offload ${n.txChecksumOffload.on ? 'on' : 'off'} (${n.txChecksumOffload.why})`, true),
     },
     ...MAPS.map((m): Step => ({
       id: `bpf.map.create:host:${m.name}`, kind: 'bpf.map.create', scope: 'node', ns: HOST, mech: 'bpftool',

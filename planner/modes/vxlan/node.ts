@@ -94,7 +94,6 @@ export function staleEndpoints(n: Pick<NodeDataplane, 'tools' | 'pinDir'>, endpo
 
 function plan(ctx: Ctx, o: Observed): Step[] {
   const n = dataplaneFor(ctx);
-  const v = ctx.config.modeConfig;
   const t = ctx.facts.tools;
   const steps: Step[] = [];
   // A device that does not exist (before the first run) reads empty: nothing to set yet.
@@ -129,7 +128,7 @@ function plan(ctx: Ctx, o: Observed): Step[] {
     if (dev.mtu !== n.mtu) set('mtu', ['mtu', String(n.mtu)], String(dev.mtu));
   }
   const tx = (Array.isArray(o.ethtool) ? o.ethtool[0] : null) as { 'tx-checksumming'?: { active?: boolean } } | null;
-  if (fresh || tx?.['tx-checksumming']?.active !== v.txChecksumOffload) steps.push(...pick('ethtool:'));
+  if (fresh || tx?.['tx-checksumming']?.active !== n.txChecksumOffload.on) steps.push(...pick('ethtool:'));
   const [addr, up] = deviceSteps(n);
   if (fresh || !dev.addr_info?.some((a) => a.local === n.gateway && a.prefixlen === 32)) steps.push(addr!);
   if (fresh || !dev.flags?.includes('UP')) steps.push(up!);

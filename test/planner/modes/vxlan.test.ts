@@ -20,7 +20,7 @@ import { isFast } from '../../../executor/probe.ts';
 
 const TOOLS = Object.fromEntries(['ip', 'nsenter', 'sysctl', 'tc', 'bpftool', 'ethtool', 'mount', 'mkdir', 'mv', 'rm', 'rmdir', 'iptables'].map((t) => [t, `/usr/sbin/${t}`]));
 const FACTS: NodeFacts = {
-  tools: TOOLS as NodeFacts['tools'], hostPid: 4242, uplink: 'eth0', uplinkMtu: 1500, netns: '4026531840',
+  tools: TOOLS as NodeFacts['tools'], hostPid: 4242, uplink: 'eth0', uplinkMtu: 1500, netns: '4026531840', kernel: '6.1.0-13-amd64',
   objects: { [OBJECT]: { path: '/opt/cni/bin/bpf/vxlan.o', digest: '0123456789abcdef' } },
 };
 const ORIGINAL = '{"cniVersion":"0.3.0","name":"testcni","type":"testcni","mode":"vxlan","subnet":"10.244.0.0"}';
@@ -48,7 +48,7 @@ test('the original\'s file as it is: a bare subnet is a /16, every vxlan setting
   const c = loadConfig(parseJson(ORIGINAL)).config as NetworkConfig<string, VxlanConfig>;
   assert.equal(c.subnet, '10.244.0.0/16');
   assert.deepEqual(c.modeConfig, {
-    vni: 13190, port: 8472, device: 'testcni.vxlan', mtu: null, maxEndpoints: 16384, maxRemoteBlocks: 4096, bpffs: '/sys/fs/bpf', txChecksumOffload: false,
+    vni: 13190, port: 8472, device: 'testcni.vxlan', mtu: null, maxEndpoints: 16384, maxRemoteBlocks: 4096, bpffs: '/sys/fs/bpf', txChecksumOffload: 'auto',
   });
   const mtu = add(parseJson(ORIGINAL) as Record<string, unknown>).result!.interfaces[1]!.mtu;
   assert.equal(mtu, 1450, 'the underlay\'s 1500 less 50 of VXLAN headers');
@@ -85,6 +85,21 @@ test('bad values: code 7 naming the field (VNI out of range, port 0, a map size 
   assert.equal(refusal(() => vxlan.preflight!({ command: 'ADD', config: config({ ...BASE, vxlan: { mtu: 9000 } }), containerId: 'c', ifName: 'eth0', netns: '/p', facts: FACTS })), `${Code.InvalidConfig} vxlan.mtu`);
   assert.equal(refusal(() => add({ ...BASE, vxlan: { mtu: 1450 } })), 'accepted');
   assert.equal(refusal(() => add({ ...BASE, vxlan: { mtu: 8950 } }, { ...FACTS, uplinkMtu: 9000 })), 'accepted', 'a jumbo underlay');
+});
+
+test('tx checksum offload: auto is off before Linux 5.7 (the bug the original worked around), on from 5.7; a setting wins', () => {
+  const tx = (setting: unknown, kernel: string | undefined) => {
+    const plan = add(setting === undefined ? BASE : { ...BASE, vxlan: { txChecksumOffload: setting } }, { ...FACTS, kernel });
+    return argvOf(plan.steps.find((s) => s.id === 'ethtool:host:testcni.vxlan:tx')!).at(-1);
+  };
+  assert.equal(tx(undefined, '6.1.0-13-amd64'), 'on');
+  assert.equal(tx(undefined, '5.7.0'), 'on');
+  assert.equal(tx(undefined, '5.6.19'), 'off');
+  assert.equal(tx(undefined, '4.19.0-26-amd64'), 'off');
+  assert.equal(tx(undefined, undefined), 'off', 'unknown: the safe side');
+  assert.equal(tx(false, '6.18.0'), 'off');
+  assert.equal(tx(true, '4.19.0'), 'on');
+  assert.equal(refusal(() => config({ ...BASE, vxlan: { txChecksumOffload: 'yes' } })), `${Code.InvalidConfig} vxlan.txChecksumOffload`);
 });
 
 test('pod ADD on a node that is set up: every probe of a node step is answered in-process, except the offload setting', () => {
@@ -183,7 +198,7 @@ function steady(nodes: NodeRecord[], over: Record<string, unknown> = {}): Record
     'net.ipv4.ip_forward': '1', 'net.ipv4.conf.default.forwarding': '1', 'net.ipv4.conf.eth0.forwarding': '1', 'net.ipv4.conf.testcni/vxlan.forwarding': '1',
     endpoints: [{ key: hexStrings(ep.key), value: hexStrings(ep.value as number[]) }],
     remote, cfg: [{ key: hexStrings(cfg.key), value: hexStrings(cfg.value as number[]) }],
-    ethtool: [{ 'tx-checksumming': { active: false } }],
+    ethtool: [{ 'tx-checksumming': { active: true } }],
     programs: progs,
     ...over,
   };
@@ -229,7 +244,7 @@ test('node plan: endpoints whose host veth is gone are removed; the device, when
   }
   const mtu = (o.links as Record<string, unknown>[]).map((l) => (l.ifname === 'testcni.vxlan' ? { ...l, mtu: 1400 } : l));
   assert.deepEqual(planIds([SELF], { ...o, links: mtu }), ['link.mtu:host:testcni.vxlan']);
-  assert.deepEqual(planIds([SELF], { ...o, ethtool: [{ 'tx-checksumming': { active: true } }] }), ['ethtool:host:testcni.vxlan:tx']);
+  assert.deepEqual(planIds([SELF], { ...o, ethtool: [{ 'tx-checksumming': { active: false } }] }), ['ethtool:host:testcni.vxlan:tx']);
 });
 
 test('node plan: a new build\'s programs are loaded beside the old, every filter moved to them, the old pins removed once unused', () => {

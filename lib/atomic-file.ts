@@ -7,6 +7,16 @@ import { join } from 'node:path';
 
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW, O_NONBLOCK } = constants;
 
+/** Writes all of `buf` at `position` (pwrite); a write that stops short throws. */
+function writeAllAt(fd: number, buf: Buffer, position: number): void {
+  let offset = 0;
+  while (offset < buf.length) {
+    const n = writeSync(fd, buf, offset, buf.length - offset, position + offset);
+    if (n <= 0) throw Object.assign(new Error(`write made no progress after ${offset} of ${buf.length} bytes`), { code: 'EIO', syscall: 'write' });
+    offset += n;
+  }
+}
+
 /** Writes all of `data` at the descriptor's offset; a write that stops short throws. */
 export function writeAll(fd: number, data: string | Buffer): void {
   const buf = typeof data === 'string' ? Buffer.from(data) : data;
@@ -78,8 +88,11 @@ export function overwriteOwnFile(path: string, text: string, mode = 0o600): void
     fd = openExclusive(path, mode);
   }
   try {
-    ftruncateSync(fd, 0);
-    writeAll(fd, text);
+    // Written from the start, then cut to length only when the old content was longer: a
+    // truncate is a metadata change the usual same-length rewrite does not need.
+    const buf = Buffer.from(text);
+    writeAllAt(fd, buf, 0);
+    if (st.size > buf.length) ftruncateSync(fd, buf.length);
   } finally {
     closeSync(fd);
   }

@@ -232,7 +232,9 @@ const e2 = planNode('e2', 2, 'vxlan');
 for (const n of [e1, e2]) await n.node.reconcile([e1.node.record, e2.node.record]);
 const [e1a, e1b, e2a] = [await planPod(e1), await planPod(e1), await planPod(e2)];
 const h1 = planNode('h1', 5, 'host-gw');
-const [h1a, h1b] = [await planPod(h1), await planPod(h1)];
+const h2 = planNode('h2', 6, 'host-gw');
+for (const n of [h1, h2]) await n.node.reconcile([h1.node.record, h2.node.record]);
+const [h1a, h1b, h2a] = [await planPod(h1), await planPod(h1), await planPod(h2)];
 const k1 = fdbNode('k1', 3);
 const k2 = fdbNode('k2', 4);
 fdbPeer(k1, k2);
@@ -245,12 +247,13 @@ const crossFdb = { name: 'kernel VXLAN + FDB pod -> pod', from: k1a, to: k2a };
 const sameEbpf = { name: 'redirect_peer pod -> pod', from: e1a, to: e1b };
 const sameBridge = { name: 'bridge pod -> pod (L2)', from: k1a, to: k1b };
 const sameHostGw = { name: 'host-gw bridge pod -> pod', from: h1a, to: h1b };
+const crossHostGw = { name: 'host-gw pod -> pod, routed (no tunnel)', from: h1a, to: h2a };
 
 const results = {};
 setTxOffload(false);
-results.txOff = await measure([underlay, crossEbpf, crossFdb, sameEbpf, sameBridge, sameHostGw]);
+results.txOff = await measure([underlay, crossEbpf, crossFdb, crossHostGw, sameEbpf, sameBridge, sameHostGw]);
 setTxOffload(true);
-results.txOn = await measure([crossEbpf, crossFdb]);
+results.txOn = await measure([crossEbpf, crossFdb, crossHostGw]);
 load.end = loadavg()[0];
 for (const child of servers.values()) child.kill('SIGKILL');
 

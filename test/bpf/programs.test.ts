@@ -32,7 +32,7 @@ test('tc programs on crafted packets (BPF_PROG_TEST_RUN)', { skip: skip ?? false
 
   // Sizes other than the object's defaults: the pinned maps must be the ones the programs use.
   const node = {
-    tools: DEFAULT_TOOLS, pinDir, object: findObject('vxlan.o', [dirname(VXLAN_OBJECT)]), endpointsSize: 100, remoteSize: 50, hostPid: process.pid,
+    tools: DEFAULT_TOOLS, pinDir, object: findObject('vxlan.o', [dirname(VXLAN_OBJECT)]), endpointsSize: 100, remoteSize: 50, hostPid: process.pid, txChecksumOffload: { on: false, why: 'not used' },
   } as unknown as NodeDataplane;
   // The node's own steps for the pin directory, the maps and the programs (loaded, then moved into place).
   for (const step of nodeEnsureSteps(node).filter((s) => /^(dir|bpf\.|fs\.rename)/.test(s.id))) sh(argvOf(step));

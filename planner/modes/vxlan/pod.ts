@@ -72,7 +72,9 @@ export function planAdd(req: Req): Step[] {
   const steps: Step[] = [
     ...forwardingSteps(facts, [facts.uplink]),
     ...podIpv6Steps(req),
-    ...nodeEnsureSteps(n),
+    // A new VXLAN device offloads tx checksums: ADD sets the offload only to turn it off (the one
+    // node setting it repeats, as no file shows it); the agent's node plan checks it either way.
+    ...nodeEnsureSteps(n).filter((s) => !(s.id.startsWith('ethtool:') && n.txChecksumOffload.on)),
     vethStep(facts, { podNs: req.netns, podName: ifName, podMac: podMac(containerId, ifName), hostName: host, hostMac, mtu }),
     addressStep(facts, pod, ifName, `${ip}/32`),
     linkUpStep(facts, pod, ifName),

@@ -58,7 +58,7 @@ test('a full vxlan section: the IANA port, another VNI, device, MTU and map size
   const plan = add({ ...BASE, vxlan: { vni: 42, port: 4789, device: 'vx0', mtu: 1400, maxEndpoints: 100, maxRemoteBlocks: 10, txChecksumOffload: true } });
   const argv = (id: string) => argvOf(plan.steps.find((s) => s.id === id)!).join(' ');
   assert.match(argv('link.vxlan:host:vx0'), / mtu 1400 arp off type vxlan external dstport 4789 nolearning$/);
-  assert.match(argv('ethtool:host:vx0:tx'), /-K vx0 tx on$/);
+  assert.ok(!plan.steps.some((s) => s.id.startsWith('ethtool:')), 'offload on is what a new device has: ADD leaves it to the node plan');
   assert.match(argv('bpf.map.create:host:testcni_eps'), / entries 100 /);
   assert.match(argv('bpf.map.create:host:testcni_remote'), / entries 20 /, 'two entries per remote node: its block and its address');
   assert.match(argv('bpf.map.update:host:testcni_cfg'), new RegExp(`value hex ${ifindexToken('vx0').replace(/[()]/g, '\\$&')} 2a 00 00 00 `), 'VNI 42');
@@ -88,9 +88,10 @@ test('bad values: code 7 naming the field (VNI out of range, port 0, a map size 
 });
 
 test('tx checksum offload: auto is off before Linux 5.7 (the bug the original worked around), on from 5.7; a setting wins', () => {
+  // The node plan says what the device should have (ADD leaves out the step when it is `on`, a new device's state).
   const tx = (setting: unknown, kernel: string | undefined) => {
-    const plan = add(setting === undefined ? BASE : { ...BASE, vxlan: { txChecksumOffload: setting } }, { ...FACTS, kernel });
-    return argvOf(plan.steps.find((s) => s.id === 'ethtool:host:testcni.vxlan:tx')!).at(-1);
+    const c = { ...ctx([SELF], setting === undefined ? BASE : { ...BASE, vxlan: { txChecksumOffload: setting } }), facts: { ...FACTS, kernel } };
+    return argvOf(nodeEnsureSteps(dataplaneFor(c)).find((s) => s.id === 'ethtool:host:testcni.vxlan:tx')!).at(-1);
   };
   assert.equal(tx(undefined, '6.1.0-13-amd64'), 'on');
   assert.equal(tx(undefined, '5.7.0'), 'on');
@@ -102,7 +103,7 @@ test('tx checksum offload: auto is off before Linux 5.7 (the bug the original wo
   assert.equal(refusal(() => config({ ...BASE, vxlan: { txChecksumOffload: 'yes' } })), `${Code.InvalidConfig} vxlan.txChecksumOffload`);
 });
 
-test('pod ADD on a node that is set up: every probe of a node step is answered in-process, except the offload setting', () => {
+test('pod ADD on a node that is set up: every probe of a node step is answered in-process; the offload is set only to turn it off', () => {
   const plan = add();
   const node = plan.steps.filter((s) => s.scope === 'node');
   const probedFirst = node.filter((s) => s.probe && (!s.idempotent || isFast(s.probe)));
@@ -111,7 +112,6 @@ test('pod ADD on a node that is set up: every probe of a node step is answered i
   // What runs on every ADD: the steps repeated because they are harmless and share a batch, and ethtool.
   const repeated = node.filter((s) => !probedFirst.includes(s)).map((s) => `${s.mech} ${s.id}`);
   assert.deepEqual(repeated, [
-    'exec ethtool:host:testcni.vxlan:tx',
     'ip addr:host:testcni.vxlan', 'ip link.up:host:testcni.vxlan',
     'tc tc.qdisc:host:testcni.vxlan', 'tc tc.filter:host:testcni.vxlan:ingress', 'tc tc.filter:host:testcni.vxlan:egress',
     'bpftool bpf.map.update:host:testcni_cfg',
@@ -126,7 +126,9 @@ test('pod ADD: one batch per tool and namespace, the endpoint entry last; DEL un
     const key = `${s.mech}@${s.ns === 'host' ? 'node' : 'pod'}`;
     if (runs[runs.length - 1] !== key) runs.push(key);
   }
-  assert.deepEqual(runs, ['exec@node', 'ip@pod', 'ip@node', 'tc@node', 'bpftool@node', 'wait@node']);
+  assert.deepEqual(runs, ['ip@pod', 'ip@node', 'tc@node', 'bpftool@node', 'wait@node']);
+  const off = add({ ...BASE, vxlan: { txChecksumOffload: false } }).steps.filter((s) => s.id.startsWith('ethtool:'));
+  assert.deepEqual(off.map((s) => argvOf(s).slice(1).join(' ')), ['-K testcni.vxlan tx off'], 'off: set by every ADD (ethtool, one process)');
   assert.equal(ids.at(-2), 'bpf.map.update:host:testcni_eps:10.244.1.7');
   const del = teardownSteps(plan.steps);
   assert.deepEqual(del.map((s) => s.id), ['undo:bpf.map.update:host:testcni_eps:10.244.1.7', 'undo:link.veth:pod:eth0']);

@@ -3,7 +3,7 @@
 import type { LabState } from './state.ts';
 import type { NodeRoute } from '../planner/node-routes.ts';
 import { agentRunning, agentStatus } from './agents.ts';
-import { nodeRoutes } from './topology.ts';
+import { nodeRoutes, sortRoutes } from './topology.ts';
 import { ownedPid } from './sys.ts';
 import { textTable } from '../lib/text-table.ts';
 
@@ -31,10 +31,14 @@ export async function labStatus(s: LabState): Promise<LabStatusReport> {
       const running = agentRunning(n);
       const st = running ? await agentStatus(n) : null;
       const reason = !running ? 'agent not running' : !st ? 'agent does not answer' : st.ready ? undefined : st.reason;
-      let routes: NodeRoute[] = [];
-      try {
-        routes = await nodeRoutes(s, n);
-      } catch { /* the node netns is gone (half-built lab) */ }
+      // The agent reports the routes its mode's node state holds (whoever installs them: the
+      // agent itself, or BIRD for ipip); without an agent, the kernel's routes of the agent's.
+      let routes: NodeRoute[] = st ? sortRoutes(st.routes) : [];
+      if (!st) {
+        try {
+          routes = await nodeRoutes(s, n);
+        } catch { /* the node netns is gone (half-built lab) */ }
+      }
       return {
         name: n.name,
         netns: n.netns,

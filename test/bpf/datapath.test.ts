@@ -9,7 +9,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { sh, addNetns, delNetns, inNetns, NETNS_DIR } from '../helpers/netns.ts';
 import { ping } from '../helpers/e2e.ts';
-import { bpfSkipReason, bpfScope, BPFFS, readPcap, vxlanOf, parseFrame, startInNetns } from '../helpers/bpf.ts';
+import { bpfSkipReason, bpfScope, BPFFS, readPcap, vxlanOf, parseFrame, startInNetns, removePins } from '../helpers/bpf.ts';
 import { simNode, addPod, delPod, VXLAN, type SimNode, type SimPod } from '../helpers/sim-node.ts';
 import { ENDPOINTS, REMOTE, keyArgs, endpointKey } from '../../bpf/maps.ts';
 import { dataplaneFor } from '../../planner/modes/vxlan/node.ts';
@@ -50,7 +50,7 @@ test('vxlan eBPF dataplane: two nodes, pods on both, over an underlay bridge', {
     const stateDir = join(tmp, `n${i}`);
     mkdirSync(stateDir, { recursive: true });
     const node = simNode(scope, { name: `node-${i}`, ns, underlayIp: ip, block: `10.244.${i}.0/24`, network: prefix, subnet: '10.244.0.0/16', stateDir });
-    scope.defer(() => sh(['rm', '-rf', networkPinRoot(node.config)]));
+    scope.defer(() => removePins(networkPinRoot(node.config)));
     return node;
   };
 

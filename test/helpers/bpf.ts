@@ -1,11 +1,11 @@
 // Fixtures of the eBPF dataplane tests: bpffs mounted for the test's lifetime (and unmounted
 // only when the test mounted it and left it empty), crafted packets, and a pcap reader.
-import { existsSync, readdirSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, mkdtempSync, rmSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import type { TestContext } from 'node:test';
 import { Scope } from './e2e.ts';
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
+import { join, dirname } from 'node:path';
 import { ROOT, sh, uniquePrefix, inNetns, type TestNode } from './netns.ts';
 import { uplinkNode } from './uplink.ts';
 
@@ -44,6 +44,16 @@ export function ensureBpffs(): () => void {
     const left = readdirSync(BPFFS).filter((f) => !BPFFS_OWN_FILES.has(f));
     if (left.length === 0 && isBpffs(BPFFS)) sh(['umount', BPFFS], { allowFail: true });
   };
+}
+
+/** Removes a network's pin root, and testcni's directory in bpffs once nothing else is in it (so
+ *  bpffs can be unmounted by whoever mounted it). */
+export function removePins(root: string): void {
+  rmSync(root, { recursive: true, force: true });
+  const parent = dirname(root);
+  try {
+    if (parent.endsWith('/testcni') && readdirSync(parent).length === 0) rmdirSync(parent);
+  } catch { /* another test's pins are there, or it is gone already */ }
 }
 
 export interface BpfScope {
@@ -223,7 +233,7 @@ export function vxlanTestNode(scope: Scope, tag = ''): { node: TestNode; config:
   scope.defer(ensureBpffs());
   const { node } = uplinkNode(scope, tag);
   const pins = `${BPFFS}/testcni/${node.config().name as string}`;
-  scope.defer(() => rmSync(pins, { recursive: true, force: true }));
+  scope.defer(() => removePins(pins));
   const config = (extra: Record<string, unknown> = {}) => node.config({ mode: 'vxlan', ...extra });
   /** What the dataplane holds of pods: the endpoint entries and the programs attached (by device). */
   const bpfState = () => {

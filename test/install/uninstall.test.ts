@@ -197,8 +197,25 @@ test('fileContains finds a marker across chunk boundaries', async (t) => {
 });
 
 test('node teardowns: one per mode, chosen by the network\'s mode', () => {
-  assert.deepEqual(NODE_TEARDOWNS.map((t) => t.mode), ['host-gw', 'ipip']);
+  assert.deepEqual(NODE_TEARDOWNS.map((t) => t.mode), ['host-gw', 'ipip', 'vxlan']);
   assert.deepEqual(teardownsFor('ipip').map((t) => t.mode), ['ipip']);
   assert.deepEqual(teardownsFor('host-gw').map((t) => t.mode), ['host-gw']);
-  assert.deepEqual(teardownsFor('vxlan'), []);
+  assert.deepEqual(teardownsFor('vxlan').map((t) => t.mode), ['vxlan']);
+  assert.deepEqual(teardownsFor('macvlan'), []);
+});
+
+test('the BPF objects installed beside the binary go with it, when unchanged; the bpf/ dir once empty', async (t) => {
+  const { f, deps } = fixture(t);
+  mkdirSync(join(f.dir, 'bin', 'bpf'));
+  const obj = (name: string, text: string) => {
+    writeFileSync(join(f.dir, 'bin', 'bpf', name), text);
+    return { path: `/host/opt/cni/bin/bpf/${name}`, sha256: createHash('sha256').update(text).digest('hex') };
+  };
+  const objects = [obj('vxlan.o', 'OBJ'), obj('other.o', 'OTHER')];
+  writeRecord(f.stateDir, { version: 1, binary: null, objects, conflist: null, installedAt: '' });
+  writeFileSync(join(f.dir, 'bin', 'bpf', 'other.o'), 'changed since');
+  const r = await uninstall(f.req, deps);
+  assert.ok(r.removed.includes(`remove ${join(f.dir, 'bin', 'bpf', 'vxlan.o')}`), r.removed.join('\n'));
+  assert.deepEqual(readdirSync(join(f.dir, 'bin', 'bpf')), ['other.o'], 'a changed object is kept');
+  assert.ok(r.kept.some((k) => k.endsWith('other.o: changed since it was installed, left alone')), r.kept.join('\n'));
 });

@@ -41,7 +41,7 @@ export async function gatherStatus(config: NetworkConfig): Promise<StatusReport>
   const journals = new JournalStore(config.stateDir);
   const attachments = journals.list(config.name).map((a) => {
     const j = journals.readOrNull(a);
-    return { containerId: a.containerId, ifName: a.ifName, state: j?.state ?? 'unreadable', ip: j?.lease?.address ?? '', netns: j?.netns ?? '', netnsExists: j ? existsSync(j.netns) : false };
+    return { containerId: a.containerId, ifName: a.ifName, state: j?.state ?? 'unreadable', ip: j?.plan.result?.ips[0]?.address ?? j?.lease?.address ?? '', netns: j?.netns ?? '', netnsExists: j ? existsSync(j.netns) : false };
   });
   let agent: StatusReport['agent'] = null;
   if (config.ipam.type === 'cluster') {

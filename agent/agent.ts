@@ -20,7 +20,10 @@ import type { Lease } from '../model/lease.ts';
 import type { Logger } from '../lib/log.ts';
 import { ProcessRunner } from '../executor/runner.ts';
 import { JournalStore } from '../executor/journal.ts';
-import { resolveTools, defaultRouteDevice } from '../executor/facts.ts';
+import { resolveTools, defaultRouteDevice, gatherFacts } from '../executor/facts.ts';
+import { runQueries } from '../executor/probe.ts';
+import { realSystem } from '../executor/system.ts';
+import type { NodeFacts } from '../model/plan.ts';
 import { MODES } from '../planner/registry.ts';
 import type { AnyMode } from '../planner/mode.ts';
 import { poolOf } from '../ipam/pool.ts';
@@ -52,6 +55,9 @@ export class Agent implements AgentHandlers {
   private generation = 0;
   private cniConfWritten = false;
   private readonly mode: AnyMode;
+  private readonly runner = new ProcessRunner();
+  /** what the node plan and the mode's operator view are planned with (filled in at start) */
+  private readonly facts: NodeFacts;
 
   constructor(
     readonly cfg: AgentConfig,
@@ -62,19 +68,22 @@ export class Agent implements AgentHandlers {
     const mode = MODES.require(cfg.networkConfig.mode);
     const nodePlanner = mode.node;
     this.mode = mode;
+    // The node plan's own programs (e.g. BIRD and birdc) with the mode's.
+    const tools = [...mode.tools(cfg.networkConfig), ...(nodePlanner?.tools?.(cfg.networkConfig) ?? [])];
+    this.facts = {
+      tools: resolveTools(tools),
+      hostPid: process.pid,
+      uplink: cfg.underlayInterface ?? defaultRouteDevice(),
+      uplinkMtu: null,
+    };
     this.reconciler = new NodeReconciler({
       mode,
       config: cfg.networkConfig,
       self: () => this.self(),
       nodes: () => this.members.routable(),
       generation: () => this.generation,
-      runner: new ProcessRunner(),
-      facts: {
-        tools: resolveTools([...mode.tools(cfg.networkConfig), ...(nodePlanner?.tools?.(cfg.networkConfig) ?? [])]),
-        hostPid: process.pid,
-        uplink: cfg.underlayInterface ?? defaultRouteDevice(),
-        uplinkMtu: null,
-      },
+      runner: this.runner,
+      facts: this.facts,
       journals: new JournalStore(cfg.stateDir),
       sys: systemWithProcSys(cfg.procSys),
       routeProtocol: cfg.routeProtocol,
@@ -86,6 +95,29 @@ export class Agent implements AgentHandlers {
       log,
     });
     this.metrics.watchDaemons(() => this.reconciler.daemonStatus());
+  }
+
+  /** The node facts the mode's node plan needs: the underlay's MTU, the network namespace, the
+   *  mode's compiled objects (read once: a new build comes with a new agent). */
+  private async gatherFacts(): Promise<void> {
+    const nc = this.cfg.networkConfig;
+    Object.assign(this.facts, await gatherFacts({
+      uplink: this.facts.uplink, mtuConfigured: false, tools: [...this.mode.tools(nc), ...(this.mode.node?.tools?.(nc) ?? [])], ...(this.mode.objects ? { objects: this.mode.objects(nc) } : {}),
+    }, this.runner));
+    this.facts.hostPid = process.pid;
+    if (this.mode.inspect) this.metrics.beforeCollect = () => this.inspectNode();
+  }
+
+  /** The mode's operator view of this node, into the metrics (on every scrape). */
+  private async inspectNode(): Promise<void> {
+    const inspect = this.mode.inspect!;
+    const nc = this.cfg.networkConfig;
+    try {
+      const observed = await runQueries(inspect.observe(nc, this.facts), this.facts, this.runner, realSystem);
+      this.metrics.setModeGauges(inspect.report(nc, this.facts, observed).gauges);
+    } catch (e) {
+      this.log.warn('node inspection failed', { error: (e as Error).message });
+    }
   }
 
   private self(): NodeRecord {
@@ -121,6 +153,7 @@ export class Agent implements AgentHandlers {
       this.servers.push(m);
     }
     this.log.info('agent api listening', { socket: this.cfg.socket, metrics: this.cfg.metricsAddress });
+    await this.gatherFacts();
     await this.joinCluster();
     if (this.stopped) return;
     this.timers.push(setInterval(() => void this.healthCheck(), HEALTH_INTERVAL_MS));

@@ -133,7 +133,7 @@ export function metricsServer(metrics: AgentMetrics, ready: () => boolean): Serv
   return createServer(async (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/metrics') {
-      const text = await metrics.registry.metrics();
+      const text = await metrics.text();
       res.writeHead(200, { 'content-type': metrics.registry.contentType });
       res.end(text);
     } else if (path === '/healthz') {

@@ -4,6 +4,7 @@ import type { DaemonStatus } from '../model/daemon.ts';
 
 /** How long one reading of the node daemons serves a scrape's metrics (they share it). */
 const DAEMON_READING_MS = 200;
+import type { ModeGauge } from '../planner/mode.ts';
 
 export class AgentMetrics {
   readonly registry = new Registry();
@@ -24,6 +25,10 @@ export class AgentMetrics {
   readonly etcdUp = new Gauge({ name: 'testcni_etcd_up', help: '1 when etcd answered the last health check', registers: [this.registry] });
   readonly ready = new Gauge({ name: 'testcni_agent_ready', help: '1 when the agent serves allocations', registers: [this.registry] });
 
+  /** the mode's own figures (ModeInspector), by metric name */
+  private readonly modeGauges = new Map<string, Gauge>();
+  /** run before every scrape (the mode's view of the node is read then) */
+  beforeCollect: (() => Promise<void>) | null = null;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'testcni_agent_' });
@@ -92,5 +97,25 @@ export class AgentMetrics {
         }
       },
     });
+  }
+
+  /** The mode's gauges as its last report has them (testcni_<name>{labels}). */
+  setModeGauges(gauges: ModeGauge[]): void {
+    for (const g of this.modeGauges.values()) g.reset();
+    for (const m of gauges) {
+      const name = `testcni_${m.name}`;
+      let g = this.modeGauges.get(name);
+      if (!g) {
+        g = new Gauge({ name, help: m.help, labelNames: Object.keys(m.labels), registers: [this.registry] });
+        this.modeGauges.set(name, g);
+      }
+      g.set(m.labels, m.value);
+    }
+  }
+
+  /** The exposition text, after the mode's figures were read. */
+  async text(): Promise<string> {
+    await this.beforeCollect?.();
+    return this.registry.metrics();
   }
 }

@@ -6,10 +6,10 @@
 // others bring (routes learned over BGP), it looks again, sooner at first, until it is there.
 import type { NodeRecord } from '../model/node.ts';
 import type { NetworkConfig } from '../model/config.ts';
-import type { NodeFacts } from '../model/plan.ts';
+import type { NodeFacts, Probe } from '../model/plan.ts';
 import type { AnyMode, NodeContext, NodePlanner } from '../planner/mode.ts';
 import { Executor } from '../executor/executor.ts';
-import { queryOutput } from '../executor/probe.ts';
+import { runQueries } from '../executor/probe.ts';
 import { realSystem, type NodeSystem } from '../executor/system.ts';
 import type { JournalStore } from '../executor/journal.ts';
 import type { Runner } from '../executor/runner.ts';
@@ -124,13 +124,13 @@ export class NodeReconciler {
   /** Each query's parsed JSON (or text); a query that fails is an error: planning on a partial
    *  view could remove what is still wanted. */
   private async observe(planner: NodePlanner, ctx: NodeContext): Promise<Record<string, unknown>> {
-    const observed: Record<string, unknown> = {};
-    for (const [name, probe] of Object.entries(planner.observe(ctx))) {
-      const out = await queryOutput(probe, this.deps.facts, this.deps.runner, this.deps.sys ?? realSystem);
-      if (out.exitCode !== 0 && probe.mech !== 'file') throw new Error(`node query ${name} failed (exit ${out.exitCode})`);
-      observed[name] = out.json ?? (out.exitCode === 0 ? out.stdout : null);
-    }
+    const observed = await this.query(planner.observe(ctx));
+    if (planner.observeMore) Object.assign(observed, await this.query(planner.observeMore(ctx, observed)));
     return observed;
+  }
+
+  private query(queries: Record<string, Probe>): Promise<Record<string, unknown>> {
+    return runQueries(queries, this.deps.facts, this.deps.runner, this.deps.sys ?? realSystem, true);
   }
 
   private async once(): Promise<void> {

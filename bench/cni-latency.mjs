@@ -7,8 +7,8 @@
 // what it costs on a node. Prints figures and informational targets; always exits 0 once it
 // has measured (2: cannot run here).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync, copyFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync, existsSync, copyFileSync } from 'node:fs';
+import { join, relative, dirname } from 'node:path';
 import { tmpdir, cpus, release, loadavg } from 'node:os';
 import { ROOT, PLUGIN, TOOL_PATH, which, liveChildren, timedRun, summary, percentile, fmt, table, parseArgs, fail, roundNumbers, execsByPid, spawnedFromLog } from './lib.mjs';
 
@@ -112,11 +112,25 @@ function setup() {
     cniVersion: '1.0.0', name: `${prefix}ref`, type: 'bridge', bridge: `${prefix}br`, isGateway: true, ipMasq: false, mtu: 1500,
     ipam: { type: 'host-local', subnet: '10.245.0.0/24', dataDir: join(owned.dir, 'host-local') },
   };
+  const argv = bundle ? [process.execPath, pluginFile] : [pluginFile];
   const plugins = [
-    { key: 'testcni', label: `testcni (${bundle ? 'node ' : ''}${relative(ROOT, opts.plugin) || opts.plugin})`, argv: bundle ? [process.execPath, pluginFile] : [pluginFile], config: testcniConfig },
+    { key: 'testcni', label: `testcni host-gw (${bundle ? 'node ' : ''}${relative(ROOT, opts.plugin) || opts.plugin})`, argv, config: testcniConfig },
     { key: 'reference', label: 'reference bridge+host-local (Go)', argv: [join(CNI_DIR, 'bridge')], config: referenceConfig },
     { key: 'floor', label: 'floor (no-op node script)', argv: [process.execPath, floorFile], config: testcniConfig },
   ];
+  // The vxlan mode beside host-gw, same plugin, when its object and tools are here. Its node state
+  // (bpffs on the node's /sys, device, maps, programs) is made by the warm-up's first ADD, inside
+  // the node's own mount namespace, and goes with it.
+  const object = join(dirname(opts.plugin), 'bpf', 'vxlan.o');
+  if (existsSync(object) && ['bpftool', 'tc', 'ethtool'].every((t) => which(t))) {
+    mkdirSync(join(owned.dir, 'bpf'));
+    copyFileSync(object, join(owned.dir, 'bpf', 'vxlan.o'));
+    const vxlanConfig = {
+      cniVersion: '1.1.0', name: `${prefix}vx`, type: 'testcni', mode: 'vxlan', subnet: '10.246.0.0/16',
+      stateDir: join(owned.dir, 'vxlan-state'), ipam: { dataDir: join(owned.dir, 'vxlan-ipam') }, ipMasq: false,
+    };
+    plugins.splice(1, 0, { key: 'vxlan', label: 'testcni vxlan (same build)', argv, config: vxlanConfig });
+  } else progress(`vxlan not measured: needs ${object} (npm run build with clang), bpftool, tc and ethtool`);
   return { nodeNs, nodePath: `/var/run/netns/${nodeNs}`, mountNs, plugins };
 }
 
@@ -240,8 +254,8 @@ async function concurrent(ctx, c) {
 
 // ---- processes per call ----
 
-async function processCounts(ctx) {
-  const plugin = ctx.plugins.find((p) => p.key === 'testcni');
+async function processCounts(ctx, key) {
+  const plugin = ctx.plugins.find((p) => p.key === key);
   const out = { strace: null, log: { ADD: [], DEL: [] }, notes: [] };
   if (STRACE) out.strace = { ADD: [], DEL: [] };
   else out.notes.push('strace not installed: process count from the plugin\'s own log only');
@@ -351,10 +365,11 @@ function referenceVersion() {
 
 // ---- report ----
 
-function derive(seq, counts, rss) {
-  const p50 = (key, verb) => percentile(seq.get(key)[verb], 50);
+function derive(seq, allCounts, rss, key = 'testcni') {
+  const counts = allCounts[key];
+  const p50 = (k, verb) => percentile(seq.get(k)[verb], 50);
   const gap = (verb) => {
-    const overFloor = p50('testcni', verb) - p50('floor', verb);
+    const overFloor = p50(key, verb) - p50('floor', verb);
     const reference = p50('reference', verb);
     return { overFloor, reference, ratio: overFloor / reference, pass: overFloor <= reference };
   };
@@ -369,12 +384,12 @@ function derive(seq, counts, rss) {
     DEL: gap('DEL'),
     processesPerAdd: procs('ADD'),
     processesPerDel: procs('DEL'),
-    rssMb: Math.max(rss.testcni.ADD.peakRssKb, rss.testcni.DEL.peakRssKb) / 1024,
+    rssMb: Math.max(rss[key].ADD.peakRssKb, rss[key].DEL.peakRssKb) / 1024,
   };
 }
 
 function report(r) {
-  const { opts: o, ctx, seq, conc, counts, rss, certs, d } = r;
+  const { opts: o, ctx, seq, conc, rss, certs } = r;
   const lines = [];
   const say = (s = '') => lines.push(s);
   say(`CNI call latency: ${o.iterations} sequential ADDs then DELs per plugin (interleaved), then ${o.concurrency} at once`);
@@ -399,19 +414,26 @@ function report(r) {
   ));
   say();
   const verdict = (pass) => (pass ? 'PASS' : 'MISS');
-  for (const verb of ['ADD', 'DEL']) {
-    const g = d[verb];
-    say(`testcni ${verb} p50 - floor p50 = ${fmt(g.overFloor)} ms  vs reference ${verb} p50 ${fmt(g.reference)} ms  ` +
-      `(ratio ${fmt(g.ratio, 2)})   target <= reference: ${verdict(g.pass)}`);
+  for (const key of Object.keys(r.derived)) {
+    const d = r.derived[key];
+    const counts = r.counts[key];
+    const name = key === 'testcni' ? 'testcni host-gw' : `testcni ${key}`;
+    for (const verb of ['ADD', 'DEL']) {
+      const g = d[verb];
+      say(`${name} ${verb} p50 - floor p50 = ${fmt(g.overFloor)} ms  vs reference ${verb} p50 ${fmt(g.reference)} ms  ` +
+        `(ratio ${fmt(g.ratio, 2)})   target <= reference: ${verdict(g.pass)}`);
+    }
+    for (const verb of ['ADD', 'DEL']) {
+      const s = counts.strace?.[verb];
+      const logged = counts.log[verb].map((x) => (x === null ? '?' : x)).join(', ');
+      const traced = s ? `strace: ${s[0].processes} processes, ${s[0].execve} execve (${s[0].chains.join(', ') || 'none'})` +
+        (s.every((x) => x.processes === s[0].processes) ? '' : `; over ${s.length} runs: ${s.map((x) => x.processes).join(', ')}`) : 'strace: n/a';
+      const target = verb === 'ADD' ? `   target <= ${TARGET_PROCS_PER_ADD}: ${verdict(d.processesPerAdd <= TARGET_PROCS_PER_ADD)}` : '';
+      say(`processes spawned per ${name} ${verb}: ${verb === 'ADD' ? d.processesPerAdd : d.processesPerDel}  [${traced}; plugin log "spawned": ${logged}]${target}`);
+    }
   }
-  for (const verb of ['ADD', 'DEL']) {
-    const s = counts.strace?.[verb];
-    const logged = counts.log[verb].map((x) => (x === null ? '?' : x)).join(', ');
-    const traced = s ? `strace: ${s[0].processes} processes, ${s[0].execve} execve (${s[0].chains.join(', ') || 'none'})` +
-      (s.every((x) => x.processes === s[0].processes) ? '' : `; over ${s.length} runs: ${s.map((x) => x.processes).join(', ')}`) : 'strace: n/a';
-    const target = verb === 'ADD' ? `   target <= ${TARGET_PROCS_PER_ADD}: ${verdict(d.processesPerAdd <= TARGET_PROCS_PER_ADD)}` : '';
-    say(`processes spawned per testcni ${verb}: ${verb === 'ADD' ? d.processesPerAdd : d.processesPerDel}  [${traced}; plugin log "spawned": ${logged}]${target}`);
-  }
+  const d = r.derived.testcni;
+  const counts = r.counts.testcni;
   const mb = (kb) => `${fmt(kb / 1024)} MB (${kb} KB)`;
   say(`testcni peak RSS: ADD ${mb(rss.testcni.ADD.peakRssKb)}, DEL ${mb(rss.testcni.DEL.peakRssKb)}   target <= ${TARGET_RSS_MB} MB: ${verdict(d.rssMb <= TARGET_RSS_MB)}`);
   say(`  for comparison: floor ${mb(rss.floor.ADD.peakRssKb)}, reference ADD ${mb(rss.reference.ADD.peakRssKb)}; method: ${rss.method}`);
@@ -435,7 +457,8 @@ function report(r) {
 }
 
 function toJson(r) {
-  const { opts: o, ctx, seq, conc, counts, rss, certs, d } = r;
+  const { opts: o, ctx, seq, conc, counts, rss, certs } = r;
+  const d = r.derived.testcni;
   const plugins = Object.fromEntries(ctx.plugins.map((p) => [p.key, {
     label: p.label,
     sequential: { ADD: summary(seq.get(p.key).ADD), DEL: summary(seq.get(p.key).DEL) },
@@ -444,7 +467,7 @@ function toJson(r) {
   }]));
   return {
     iterations: o.iterations, concurrency: o.concurrency, node: process.version, kernel: release(), cpus: cpus().length, loadAverage: r.load,
-    reference: r.refVersion, plugins, derived: d, processCounts: counts, rssMethod: rss.method, nodeExtraCaCerts: certs,
+    reference: r.refVersion, plugins, derived: r.derived, processCounts: counts, rssMethod: rss.method, nodeExtraCaCerts: certs,
     targets: {
       addOverFloorLeReference: d.ADD.pass,
       delOverFloorLeReference: d.DEL.pass,
@@ -465,12 +488,14 @@ async function main() {
   progress(`concurrent: bursts of ${opts.concurrency}`);
   const conc = await concurrent(ctx, opts.concurrency);
   progress('process count and peak RSS');
-  const counts = await processCounts(ctx);
+  const keys = ctx.plugins.filter((p) => p.key === 'testcni' || p.key === 'vxlan').map((p) => p.key);
+  const counts = {};
+  for (const key of keys) counts[key] = await processCounts(ctx, key);
   const rss = await resources(ctx);
   const certs = await caCertsCost(ctx);
   load.end = loadavg()[0];
   const r = { opts, ctx, seq, conc, counts, rss, certs, load, refVersion: referenceVersion() };
-  r.d = derive(seq, counts, rss);
+  r.derived = Object.fromEntries(keys.map((key) => [key, derive(seq, counts, rss, key)]));
   process.stdout.write((opts.json ? JSON.stringify(toJson(r), roundNumbers, 2) : report(r)) + '\n');
 }
 

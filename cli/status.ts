@@ -9,6 +9,12 @@ import { AgentStore } from '../ipam/agent-store.ts';
 import type { AgentStatus } from '../ipam/agent-protocol.ts';
 import { textTable } from '../lib/text-table.ts';
 import type { DaemonStatus } from '../model/daemon.ts';
+import type { ModeReport } from '../planner/mode.ts';
+import { gatherFacts } from '../executor/facts.ts';
+import { runQueries } from '../executor/probe.ts';
+import { ProcessRunner } from '../executor/runner.ts';
+import { realSystem } from '../executor/system.ts';
+import { factsWanted } from '../cni/verbs/context.ts';
 
 export interface StatusReport extends Readiness {
   network: string;
@@ -17,6 +23,17 @@ export interface StatusReport extends Readiness {
   block: string | null;
   attachments: { containerId: string; ifName: string; state: string; ip: string; netns: string; netnsExists: boolean }[];
   agent: AgentStatus | { error: string } | null;
+  /** the mode's view of the node state it keeps (vxlan: programs attached, maps' fill) */
+  node: ModeReport | null;
+}
+
+/** The mode's operator view of this node (ModeDefinition.inspect), read now. */
+async function inspectNode(config: NetworkConfig): Promise<ModeReport | null> {
+  const mode = MODES.require(config.mode);
+  if (!mode.inspect) return null;
+  const runner = new ProcessRunner();
+  const facts = await gatherFacts(factsWanted(config, mode, { add: true }), runner);
+  return mode.inspect.report(config, facts, await runQueries(mode.inspect.observe(config, facts), facts, runner, realSystem));
 }
 
 export async function gatherStatus(config: NetworkConfig): Promise<StatusReport> {
@@ -24,7 +41,7 @@ export async function gatherStatus(config: NetworkConfig): Promise<StatusReport>
   const journals = new JournalStore(config.stateDir);
   const attachments = journals.list(config.name).map((a) => {
     const j = journals.readOrNull(a);
-    return { containerId: a.containerId, ifName: a.ifName, state: j?.state ?? 'unreadable', ip: j?.lease?.address ?? '', netns: j?.netns ?? '', netnsExists: j ? existsSync(j.netns) : false };
+    return { containerId: a.containerId, ifName: a.ifName, state: j?.state ?? 'unreadable', ip: j?.plan.result?.ips[0]?.address ?? j?.lease?.address ?? '', netns: j?.netns ?? '', netnsExists: j ? existsSync(j.netns) : false };
   });
   let agent: StatusReport['agent'] = null;
   if (config.ipam.type === 'cluster') {
@@ -35,7 +52,7 @@ export async function gatherStatus(config: NetworkConfig): Promise<StatusReport>
     }
   }
   const block = agent && 'block' in agent ? agent.block : config.ipam.type === 'file' ? config.ipam.block : null;
-  return { ...r, network: config.name, mode: config.mode, ipamType: config.ipam.type, block, attachments, agent };
+  return { ...r, network: config.name, mode: config.mode, ipamType: config.ipam.type, block, attachments, agent, node: await inspectNode(config) };
 }
 
 export function renderStatus(s: StatusReport, config: NetworkConfig): string {
@@ -66,6 +83,11 @@ export function renderStatus(s: StatusReport, config: NetworkConfig): string {
     if (rc?.waitingFor) lines.push(`  waiting for ${rc.waitingFor}`);
     for (const d of a.daemons ?? []) lines.push('', ...renderDaemon(d));
     if ((a.daemons ?? []).length > 0) lines.push('');
+  }
+  if (s.node) {
+    lines.push(`node      ${s.node.problems.length === 0 ? 'dataplane as it should be' : `PROBLEMS: ${s.node.problems.join('; ')}`}`);
+    for (const t of s.node.tables) lines.push('', t.title, ...(t.rows.length > 1 ? textTable(t.rows) : [...textTable(t.rows), '(none)']).map((l) => `  ${l}`));
+    lines.push('');
   }
   lines.push(`state     ${config.stateDir}`, '', 'ATTACHMENTS');
   if (s.attachments.length === 0) lines.push('  (none)');

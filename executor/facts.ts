@@ -1,7 +1,10 @@
 // Node facts for the planner, gathered cheaply: tool paths and the uplink MTU come from the
 // file system; a process is started only when /sys cannot be trusted for this namespace.
-import { existsSync, readFileSync } from 'node:fs';
-import type { NodeFacts, Probe, Tools } from '../model/plan.ts';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { release } from 'node:os';
+import type { BpfObject, NodeFacts, Probe, Tools } from '../model/plan.ts';
+import { fnv1a64Bytes } from '../lib/hash.ts';
 import type { Runner } from './runner.ts';
 import { queryOutput } from './probe.ts';
 import { realSystem, sysfsIsOurs, type NodeSystem } from './system.ts';
@@ -56,6 +59,35 @@ export async function uplinkMtu(dev: string | null, runner: Runner, ip: string):
   }
 }
 
+/** This process's network namespace, by the inode of its namespace file (see NodeFacts.netns). */
+export function netnsId(): string | undefined {
+  try {
+    return String(statSync('/proc/self/ns/net').ino);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where compiled BPF objects are looked for: `bpf/` beside the running program (dist/bpf for
+ *  the bundle and the single executable, /opt/cni/bin/bpf once installed), then the package
+ *  location. */
+export function objectDirs(): string[] {
+  const dirs = [process.argv[1], process.execPath].filter((p): p is string => typeof p === 'string' && p.startsWith('/'))
+    .map((p) => join(dirname(p), 'bpf'));
+  return [...new Set([...dirs, '/usr/lib/testcni/bpf'])];
+}
+
+/** A compiled object by name, with the digest of its content; the first place that has it wins. */
+export function findObject(name: string, dirs: readonly string[] = objectDirs()): BpfObject {
+  for (const d of dirs) {
+    const path = join(d, name);
+    try {
+      return { path, digest: fnv1a64Bytes(readFileSync(path)) };
+    } catch { /* not here */ }
+  }
+  return { path: join(dirs[0] ?? '/usr/lib/testcni/bpf', name), digest: 'missing' };
+}
+
 export interface FactsWanted {
   /** the configured uplink, else the default route's interface */
   uplink: string | null;
@@ -63,6 +95,8 @@ export interface FactsWanted {
   mtuConfigured: boolean;
   /** tools beyond the base set */
   tools: readonly string[];
+  /** compiled BPF objects the mode loads */
+  objects?: readonly string[];
   /** the mode's own queries to answer into facts.observed (ModeDefinition.observe) */
   observe?: (facts: NodeFacts) => Record<string, Probe>;
 }
@@ -76,6 +110,10 @@ export async function gatherFacts(want: FactsWanted, runner: Runner, sys: NodeSy
     uplink,
     uplinkMtu: want.mtuConfigured ? null : await uplinkMtu(uplink, runner, tools.ip),
   };
+  const ns = netnsId();
+  if (ns) facts.netns = ns;
+  facts.kernel = release();
+  if (want.objects?.length) facts.objects = Object.fromEntries(want.objects.map((o) => [o, findObject(o)]));
   if (!want.observe) return facts;
   const observed: Record<string, unknown> = {};
   for (const [name, probe] of Object.entries(want.observe(facts))) {

@@ -1,10 +1,11 @@
 // Answers "is this step already in effect?". Queries of link names, sysctls and files in the
 // node's own namespace are answered in-process; everything else runs its query.
-import { HOST, type Probe, type NodeFacts } from '../model/plan.ts';
+import { HOST, type Probe, type NodeFacts, type Predicate } from '../model/plan.ts';
 import { holds, type ProbeOutput } from '../planner/predicate.ts';
 import type { Runner } from './runner.ts';
 import { inNs } from './namespaces.ts';
 import type { NodeSystem } from './system.ts';
+import { readIfindexes, bindArgv, bindText, MissingLink } from './ifindex.ts';
 
 /** In-process answer, or null when this probe needs a process. */
 export function fastProbe(probe: Probe, sys: NodeSystem): ProbeOutput | null {
@@ -17,6 +18,10 @@ export function fastProbe(probe: Probe, sys: NodeSystem): ProbeOutput | null {
     case 'file': {
       const content = sys.readFile(probe.path);
       return content === null ? { exitCode: 1, stdout: '' } : { exitCode: 0, stdout: content };
+    }
+    case 'path': {
+      const info = sys.statPath(probe.path);
+      return info === null ? { exitCode: 1, stdout: '' } : { exitCode: 0, stdout: JSON.stringify([info]), json: [info] };
     }
     case 'exec':
       return null;
@@ -33,7 +38,7 @@ export async function queryOutput(probe: Probe, facts: NodeFacts, runner: Runner
   if (!sys.nsExists(probe.ns)) return { exitCode: 1, stdout: '' };
   const fast = fastProbe(probe, sys);
   if (fast) return fast;
-  if (probe.mech === 'file') return { exitCode: 1, stdout: '' }; // files live in the node's namespace only
+  if (probe.mech === 'file' || probe.mech === 'path') return { exitCode: 1, stdout: '' }; // files live in the node's namespace only
   const r = await runner.run(inNs(facts, probe.ns, probe.argv));
   const out: ProbeOutput = { exitCode: r.exitCode, stdout: r.stdout };
   if (r.exitCode === 0 && /^\s*[[{]/.test(r.stdout)) {
@@ -44,6 +49,43 @@ export async function queryOutput(probe: Probe, facts: NodeFacts, runner: Runner
   return out;
 }
 
+function bindPredicate(p: Predicate, indexes: Map<string, number>): Predicate {
+  if ('$not' in p) return { $not: bindPredicate(p.$not, indexes) };
+  if ('$text' in p) return { $text: bindText(p.$text, indexes) };
+  return p;
+}
+
+/** The probe with its late-bound ifindexes in place, or null when one of those links is gone
+ *  (then nothing that names it can be in effect). */
+async function bound(probe: Probe, facts: NodeFacts, runner: Runner, sys: NodeSystem): Promise<Probe | null> {
+  if (probe.mech !== 'exec' || !probe.ifindexOf?.length || !sys.nsExists(probe.ns)) return probe;
+  try {
+    const indexes = await readIfindexes(probe.ns, probe.ifindexOf, facts, runner, sys);
+    return { ...probe, argv: bindArgv(probe.argv, indexes), expect: bindPredicate(probe.expect, indexes) };
+  } catch (e) {
+    if (e instanceof MissingLink) return null;
+    throw e;
+  }
+}
+
 export async function runProbe(probe: Probe, facts: NodeFacts, runner: Runner, sys: NodeSystem): Promise<boolean> {
-  return holds(probe.expect, await queryOutput(probe, facts, runner, sys));
+  const p = await bound(probe, facts, runner, sys);
+  if (p === null) return holds(probe.expect, { exitCode: 1, stdout: '' });
+  return holds(p.expect, await queryOutput(p, facts, runner, sys));
+}
+
+/**
+ * Answers a planner's read-only queries, in order, by name: each one's parsed JSON (or text). A
+ * query that fails reads null; with `strict`, a failed query is an error instead (planning on a
+ * partial view could remove what is still wanted), except a `file` or `path` query, for which
+ * "nothing there" is the answer.
+ */
+export async function runQueries(queries: Record<string, Probe>, facts: NodeFacts, runner: Runner, sys: NodeSystem, strict = false): Promise<Record<string, unknown>> {
+  const observed: Record<string, unknown> = {};
+  for (const [name, probe] of Object.entries(queries)) {
+    const out = await queryOutput(probe, facts, runner, sys);
+    if (strict && out.exitCode !== 0 && probe.mech !== 'file' && probe.mech !== 'path') throw new Error(`node query ${name} failed (exit ${out.exitCode})`);
+    observed[name] = out.exitCode === 0 ? (out.json ?? out.stdout) : null;
+  }
+  return observed;
 }

@@ -1,6 +1,6 @@
 // The executor's in-process view of the node: what it reads and writes without starting a
 // process. One seam, so tests can run the executor without touching the machine.
-import { readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync, readdirSync, statSync, statfsSync } from 'node:fs';
 import { HOST, type Ns } from '../model/plan.ts';
 import { writeFileAtomic } from '../lib/atomic-file.ts';
 
@@ -12,12 +12,24 @@ export interface NodeSystem {
   writeSysctl(key: string, value: string): void;
   /** a file's content, or null when it does not exist */
   readFile(path: string): string | null;
+  /** what is at a path (the `path` query), or null when nothing is */
+  statPath(path: string): PathInfo | null;
   /** replaces a file atomically (temp file, fsync, rename) */
   writeFile(path: string, content: string, mode: number): void;
   /** a link's operational state ("up", "down", …) of the calling process's netns, or null when
    *  it cannot be read without a process (sysfs belongs to another namespace) */
   operState(link: string): string | null;
+  /** a link's index in the calling process's netns, 0 when there is no such link, or null when it
+   *  cannot be read without a process (as operState) */
+  ifindex(link: string): number | null;
   nsExists(ns: Ns): boolean;
+}
+
+/** What the `path` query yields (model/plan.ts Query). */
+export interface PathInfo {
+  type: 'file' | 'directory' | 'other';
+  /** the statfs magic of the file system holding it, in hex ("cafe4a11": bpffs) */
+  fs: string;
 }
 
 /** The /proc/sys file of a dotted key. As in sysctl(8), a "/" inside a component stands for a
@@ -65,9 +77,21 @@ export const realSystem: NodeSystem = {
     writeFileSync(sysctlPath(key), value);
   },
   readFile: readOrNull,
+  statPath(path) {
+    try {
+      const st = statSync(path);
+      return { type: st.isFile() ? 'file' : st.isDirectory() ? 'directory' : 'other', fs: statfsSync(path).type.toString(16) };
+    } catch {
+      return null;
+    }
+  },
   operState(link) {
     if (!sysfsIsOurs()) return null;
     return readOrNull(`/sys/class/net/${link}/operstate`)?.trim() ?? 'absent';
+  },
+  ifindex(link) {
+    if (!sysfsIsOurs()) return null;
+    return Number(readOrNull(`/sys/class/net/${link}/ifindex`)?.trim() ?? 0) || 0;
   },
   writeFile(path, content, mode) {
     writeFileAtomic(path, content, { mode });

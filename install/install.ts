@@ -2,7 +2,7 @@
 // ready, the conflist into the CNI conf dir, both by temp file + rename. The order matters: the
 // runtime schedules pods onto a network as soon as its conflist appears, so the binary must be
 // there first and IPAM must answer.
-import { createReadStream, createWriteStream, openSync, fsyncSync, closeSync, chmodSync, renameSync, rmSync, statSync, mkdirSync } from 'node:fs';
+import { createReadStream, createWriteStream, openSync, fsyncSync, closeSync, chmodSync, renameSync, rmSync, statSync, mkdirSync, existsSync, readdirSync } from 'node:fs';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
@@ -35,8 +35,8 @@ export interface InstallDeps {
   say(line: string): void;
 }
 
-/** Copies `src` to `dest` through a temp file in dest's dir (fsync, 0755, rename); its sha256. */
-export async function copyExecutableAtomic(src: string, dest: string): Promise<string> {
+/** Copies `src` to `dest` through a temp file in dest's dir (fsync, `mode`, rename); its sha256. */
+export async function copyExecutableAtomic(src: string, dest: string, mode = 0o755): Promise<string> {
   const st = statSync(src);
   if (!st.isFile()) throw new InstallError(`${src} is not a file`);
   mkdirSync(dirname(dest), { recursive: true, mode: 0o755 });
@@ -50,14 +50,14 @@ export async function copyExecutableAtomic(src: string, dest: string): Promise<s
         cb(null, chunk);
       },
     });
-    await pipeline(createReadStream(src), tee, createWriteStream(tmp, { mode: 0o755 }));
+    await pipeline(createReadStream(src), tee, createWriteStream(tmp, { mode }));
     const fd = openSync(tmp, 'r');
     try {
       fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
-    chmodSync(tmp, 0o755); // whatever the umask
+    chmodSync(tmp, mode); // whatever the umask
     // A rename replaces the file even while the runtime is executing the old one (no ETXTBSY).
     renameSync(tmp, dest);
   } finally {
@@ -90,13 +90,30 @@ export async function waitForAgent(socket: string, timeoutMs: number, pollMs: nu
   }
 }
 
+/** The compiled BPF objects beside the executable (`bpf/*.o`: the vxlan mode loads them from
+ *  `bpf/` beside the running program), copied into `bpf/` beside the installed one. */
+export async function copyObjects(source: string, binDir: string): Promise<{ path: string; sha256: string }[]> {
+  const from = join(dirname(source), 'bpf');
+  if (!existsSync(from)) return [];
+  const out: { path: string; sha256: string }[] = [];
+  for (const name of readdirSync(from).filter((f) => f.endsWith('.o')).sort()) {
+    const path = join(binDir, 'bpf', name);
+    out.push({ path, sha256: await copyExecutableAtomic(join(from, name), path, 0o644) });
+  }
+  return out;
+}
+
 export async function install(req: InstallRequest, deps: InstallDeps): Promise<InstallRecord> {
   const binPath = join(req.binDir, req.binName);
   const sha256 = await copyExecutableAtomic(req.source, binPath);
+  const objects = await copyObjects(req.source, req.binDir);
   const previous = readRecord(req.stateDir);
-  let record: InstallRecord = { version: 1, binary: { path: binPath, sha256 }, conflist: previous?.conflist ?? null, installedAt: new Date(deps.now()).toISOString() };
+  let record: InstallRecord = {
+    version: 1, binary: { path: binPath, sha256 }, ...(objects.length ? { objects } : {}), conflist: previous?.conflist ?? null, installedAt: new Date(deps.now()).toISOString(),
+  };
   writeRecord(req.stateDir, record);
   deps.say(`installed ${binPath} (sha256 ${sha256.slice(0, 12)})`);
+  for (const o of objects) deps.say(`installed ${o.path} (sha256 ${o.sha256.slice(0, 12)})`);
   if (!req.conflist) return record;
 
   if (req.agentSocket) {

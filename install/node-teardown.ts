@@ -7,7 +7,7 @@ import { argvOf, type NodeFacts } from '../model/plan.ts';
 import type { Runner } from '../executor/runner.ts';
 import { queryOutput } from '../executor/probe.ts';
 import { realSystem } from '../executor/system.ts';
-import { resolveTools } from '../executor/facts.ts';
+import { resolveTools, netnsId } from '../executor/facts.ts';
 import type { AnyMode } from '../planner/mode.ts';
 import { MODES } from '../planner/registry.ts';
 
@@ -66,7 +66,8 @@ export function modeTeardown(mode: AnyMode): NodeTeardown | null {
 
 function teardownFacts(mode: AnyMode, ctx: TeardownContext): NodeFacts {
   const tools = [...mode.tools(ctx.network), ...(mode.node?.tools?.(ctx.network) ?? []), ...(mode.node?.teardown?.tools ?? [])];
-  return { tools: { ...resolveTools(tools), ip: ctx.ip }, hostPid: process.pid, uplink: null, uplinkMtu: null };
+  const netns = netnsId();
+  return { tools: { ...resolveTools(tools), ip: ctx.ip }, hostPid: process.pid, uplink: null, uplinkMtu: null, ...(netns ? { netns } : {}) };
 }
 
 /** Every mode's node teardown, from the registry, in its order. */

@@ -6,6 +6,8 @@ import { writeFileAtomic, ensureDir, removeIfExists } from '../lib/atomic-file.t
 export interface InstallRecord {
   version: 1;
   binary: { path: string; sha256: string } | null;
+  /** compiled BPF objects copied beside the binary (the vxlan mode's) */
+  objects?: { path: string; sha256: string }[];
   /** the conflist as written (uninstall reads the network's names and paths from it) */
   conflist: { path: string; text: string } | null;
   installedAt: string;

@@ -5,7 +5,7 @@
 // pods are still attached, unless forced.
 import { createReadStream, existsSync, readFileSync, readdirSync, rmdirSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { AgentStatus } from '../ipam/agent-protocol.ts';
 import type { Runner } from '../executor/runner.ts';
 import { JournalStore, journalDir } from '../executor/journal.ts';
@@ -127,6 +127,15 @@ export async function uninstall(req: UninstallRequest, deps: UninstallDeps): Pro
     if (ours) await act(`remove ${binPath}`, () => removeIfExists(binPath));
     else report.kept.push(`${binPath}: not a testcni build, left alone`);
   }
+
+  // ... and the objects installed beside it, when they are still the ones installed.
+  for (const o of record?.objects ?? []) {
+    const path = join(req.binDir, 'bpf', basename(o.path));
+    if (!existsSync(path)) continue;
+    if ((await sha256Of(path)) === o.sha256) await act(`remove ${path}`, () => removeIfExists(path));
+    else report.kept.push(`${path}: changed since it was installed, left alone`);
+  }
+  if (record?.objects?.length) await act(`remove ${join(req.binDir, 'bpf')} if empty`, () => removeDirIfEmpty(join(req.binDir, 'bpf')));
 
   // 3. node-scoped state of the network's mode
   for (const t of teardownsFor(network.mode, deps.teardowns ?? NODE_TEARDOWNS)) {

@@ -8,6 +8,7 @@ import { stopAgent } from './agents.ts';
 import { deletePod } from './pods.ts';
 import { delNetns } from './topology.ts';
 import { stopOwned, ownedPid } from './sys.ts';
+import { removeNodeState } from './node-state.ts';
 
 /** Removes the lab in `dir`; false when there is none. Throws (keeping lab.json) if something
  *  could not be removed, so a later `down` can try again. */
@@ -35,6 +36,12 @@ export async function labDown(dir: string, log: (line: string) => void = () => {
   // A stopped agent stops its node's daemons (BIRD); one that was killed leaves them running.
   const strays = await Promise.all(state.nodes.map((n) => stopDaemonsLeftIn(n.dir, (e) => problems.push(e))));
   if (strays.some((x) => x > 0)) log(`daemons   ${strays.reduce((a, b) => a + b, 0)} left by killed agents stopped`);
+  // What the nodes keep outside their namespaces (vxlan: bpffs pins), while the namespaces exist.
+  const removed = await Promise.all(state.nodes.map((n) => removeNodeState(state, n).catch((e: Error) => {
+    problems.push(`node state of ${n.name}: ${e.message}`);
+    return [];
+  })));
+  if (removed.some((r) => r.length > 0)) log(`nodes     ${state.mode} node state removed on ${removed.filter((r) => r.length > 0).length} node(s)`);
   if (state.etcd) {
     const etcd = state.etcd;
     await attempt('stop etcd', () => stopOwned(etcd.pid, etcd.dir));

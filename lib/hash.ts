@@ -9,9 +9,13 @@ const OFFSET_LO = 0x84222325;
 
 /** FNV-1a 64 of the UTF-8 bytes of `text`, as 16 hex digits. */
 export function fnv1a64(text: string): string {
+  return fnv1a64Bytes(Buffer.from(text, 'utf8'));
+}
+
+/** FNV-1a 64 of `bytes` (a file's content), as 16 hex digits. */
+export function fnv1a64Bytes(bytes: Uint8Array): string {
   let hi = OFFSET_HI;
   let lo = OFFSET_LO;
-  const bytes = Buffer.from(text, 'utf8');
   for (let i = 0; i < bytes.length; i++) {
     lo = (lo ^ bytes[i]!) >>> 0;
     // (hi:lo) * (2^40 + 0x1b3) mod 2^64

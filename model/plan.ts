@@ -8,6 +8,7 @@ export type StepKind =
   | 'link.add'
   | 'link.del'
   | 'link.set'
+  | 'link.del'
   | 'link.wait'
   | 'addr.add'
   | 'addr.del'
@@ -17,7 +18,16 @@ export type StepKind =
   | 'sysctl.set'
   | 'iptables.rule'
   | 'file.write'
+  | 'fs.mount'
+  | 'fs.mkdir'
+  | 'fs.rename'
   | 'fs.remove'
+  | 'tc.qdisc'
+  | 'tc.filter'
+  | 'bpf.map.create'
+  | 'bpf.load'
+  | 'bpf.map.update'
+  | 'bpf.map.delete'
   | 'daemon.stop';
 
 /** Pod steps are undone on DEL; node steps are shared by pods and only ever ensured. */
@@ -38,13 +48,25 @@ export const HOST: Ns = 'host';
 export type Operation =
   | { mech: 'ip'; argv: string[] }
   | { mech: 'tc'; argv: string[] }
-  | { mech: 'bpftool'; argv: string[] }
+  | { mech: 'bpftool'; argv: string[]; ifindexOf?: string[] }
   | { mech: 'sysctl'; key: string; value: string; argv: string[] }
   | { mech: 'exec'; argv: string[] }
   | { mech: 'file'; path: string; content: string; mode: number }
   | { mech: 'wait'; links: string[]; timeoutMs: number };
 
 export type Mechanism = Operation['mech'];
+
+/**
+ * A value the planner cannot know: the ifindex of a link, which exists only once the node has run
+ * an earlier step (often of the same plan). A BPF map value holds it as four hex bytes of a u32
+ * in host order. A `bpftool` operation or an `exec` query that names the link in `ifindexOf` holds
+ * this token where the bytes go, one argv element (or, in a `$text` expectation, one JSON string);
+ * the executor reads the link's index in the step's namespace right before the command runs and
+ * puts the bytes in its place. `plan --dry-run` shows the token, `--format sh` a shell expression.
+ */
+export function ifindexToken(dev: string): string {
+  return `ifindex(${dev})`;
+}
 
 /**
  * A predicate over a probe's output. Patterns match JSON: an object pattern matches when each
@@ -62,13 +84,17 @@ export type Predicate =
 /**
  * How to read the state a probe judges. `links` yields `[{ifname}]` only and `sysctl` the value
  * as text: in the node's own namespace both are read from /proc without starting a process.
- * `file` yields the file's content as text (exit 1 when it is missing).
+ * `file` yields the file's content as text (exit 1 when it is missing). `path` yields what is at
+ * a path of the node's file system, `[{type: "file"|"directory"|"other", fs}]` (`fs`: the statfs
+ * magic of its file system in hex, e.g. "cafe4a11" for bpffs), read in-process (exit 1 when
+ * nothing is there).
  */
 export type Query =
-  | { mech: 'exec'; argv: string[] }
+  | { mech: 'exec'; argv: string[]; ifindexOf?: string[] }
   | { mech: 'links'; argv: string[] }
   | { mech: 'sysctl'; key: string; argv: string[] }
-  | { mech: 'file'; path: string };
+  | { mech: 'file'; path: string }
+  | { mech: 'path'; path: string };
 
 export type Probe = { ns: Ns; expect: Predicate } & Query;
 
@@ -133,4 +159,19 @@ export interface NodeFacts {
   /** answers to the mode's own pre-planning queries (ModeDefinition.observe), by name: parsed
    *  JSON or text, null when the query failed; absent when the mode asked none */
   observed?: Record<string, unknown>;
+  /** the node's network namespace (the inode of /proc/self/ns/net): state kept outside it, such
+   *  as BPF pins holding its ifindexes, is keyed by it, so simulated nodes never share it */
+  netns?: string;
+  /** the compiled BPF objects the mode asked for (ModeDefinition.objects), by name */
+  objects?: Record<string, BpfObject>;
+  /** the kernel's release (uname -r), for settings that depend on it */
+  kernel?: string;
+}
+
+/** A compiled BPF object on the node: where it is and a digest of its content (a new build is a
+ *  new digest: its programs are loaded beside the old ones rather than mistaken for them). */
+export interface BpfObject {
+  path: string;
+  /** 16 hex digits; "missing" when the file could not be read */
+  digest: string;
 }

@@ -65,6 +65,9 @@ export interface NodePlanner<S = unknown> {
   /** the steps that take the node from what `observed` shows to what it should hold;
    *  `observed` holds each query's parsed JSON (or text), null when it failed */
   plan(ctx: NodeContext<S>, observed: Record<string, unknown>): Step[];
+  /** Queries that need observe's answers (a device's settings, asked only once it exists): run
+   *  after observe's, their answers merged into `observed`. */
+  observeMore?(ctx: NodeContext<S>, observed: Record<string, unknown>): Record<string, Probe>;
   /** the routes this mode's node state holds, for status displays */
   routes?(observed: Record<string, unknown>): { dst: string; via: string }[];
   /** What the node still waits for that others bring (routes learned over BGP), or null: the
@@ -97,6 +100,9 @@ export type NodeTeardownContext<S = unknown> = Pick<NodeContext<S>, 'config' | '
 export interface NodeTeardownPlanner<S = unknown> {
   /** programs its queries and steps run beyond ip and the node plan's (facts.tools) */
   tools?: readonly string[];
+  /** Part of that state lives outside the node's network namespace (vxlan: bpffs pins), so
+   *  deleting a simulated node's namespace does not remove it: `testcni lab down` runs this plan. */
+  outsideNetns?: boolean;
   observe(ctx: NodeTeardownContext<S>): Record<string, Probe>;
   plan(ctx: NodeTeardownContext<S>, observed: Record<string, unknown>): { steps: Step[]; kept: string[] };
 }
@@ -136,6 +142,40 @@ export interface ModeLab {
   linkTypes(values: Record<string, string>): { type: string; why: string }[];
 }
 
+/**
+ * Node state that pods leave behind when their DEL never ran in full (vxlan: endpoint entries
+ * whose host veth is gone), found by queries and removed by steps. CNI GC runs it; a mode's node
+ * plan may include the same steps. Pure.
+ */
+export interface NodeSweep<S = unknown> {
+  observe(config: NetworkConfig<string, S>, facts: NodeFacts): Record<string, Probe>;
+  plan(config: NetworkConfig<string, S>, facts: NodeFacts, observed: Record<string, unknown>): Step[];
+}
+
+/** One figure of a mode's operator view: shown by `testcni status`, exported by the agent. */
+export interface ModeGauge {
+  /** metric name without the testcni_ prefix, e.g. bpf_map_entries */
+  name: string;
+  help: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** What a mode shows an operator about the node state it keeps (status and metrics). */
+export interface ModeReport {
+  /** titled tables for `testcni status`: a header row, then rows */
+  tables: { title: string; rows: string[][] }[];
+  gauges: ModeGauge[];
+  /** what is wrong, in a line each */
+  problems: string[];
+}
+
+/** A mode's operator view: read-only queries, then a report of what they showed. Pure. */
+export interface ModeInspector<S = unknown> {
+  observe(config: NetworkConfig<string, S>, facts: NodeFacts): Record<string, Probe>;
+  report(config: NetworkConfig<string, S>, facts: NodeFacts, observed: Record<string, unknown>): ModeReport;
+}
+
 export interface ModeDefinition<M extends string = string, S = unknown> {
   name: M;
   /** one line for help texts and docs */
@@ -147,6 +187,8 @@ export interface ModeDefinition<M extends string = string, S = unknown> {
   parse(raw: Record<string, unknown>, common: CommonConfig): S;
   /** programs the mode runs beyond the base set (ip, nsenter, sysctl), by name */
   tools(config: NetworkConfig<string, S>): string[];
+  /** compiled BPF objects its plans load (facts.objects), by file name */
+  objects?(config: NetworkConfig<string, S>): string[];
   /** the ordered ADD steps; DEL and CHECK are derived from them */
   planAdd(req: PlanRequest<S>): Step[];
   resultOf(req: PlanRequest<S>): Result;
@@ -167,6 +209,10 @@ export interface ModeDefinition<M extends string = string, S = unknown> {
   node: NodePlanner<S> | null;
   /** what the agent's container needs for that state (none when absent) */
   deploy?: ModeDeploy;
+  /** what CNI GC removes beyond the attachments it knows of */
+  gc?: NodeSweep<S>;
+  /** the operator view of its node state (`testcni status`, the agent's metrics) */
+  inspect?: ModeInspector<S>;
   /** why `testcni lab` cannot run this mode on this build, or null when it can */
   labUnsupported: string | null;
   /** the mode's own `lab up` options and what they need of the kernel */

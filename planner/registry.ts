@@ -6,6 +6,7 @@ import { hostGw } from './modes/host-gw/index.ts';
 import { ipip } from './modes/ipip/index.ts';
 import { ipvlan } from './modes/ipvlan/index.ts';
 import { macvlan } from './modes/macvlan/index.ts';
+import { vxlan } from './modes/vxlan/index.ts';
 
 export interface ModeRegistry {
   /** mode names in registration order (the first is the default) */
@@ -39,4 +40,4 @@ export function createRegistry(modes: readonly AnyMode[]): ModeRegistry {
 }
 
 /** The modes this build carries; the first is the default. */
-export const MODES: ModeRegistry = createRegistry([hostGw, ipip, ipvlan, macvlan]);
+export const MODES: ModeRegistry = createRegistry([hostGw, ipip, ipvlan, macvlan, vxlan]);

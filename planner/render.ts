@@ -1,5 +1,5 @@
 // Renders a Plan for people (text), for a shell (sh) or for tools (json). Pure.
-import { HOST, type Plan, type Step, type NodeFacts, type Operation } from '../model/plan.ts';
+import { HOST, ifindexToken, type Plan, type Step, type NodeFacts, type Operation } from '../model/plan.ts';
 import { inNetnsArgv } from '../lib/netns.ts';
 import { canonicalJson } from '../lib/canonical-json.ts';
 import { CONFIG_PATH_ARG, type DaemonSpec } from '../model/daemon.ts';
@@ -12,11 +12,26 @@ export function shellQuote(arg: string): string {
   return SAFE.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
-/** One line for a person: the command, or what a file write does. */
+/** The ifindex tokens of an operation (model/plan.ts ifindexToken), by token. */
+function ifindexTokens(op: Operation): Map<string, string> {
+  return new Map(op.mech === 'bpftool' ? (op.ifindexOf ?? []).map((dev) => [ifindexToken(dev), dev]) : []);
+}
+
+/** One line for a person: the command, or what a file write does. A late-bound ifindex shows as
+ *  its token, `ifindex(DEV)`: four bytes the executor reads when it runs the command. */
 export function operationText(op: Operation): string {
   if (op.mech === 'file') return `write ${shellQuote(op.path)} (mode ${op.mode.toString(8).padStart(4, '0')}, ${op.content.length} bytes)`;
   if (op.mech === 'wait') return `wait until ${op.links.join(' and ')} ${op.links.length === 1 ? 'is' : 'are'} up (at most ${op.timeoutMs} ms)`;
-  return op.argv.map(shellQuote).join(' ');
+  const tokens = ifindexTokens(op);
+  return op.argv.map((a) => (tokens.has(a) ? a : shellQuote(a))).join(' ');
+}
+
+/** The shell function a script uses for a late-bound ifindex: the four bytes of a map value. */
+function ifindexFunction(ip: string): string[] {
+  return [
+    '# ifindex_hex DEV: the index of link DEV as a BPF map holds it (u32, little-endian, hex bytes)',
+    `ifindex_hex() { l=$(${shellQuote(ip)} -o link show dev "$1") && i=\${l%%:*} && printf '%02x %02x %02x %02x' $((i & 255)) $((i >> 8 & 255)) $((i >> 16 & 255)) $((i >> 24 & 255)); }`,
+  ];
 }
 
 function where(ns: string): string {
@@ -80,13 +95,34 @@ function waitLines(op: Extract<Operation, { mech: 'wait' }>, facts: Pick<NodeFac
   ).join('\n');
 }
 
+/** A `path` probe as a shell test, for a script to skip what is in place (a second bpffs mount
+ *  would hide the first one's pins). Null for probes a test cannot say. */
+export function pathTest(probe: Step['probe']): string | null {
+  if (!probe || probe.mech !== 'path') return null;
+  const p = shellQuote(probe.path);
+  const e = probe.expect as Record<string, unknown>;
+  if ('$exit' in e && e.$exit === 1) return `[ ! -e ${p} ]`;
+  const want = ('$some' in e ? e.$some : null) as { type?: string; fs?: string } | null;
+  if (want?.type === 'file' && want.fs === undefined) return `[ -f ${p} ]`;
+  if (want?.type === 'directory' && want.fs === undefined) return `[ -d ${p} ]`;
+  if (want?.fs !== undefined && want.type === undefined) return `[ "$(stat -f -c %t ${p} 2>/dev/null)" = ${shellQuote(want.fs)} ]`;
+  return null;
+}
+
 function commandLine(plan: Pick<Plan, 'command'>, s: Step, facts: Pick<NodeFacts, 'tools' | 'hostPid'> | null): string {
   if (s.mech === 'file') return fileWriteLines(s);
   if (s.mech === 'wait') return waitLines(s, facts);
   const argv = s.ns === HOST ? s.argv : inNetnsArgv(facts?.tools.nsenter ?? 'nsenter', s.ns, s.argv);
+  const tokens = ifindexTokens(s);
   // "netns <pid>" names the node's namespace through a live process: in a script, the shell itself.
-  const cmd = argv.map((a, i) => (argv[i - 1] === 'netns' && facts && a === String(facts.hostPid) ? '"$$"' : shellQuote(a))).join(' ');
+  const cmd = argv.map((a, i) => {
+    if (argv[i - 1] === 'netns' && facts && a === String(facts.hostPid)) return '"$$"';
+    if (tokens.has(a)) return `$(ifindex_hex ${shellQuote(tokens.get(a)!)})`; // unquoted: four words
+    return shellQuote(a);
+  }).join(' ');
   // A shared node object may already exist; a script run twice must not stop there.
+  const test = s.scope === 'node' ? pathTest(s.probe) : null;
+  if (test) return `${test} || ${cmd}`;
   if (s.scope === 'node' && !s.idempotent) return `${cmd} 2>/dev/null || echo ${shellQuote(`already in place: ${s.id}`)}`;
   if (plan.command === 'DEL') return `${cmd} || echo ${shellQuote(`already gone: ${s.id}`)}`;
   return cmd;
@@ -102,6 +138,7 @@ function renderSh(plan: Plan, facts: Pick<NodeFacts, 'tools' | 'hostPid'> | null
   if (plan.command === 'CHECK') {
     lines.push('# CHECK runs probes only; run `testcni plan --format json` to read them.');
   } else {
+    if (plan.steps.some((s) => ifindexTokens(s).size > 0)) lines.push(...ifindexFunction(facts?.tools.ip ?? 'ip'));
     for (const s of plan.steps) {
       lines.push(`# ${s.describe}`, commandLine(plan, s, facts));
     }
@@ -139,7 +176,7 @@ export function renderNodeScript(title: string, steps: Step[], facts: Pick<NodeF
 
 /** A node plan (what the agent converges) for people: one numbered entry per step. */
 /** A step that takes something away (a `-` line in a rendered plan). */
-const removes = (kind: Step['kind']) => kind.endsWith('.del') || kind === 'fs.remove' || kind === 'daemon.stop';
+const removes = (kind: Step['kind']) => kind.endsWith('.del') || kind.endsWith('.delete') || kind === 'fs.remove' || kind === 'daemon.stop';
 
 export function renderNodeSteps(title: string, steps: Step[]): string {
   const lines = [title, ''];

@@ -3,8 +3,9 @@
 // operator commands and the node agent, which it loads only when asked, never on the CNI path.
 // Then the single executable dist/testcni (scripts/build-sea.mjs) carrying all three.
 import { build } from 'esbuild';
-import { mkdirSync, writeFileSync, renameSync, chmodSync, readFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync, renameSync, chmodSync, readFileSync, readdirSync, existsSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
+import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildSea } from './build-sea.mjs';
@@ -89,6 +90,34 @@ for (const r of results) {
 chmodSync(join(root, 'dist/testcni.cjs'), 0o755);
 const outputs = results.flatMap((r) => Object.entries(r.metafile.outputs)).map(([f, o]) => `${f} ${(o.bytes / 1024).toFixed(0)} KiB`);
 console.error(`built: ${outputs.join(', ')} (${Math.round(performance.now() - started)} ms)`);
+// The vxlan mode's tc programs: bpf/*.c -> dist/bpf/*.o, when clang is here (scripts/setup.sh
+// installs it). Without clang everything else still builds; vxlan cannot load its programs.
+const clang = ['/usr/bin/clang', '/usr/local/bin/clang'].find((p) => existsSync(p));
+const sources = readdirSync(join(root, 'bpf')).filter((f) => f.endsWith('.c')).sort();
+const missing = !clang ? 'clang' : !existsSync('/usr/include/bpf/bpf_helpers.h') ? 'the libbpf-dev headers' : null;
+if (missing) {
+  console.error(`built: no BPF objects (${missing} not found): the vxlan mode's programs (${sources.join(', ')}) were not built`);
+} else {
+  mkdirSync(join(root, 'dist/bpf'), { recursive: true });
+  for (const src of sources) {
+    const out = join(root, 'dist/bpf', src.replace(/\.c$/, '.o'));
+    const tmp = `${out}.tmp-${process.pid}`;
+    const r = spawnSync(clang, ['-O2', '-g', '-Wall', '-Werror', '-target', 'bpf', `-I/usr/include/${multiarch()}`,
+      '-c', join(root, 'bpf', src), '-o', tmp], { stdio: ['ignore', 'inherit', 'inherit'] });
+    if (r.status !== 0) {
+      console.error(`build: clang failed on bpf/${src}`);
+      process.exit(1);
+    }
+    renameSync(tmp, out);
+  }
+  console.error(`built: ${sources.map((s) => `dist/bpf/${s.replace(/\.c$/, '.o')}`).join(', ')}`);
+}
+
+/** Debian's directory of asm/ headers for this machine (x86_64-linux-gnu, aarch64-linux-gnu). */
+function multiarch() {
+  const arch = { x64: 'x86_64', arm64: 'aarch64' }[process.arch] ?? process.arch;
+  return `${arch}-linux-gnu`;
+}
 
 const sea = await buildSea({
   root,

@@ -16,6 +16,11 @@ declare -A NEED=(
   # the emulated VM of the ipip/ipvlan datapath tests (test/helpers/vm.ts)
   [qemu-system-x86_64]=qemu-system-x86 [/boot/vmlinuz-*]=linux-image-amd64 [/bin/busybox]=busybox-static
   [cpio]=cpio [xz]=xz-utils [dash]=dash
+  # vxlan mode: tc eBPF programs (build, load, attach), the VXLAN device's offloads; its tests
+  # capture on the underlay, its benchmark measures with iperf3
+  [clang]=clang [llc]=llvm [/usr/include/bpf/bpf_helpers.h]=libbpf-dev
+  [/usr/include/linux/bpf.h]=linux-libc-dev [bpftool]=bpftool [ethtool]=ethtool
+  [tcpdump]=tcpdump [iperf3]=iperf3
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -36,6 +36,8 @@ export function factsWanted(config: NetworkConfig, mode: AnyMode, opts: { add: b
     mtuConfigured: !opts.add || (config.mtu !== null && !own),
     tools: mode.tools(config),
     ...(opts.add && mode.observe ? { observe: (facts: NodeFacts) => mode.observe!(config, facts) } : {}),
+    // Only a plan that loads them needs the objects (and their digests).
+    ...(opts.add && mode.objects ? { objects: mode.objects(config) } : {}),
   };
 }
 

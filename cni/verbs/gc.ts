@@ -8,13 +8,19 @@ import { sweepDeadWriterFiles } from '../../lib/leftovers.ts';
 import { openIpam } from '../../ipam/open.ts';
 import { keyString } from '../../ipam/store.ts';
 import { removeAttachment } from './del.ts';
-import { withAttachmentLock, type VerbContext } from './context.ts';
+import { withAttachmentLock, factsWanted, type VerbContext } from './context.ts';
+import { Executor, type TeardownReport } from '../../executor/executor.ts';
+import { gatherFacts } from '../../executor/facts.ts';
+import { runQueries } from '../../executor/probe.ts';
+import { realSystem } from '../../executor/system.ts';
 import { requireVerbVersion } from '../version.ts';
 
 export interface GcReport {
   removed: string[];
   released: string[];
   failed: string[];
+  /** node state of the mode that pods left behind, removed (vxlan: stale endpoint entries) */
+  swept: string[];
   /** locks and temp files of dead processes that were removed */
   leftovers: string[];
 }
@@ -27,7 +33,7 @@ export async function runGc(ctx: Omit<VerbContext, 'env'>, graceMs = 0): Promise
   if (!valid) throw new CniError(Code.InvalidConfig, 'GC needs cni.dev/valid-attachments', 'without the list every attachment would look stale');
   const keep = new Set(valid.map((v) => keyString({ containerId: v.containerID, ifName: v.ifname })));
   const journals = new JournalStore(ctx.config.stateDir);
-  const report: GcReport = { removed: [], released: [], failed: [], leftovers: [] };
+  const report: GcReport = { removed: [], released: [], failed: [], swept: [], leftovers: [] };
   for (const a of journals.list(ctx.config.name)) {
     if (keep.has(keyString(a))) continue;
     try {
@@ -42,6 +48,11 @@ export async function runGc(ctx: Omit<VerbContext, 'env'>, graceMs = 0): Promise
       report.failed.push(`${keyString(a)}: ${(e as Error).message}`);
     }
   }
+  if (ctx.mode.gc) {
+    const sweep = await sweepNode(ctx);
+    report.swept.push(...sweep.undone);
+    report.failed.push(...sweep.errors.map((e) => `${e.step}: \`${e.argv.join(' ')}\` exited ${e.exitCode}: ${e.stderr}`));
+  }
   const grace = Math.max(graceMs, LEFTOVER_GRACE_MS);
   report.leftovers.push(
     ...(await sweepStaleLocks(journals.lockDir(), grace)),
@@ -52,6 +63,17 @@ export async function runGc(ctx: Omit<VerbContext, 'env'>, graceMs = 0): Promise
   ctx.log.info('GC done', { ...report });
   if (report.failed.length > 0) throw new CniError(Code.StepFailed, 'GC could not remove every stale attachment', report.failed.join('; '));
   return report;
+}
+
+/** What the mode finds pods left on the node beyond their journals (ModeDefinition.gc), removed. */
+async function sweepNode(ctx: Omit<VerbContext, 'env'>): Promise<TeardownReport> {
+  const sweep = ctx.mode.gc!;
+  const sys = ctx.sys ?? realSystem;
+  const facts = await gatherFacts(factsWanted(ctx.config, ctx.mode, { add: false }), ctx.runner, sys);
+  const observed = await runQueries(sweep.observe(ctx.config, facts), facts, ctx.runner, sys);
+  const steps = sweep.plan(ctx.config, facts, observed);
+  if (steps.length === 0) return { undone: [], errors: [] };
+  return new Executor({ runner: ctx.runner, facts, journals: new JournalStore(ctx.config.stateDir), log: ctx.log, sys }).converge(steps);
 }
 
 export async function cmdGc(ctx: VerbContext): Promise<void> {

@@ -1,23 +1,27 @@
 // testcni as the first plugin of a chain with the reference portmap, bandwidth and tuning plugins
 // (Debian's containernetworking-plugins: spec <= 1.0.0), run through ADD, CHECK and DEL the way
-// libcni runs a conflist (test/helpers/conflist.ts), per mode, on a node wired to a node network
-// (test/helpers/mode-nodes.ts). host-gw: each plugin does its part on top of testcni's result,
-// CHECK passes, and DEL leaves the node as it was. macvlan and ipvlan (a child link of the node's
-// device, no veth): tuning works; portmap's rules go in, but a hostPort cannot reach the pod (the
-// node sends the translated packet out of the master, whose children never hear it); bandwidth
-// refuses (it shapes the node side of a veth); the README says so, and these tests hold it true.
+// libcni runs a conflist (test/helpers/conflist.ts), per mode, each on its node (mode-nodes.ts).
+// host-gw and ipip: each plugin does its part on top of testcni's result, CHECK passes, and DEL
+// leaves the node as it was. vxlan: portmap and tuning likewise; bandwidth cannot shape a vxlan
+// pod (its egress needs the host veth's ingress hook, which vxlan's clsact holds; its ingress tbf
+// is bypassed by bpf_redirect_peer). macvlan and ipvlan (a child link of the node's device, no
+// veth): tuning works; portmap's rules go in, but a hostPort cannot reach the pod (the node sends
+// the translated packet out of the master, whose children never hear it); bandwidth refuses (it
+// shapes the node side of a veth). The README says so, and these tests hold it true.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { rootSkipReason, uniquePrefix, inNetns } from '../helpers/netns.ts';
+import { rootSkipReason, uniquePrefix, inNetns, toolPath } from '../helpers/netns.ts';
+import { startInNetns } from '../helpers/bpf.ts';
 import { Scope, readJournal, linkNames, BRIDGE } from '../helpers/e2e.ts';
 import { ConflistRunner, ChainError, makeBinDir, toConflist, REFERENCE_CNI_DIR, type Attachment } from '../helpers/conflist.ts';
 import { modeNode, labModeNode, modeKernelSkipReason, modeNodeState, type ModeNode } from '../helpers/mode-nodes.ts';
 import { labSkipReason } from '../helpers/lab.ts';
 import { bgpSkipReason } from '../helpers/bgp.ts';
 
+const has = (tool: string) => toolPath(tool) !== null;
 const CHAINED = ['portmap', 'bandwidth', 'tuning'];
 const missing = CHAINED.find((p) => !existsSync(join(REFERENCE_CNI_DIR, p)));
 const skip = rootSkipReason(['iptables', 'iptables-save', 'tc', 'ping'])
@@ -129,22 +133,25 @@ function checkChain(t: { diagnostic(m: string): void }, chain: ConflistRunner, a
   assert.equal(stoppedAt, portmap && portmap.code !== 0 ? 'portmap' : null, 'a libcni-style CHECK fails only where portmap does');
 }
 
-/** The veth modes, each on its node: host-gw wired to a node network (file IPAM); ipip (ipipMode
- *  never: this kernel has no IPIP device) on the first node of a 2-node lab, with its agent and
- *  BIRD, cluster IPAM. */
-const VETH_MODES: { mode: string; skip: string | undefined; node(scope: Scope, t: { after(fn: () => Promise<void>): void }): Promise<ModeNode> }[] = [
-  { mode: 'host-gw', skip, node: async (scope) => modeNode(scope, 'host-gw') },
-  { mode: 'ipip', skip: skip ?? labSkipReason() ?? bgpSkipReason(), node: (_scope, t) => labModeNode('ipip', { 'ipip-mode': 'never' }, t) },
+/** The veth modes, each on its node: host-gw and vxlan wired to a node network (file IPAM);
+ *  ipip (ipipMode never: this kernel has no IPIP device) on the first node of a 2-node lab, with
+ *  its agent and BIRD, cluster IPAM. vxlan without bandwidth (its own test below). */
+const VETH_MODES: { mode: string; skip: string | undefined; bandwidth: boolean; node(scope: Scope, t: { after(fn: () => Promise<void>): void }): Promise<ModeNode> }[] = [
+  { mode: 'host-gw', skip, bandwidth: true, node: async (scope) => modeNode(scope, 'host-gw') },
+  { mode: 'vxlan', skip: skip ?? modeKernelSkipReason('vxlan') ?? undefined, bandwidth: false, node: async (scope) => modeNode(scope, 'vxlan') },
+  { mode: 'ipip', skip: skip ?? labSkipReason() ?? bgpSkipReason(), bandwidth: true, node: (_scope, t) => labModeNode('ipip', { 'ipip-mode': 'never' }, t) },
 ];
 
-for (const { mode, skip: modeSkip, node: makeNode } of VETH_MODES) test(`${mode}${mode === 'ipip' ? ' (never, lab)' : ''}: testcni + portmap + bandwidth + tuning: ADD, CHECK, DEL like libcni (cniVersion 1.0.0)`, { skip: modeSkip, timeout: 90_000 }, async (t) => {
+for (const { mode, skip: modeSkip, bandwidth, node: makeNode } of VETH_MODES) test(`${mode}${mode === 'ipip' ? ' (never, lab)' : ''}: testcni + portmap${bandwidth ? ' + bandwidth' : ''} + tuning: ADD, CHECK, DEL like libcni (cniVersion 1.0.0)`, { skip: modeSkip, timeout: 90_000 }, async (t) => {
   const scope = new Scope(t, uniquePrefix('ch'));
   const m = await makeNode(scope, t);
   const { node } = m;
   // another host on the node's network (the wire): the client of the port mapping
   const client = m.wire;
   const NODE_IP = m.nodeIp;
-  const { chain, attachment, before } = warmChainOn(scope, m, [PORTMAP, BANDWIDTH, TUNING]);
+  const plugins = bandwidth ? [PORTMAP, BANDWIDTH, TUNING] : [PORTMAP, TUNING];
+  const types = ['testcni', ...plugins.map((p) => p.type)];
+  const { chain, attachment, before } = warmChainOn(scope, m, plugins);
   const run = must;
 
   const pod = scope.pod('0');
@@ -154,11 +161,11 @@ for (const { mode, skip: modeSkip, node: makeNode } of VETH_MODES) test(`${mode}
 
   await t.test('ADD: every plugin builds on testcni\'s result', () => {
     const result = run('ADD', () => chain.add(att));
-    assert.deepEqual(chain.runs.slice(-4).map((r) => `${r.type} ${r.command}`), ['testcni ADD', 'portmap ADD', 'bandwidth ADD', 'tuning ADD']);
+    assert.deepEqual(chain.runs.slice(-types.length).map((r) => `${r.type} ${r.command}`), types.map((x) => `${x} ADD`));
     // what the chained plugins read from prevResult
     const ifs = result.interfaces as { name: string; sandbox?: string }[];
     const ips = result.ips as { address: string; interface: number }[];
-    assert.ok(ifs.some((i) => i.name === hostVeth && i.sandbox === undefined), 'the host veth is in the result (bandwidth shapes it)');
+    assert.ok(ifs.some((i) => i.name === hostVeth && i.sandbox === undefined), 'the host veth is in the result (bandwidth would shape it)');
     const podIf = ips[0]!.interface;
     assert.deepEqual(ifs[podIf], { ...ifs[podIf], name: 'eth0', sandbox: pod.path }, 'the address is indexed to eth0 in the pod netns');
     podIp = ips[0]!.address.split('/')[0]!;
@@ -175,7 +182,7 @@ for (const { mode, skip: modeSkip, node: makeNode } of VETH_MODES) test(`${mode}
     assert.match(nat, new RegExp(`--to-destination ${podIp.replace(/\./g, '\\.')}:${CONTAINER_PORT}`), 'a DNAT rule to the pod');
   });
 
-  await t.test('bandwidth: the host veth and the ifb device carry tbf at the configured rates', () => {
+  if (bandwidth) await t.test('bandwidth: the host veth and the ifb device carry tbf at the configured rates', () => {
     const ingress = (JSON.parse(inNetns(node.name, ['tc', '-j', 'qdisc', 'show', 'dev', hostVeth]).stdout) as Json[]);
     const tbf = ingress.find((q) => q.kind === 'tbf') as { options: { rate: number } } | undefined;
     assert.ok(tbf, `tbf on ${hostVeth}: ${JSON.stringify(ingress)}`);
@@ -191,12 +198,12 @@ for (const { mode, skip: modeSkip, node: makeNode } of VETH_MODES) test(`${mode}
   });
 
   await t.test('CHECK: every plugin agrees with the cached result (portmap 1.1.1 cannot: upstream bug)', () => {
-    checkChain(t, chain, att, ['testcni', 'portmap', 'bandwidth', 'tuning']);
+    checkChain(t, chain, att, types);
   });
 
   await t.test('DEL (reverse order), then a second DEL without netns, leave nothing behind', () => {
     run('DEL', () => chain.del(att));
-    assert.deepEqual(chain.runs.slice(-4).map((r) => `${r.type} ${r.command}`), ['tuning DEL', 'bandwidth DEL', 'portmap DEL', 'testcni DEL']);
+    assert.deepEqual(chain.runs.slice(-types.length).map((r) => `${r.type} ${r.command}`), [...types].reverse().map((x) => `${x} DEL`));
     run('second DEL', () => chain.del({ ...att, netns: '' }));
     const after = snapshot(m);
     assert.deepEqual(after.node, before.node, 'node links (veth, ifb), addresses, routes, neighbours and iptables (portmap) as before');
@@ -209,6 +216,60 @@ for (const { mode, skip: modeSkip, node: makeNode } of VETH_MODES) test(`${mode}
     if (mode === 'host-gw') assert.ok(linkNames(node.name).includes(BRIDGE), 'the bridge (node scope) stays');
     assert.equal(chain.cachedResult(att), null, 'the cached result is gone');
     assert.notEqual(fetchFrom(client, NODE_IP, HOST_PORT), 'hello from the pod', 'the port mapping is gone');
+  });
+});
+
+/** Bytes per second one second of TCP from `from` to `ip` gets (iperf3, a server in `serverNs`). */
+async function throughput(serverNs: string, from: string, ip: string): Promise<number> {
+  const server = await startInNetns(serverNs, ['iperf3', '-s', '-1', '--forceflush'], /listening/);
+  try {
+    const r = JSON.parse(inNetns(from, ['iperf3', '-c', ip, '-t', '1', '-J']).stdout) as { end: { sum_received: { bits_per_second: number } } };
+    return r.end.sum_received.bits_per_second / 8;
+  } finally {
+    await server.stop();
+  }
+}
+
+// vxlan's programs hold the host veth's ingress hook (clsact) and deliver to pods with
+// bpf_redirect_peer, past the host veth: bandwidth cannot shape a vxlan pod (README: chaining).
+test('vxlan: bandwidth refuses egress shaping (clsact holds the hook); ingress shaping is bypassed by bpf_redirect_peer', { skip: skip ?? modeKernelSkipReason('vxlan') ?? (has('iperf3') ? undefined : 'needs iperf3 (scripts/setup.sh installs it)'), timeout: 90_000 }, async (t) => {
+  const scope = new Scope(t, uniquePrefix('cb'));
+  const m = modeNode(scope, 'vxlan');
+  const { before } = warmChainOn(scope, m, [TUNING]);
+
+  await t.test('with an egress rate, bandwidth ADD fails ("create ingress qdisc: file exists"); the runtime\'s DEL leaves nothing', () => {
+    const bw = chainOn(scope, m, [BANDWIDTH], 'e');
+    const att = bw.attachment('e', scope.pod('e').path);
+    let failed: ChainError | null = null;
+    try {
+      bw.chain.add(att);
+    } catch (e) {
+      if (!(e instanceof ChainError)) throw e;
+      failed = e;
+    }
+    assert.equal(failed?.run.type, 'bandwidth', 'the chain ADD fails at bandwidth, after testcni\'s ADD');
+    assert.match(String(failed!.run.json?.msg), /create ingress qdisc: file exists/);
+    must('DEL after the failed ADD', () => bw.chain.del(att));
+    const after = snapshot(m);
+    assert.deepEqual([after.node, after.qdiscs, after.ipam], [before.node, before.qdiscs, before.ipam], 'node, qdiscs and IPAM as before');
+  });
+
+  await t.test('with an ingress rate only, the tbf goes in and shapes the node\'s traffic to the pod, not another pod\'s', async () => {
+    const rate = 8_000_000; // bits/s
+    const bw = chainOn(scope, m, [{ type: 'bandwidth', ingressRate: rate, ingressBurst: rate / 100 }], 'i');
+    const [a, b] = [scope.pod('a'), scope.pod('b')];
+    const [attA, attB] = [bw.attachment('a', a.path), bw.attachment('b', b.path)];
+    must('ADD a', () => bw.chain.add(attA));
+    const ipB = String((must('ADD b', () => bw.chain.add(attB)).ips as { address: string }[])[0]!.address).split('/')[0]!;
+    const tbf = (JSON.parse(inNetns(m.node.name, ['tc', '-j', 'qdisc', 'show', 'dev', m.hostIf(attB.containerId)!]).stdout) as Json[]).find((q) => q.kind === 'tbf');
+    assert.ok(tbf, 'tbf on pod b\'s host veth');
+    const fromNode = await throughput(b.name, m.node.name, ipB);
+    const fromPod = await throughput(b.name, a.name, ipB);
+    t.diagnostic(`to pod b at ${rate / 1e6} Mbit/s: from the node ${(fromNode * 8 / 1e6).toFixed(1)} Mbit/s, from pod a ${(fromPod * 8 / 1e6).toFixed(1)} Mbit/s`);
+    assert.ok(fromNode * 8 < rate * 1.5, 'the node\'s traffic goes through the host veth and its tbf');
+    assert.ok(fromPod * 8 > rate * 10, 'pod a\'s traffic is redirected into pod b past the host veth: not shaped');
+    must('DEL a', () => bw.chain.del(attA));
+    must('DEL b', () => bw.chain.del(attB));
   });
 });
 

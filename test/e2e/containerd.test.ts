@@ -1,11 +1,11 @@
 // testcni under a real runtime: Debian's containerd (CRI, runc), started by the test inside a
 // node network namespace, asked for pod sandboxes over CRI as kubelet would, with a conflist at
 // cniVersion 1.0.0 (containerd 1.6's libcni knows no result version above it). One run per mode
-// this kernel can carry (mode-nodes.ts): host-gw, macvlan (ipvlan where the kernel has it) with
-// file IPAM on a node wired to a node network; ipip (ipipMode never: this kernel has no IPIP
+// this kernel can carry (mode-nodes.ts): host-gw, macvlan (ipvlan where the kernel has it) and
+// vxlan (its tc programs and pins in bpffs) with file IPAM on a node wired to a node network; ipip (ipipMode never: this kernel has no IPIP
 // device) on the first node of a 2-node lab, with cluster IPAM through its agent and BIRD on both
-// nodes. A new pod answers at once from where its mode says (host-gw: the node and, through it,
-// another host; macvlan and ipvlan: another host on the node network, never their own node; ipip:
+// nodes. A new pod answers at once from where its mode says (host-gw, vxlan: the node and,
+// through it, another host; macvlan and ipvlan: another host on the node network, never their own node; ipip:
 // its node and the other node, over the route BIRD learned), and StopPodSandbox +
 // RemovePodSandbox leave the node as before and its address free.
 import { test } from 'node:test';
@@ -30,6 +30,7 @@ const RUNTIME_MODES: { mode: string; node: MakeNode; skip: () => string | null }
   { mode: 'host-gw', node: wired('host-gw'), skip: () => null },
   { mode: 'macvlan', node: wired('macvlan'), skip: () => null },
   { mode: 'ipvlan', node: wired('ipvlan'), skip: () => modeKernelSkipReason('ipvlan') },
+  { mode: 'vxlan', node: wired('vxlan'), skip: () => modeKernelSkipReason('vxlan') },
   { mode: 'ipip', node: (_scope, _tag, t) => labModeNode('ipip', { 'ipip-mode': 'never' }, t), skip: () => labSkipReason() ?? bgpSkipReason() ?? null },
 ];
 const PODS = 4;

@@ -13,12 +13,16 @@ import {
 } from '../helpers/e2e.ts';
 import { hostVethName } from '../../planner/names.ts';
 import { uplinkNode } from '../helpers/uplink.ts';
+import { bpfSkipReason, vxlanTestNode } from '../helpers/bpf.ts';
 
 const skip = rootSkipReason() ?? undefined;
+const bpfSkip = bpfSkipReason(['ethtool', 'iptables', 'mv', 'mkdir', 'rm']) ?? undefined;
 const CURSOR = 'last_reserved_ip.0';
 
 interface Before {
   node: Record<string, unknown>;
+  /** what the mode keeps beyond the kernel's links, routes and rules (vxlan: map entries, filters) */
+  mode: unknown;
   /** file names under the state dir (contents are journals: long, and names say enough) */
   state: string[];
   ipam: Record<string, string>;
@@ -31,8 +35,11 @@ function ipamTree(node: TestNode): Record<string, string> {
   return out;
 }
 
-function snapshot(node: TestNode): Before {
-  return { node: settledNodeState(node.name), state: Object.keys(treeSnapshot(node.stateDir)), ipam: ipamTree(node) };
+type ModeState = () => unknown;
+const NO_MODE_STATE: ModeState = () => null;
+
+function snapshot(node: TestNode, modeState: ModeState = NO_MODE_STATE): Before {
+  return { node: settledNodeState(node.name), mode: modeState(), state: Object.keys(treeSnapshot(node.stateDir)), ipam: ipamTree(node) };
 }
 
 function warmUp(scope: Scope, node: TestNode, config: Record<string, unknown>): void {
@@ -141,8 +148,9 @@ function progress(j: JournalView | null): string {
   return `${j.state} ${j.plan.steps.map((s) => LETTER[j.steps[s.id]?.status ?? ''] ?? '?').join('')}`;
 }
 
-function assertRestored(node: TestNode, before: Before, cid: string, pod: { name: string }, where: string): void {
+function assertRestored(node: TestNode, before: Before, cid: string, pod: { name: string }, where: string, modeState: ModeState = NO_MODE_STATE): void {
   assert.deepEqual(settledNodeState(node.name), before.node, `${where}: node as before the ADD`);
+  assert.deepEqual(modeState(), before.mode, `${where}: the mode's node state as before the ADD`);
   assert.deepEqual(Object.keys(treeSnapshot(node.stateDir)), before.state, `${where}: no journal, lock or temp file left`);
   assert.deepEqual(ipamTree(node), before.ipam, `${where}: IPAM dir as before (cursor aside)`);
   assert.ok(!Object.values(reservations(node)).includes(`${cid}/eth0`), `${where}: no reservation left`);
@@ -152,9 +160,9 @@ function assertRestored(node: TestNode, before: Before, cid: string, pod: { name
 
 /** Kills an ADD after each step of its plan in turn (and once as soon as its journal exists),
  *  then DELs it: the node must be as before every time. */
-async function killAtEveryStep(t: TestContext, scope: Scope, node: TestNode, config: Record<string, unknown>, minSteps: number): Promise<void> {
+async function killAtEveryStep(t: TestContext, scope: Scope, node: TestNode, config: Record<string, unknown>, minSteps: number, modeState: ModeState = NO_MODE_STATE): Promise<void> {
   warmUp(scope, node, config);
-  const before = snapshot(node);
+  const before = snapshot(node, modeState);
   const journalDir = journalDirOf(node);
 
   const stepCount = dryRunStepIds(node, config, 'probe', '/var/run/netns/probe').length;
@@ -182,7 +190,7 @@ async function killAtEveryStep(t: TestContext, scope: Scope, node: TestNode, con
 
     const del = cni(node, { command: 'DEL', containerId: cid, netns: pod.path, config });
     assert.equal(del.code, 0, `${where}: DEL after the kill (landed at "${at}"): ${show(del)}`);
-    assertRestored(node, before, cid, pod, `${where}, landed at "${at}"`);
+    assertRestored(node, before, cid, pod, `${where}, landed at "${at}"`, modeState);
   }
   t.diagnostic(`kills landed at: ${[...landed].map(([at, ks]) => `[${at}] <- ${ks.join(', ')}`).join('; ')}`);
   const midPlan = [...landed.keys()].filter((at) => at.startsWith('applying'));
@@ -207,6 +215,13 @@ test('macvlan: SIGKILL at every step of ADD, then DEL: the node is as before, no
   const scope = new Scope(t, uniquePrefix('km'));
   const { node, config } = uplinkNode(scope);
   await killAtEveryStep(t, scope, node, config(), 6);
+});
+
+test('vxlan: SIGKILL at every step of ADD, then DEL: the node as before, endpoint entries and filters included', { skip: bpfSkip, timeout: 150_000 }, async (t) => {
+  const scope = new Scope(t, uniquePrefix('kx'));
+  const { node, config, bpfState } = vxlanTestNode(scope);
+  // The warm-up ADD sets the node up (device, maps, programs: node state DEL keeps).
+  await killAtEveryStep(t, scope, node, config({ ipMasq: true }), 20, bpfState);
 });
 
 test('SIGKILL right after the IPAM reservation, before the journal: DEL still releases the address', { skip, timeout: 60_000 }, async (t) => {

@@ -9,7 +9,7 @@
 // Plugins run inside the node's network namespace with CNI_* in the environment and the config on
 // stdin, found by type in the CNI_PATH directories, like a runtime on that node.
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, copyFileSync, chmodSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, copyFileSync, chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { NETNS_DIR, PLUGIN } from './netns.ts';
 
@@ -18,11 +18,17 @@ type Json = Record<string, unknown>;
 
 /**
  * A CNI bin dir as a runtime's: testcni (a copy of the bundle, or of `testcni` such as the single
- * executable, so a rebuild during the run changes nothing) and the named reference plugins.
+ * executable, so a rebuild during the run changes nothing), the compiled BPF objects beside it
+ * in bpf/ (as `testcni install` puts them), and the named reference plugins.
  */
 export function makeBinDir(dir: string, referencePlugins: string[] = [], testcni: string = PLUGIN): string {
   mkdirSync(dir, { recursive: true });
   copyFileSync(testcni, join(dir, 'testcni'));
+  const objects = join(dirname(PLUGIN), 'bpf');
+  if (existsSync(objects)) {
+    mkdirSync(join(dir, 'bpf'));
+    for (const o of readdirSync(objects).filter((f) => f.endsWith('.o'))) copyFileSync(join(objects, o), join(dir, 'bpf', o));
+  }
   chmodSync(join(dir, 'testcni'), 0o755);
   for (const p of referencePlugins) symlinkSync(join(REFERENCE_CNI_DIR, p), join(dir, p));
   return dir;

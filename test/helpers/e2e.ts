@@ -78,7 +78,9 @@ function laggingLinks(links: LinkJson[]): string[] {
     .filter((l) => {
       const ports = links.filter((x) => x.master === l.ifname);
       if (l.ifname === BRIDGE || ports.length > 0) return l.operstate !== (ports.some((p) => p.operstate === 'UP') ? 'UP' : 'DOWN');
-      return l.operstate !== 'UP'; // a veth that is up, with its peer up (every veth these tests keep)
+      // A veth that is up, with its peer up (every veth these tests keep). A device without a
+      // carrier of its own (a VXLAN device) stays UNKNOWN.
+      return l.operstate !== 'UP' && l.operstate !== 'UNKNOWN';
     })
     .map((l) => `${l.ifname}:${l.operstate}`);
 }

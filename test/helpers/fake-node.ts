@@ -1,7 +1,7 @@
 // A fake runner and a fake in-process node for executor tests: they record every command and
 // answer from a small model of links, so nothing on the machine is touched.
 import type { Runner, RunResult, RunOptions } from '../../executor/runner.ts';
-import type { NodeSystem } from '../../executor/system.ts';
+import type { NodeSystem, PathInfo } from '../../executor/system.ts';
 import type { NodeFacts } from '../../model/plan.ts';
 
 export const FAKE_FACTS: NodeFacts = {
@@ -55,6 +55,8 @@ export class FakeRunner implements Runner {
 export class FakeSystem implements NodeSystem {
   sysctls = new Map<string, string>();
   files = new Map<string, { content: string; mode: number }>();
+  /** what the `path` query finds, by path */
+  paths = new Map<string, PathInfo>();
   /** operstate by link; a link without an entry is up */
   oper = new Map<string, string>();
   constructor(
@@ -79,6 +81,14 @@ export class FakeSystem implements NodeSystem {
   }
   writeFile(path: string, content: string, mode: number): void {
     this.files.set(path, { content, mode });
+  }
+  /** link indexes the fake answers in-process; others need a process (null) */
+  indexes = new Map<string, number>();
+  ifindex(link: string): number | null {
+    return this.indexes.get(link) ?? null;
+  }
+  statPath(path: string): PathInfo | null {
+    return this.paths.get(path) ?? (this.files.has(path) ? { type: 'file', fs: 'ef53' } : null);
   }
   nsExists(ns: string): boolean {
     return ns === 'host' || this.netns.has(ns);

@@ -9,6 +9,7 @@ import { settledNodeState, type Scope } from './e2e.ts';
 import { inNetns, addNetns, delNetns, uniquePrefix, treeSnapshot, type TestNode } from './netns.ts';
 import { uplinkNode, WIRE } from './uplink.ts';
 import { testLab, etcdHandles } from './lab.ts';
+import { BPFFS, bpfSkipReason, ensureBpffs, removePins } from './bpf.ts';
 import { hostVethName } from '../../planner/names.ts';
 import type { LabState } from '../../lab/state.ts';
 
@@ -68,7 +69,14 @@ export function modeNode(scope: Scope, mode: string, tag = ''): ModeNode {
       reservation: (ip) => fileReservation(up.node, ip),
     };
   }
-  if (mode !== 'host-gw' && mode !== 'ipip') throw new Error(`modeNode: no recipe for mode ${mode}`);
+  if (mode !== 'host-gw' && mode !== 'ipip' && mode !== 'vxlan') throw new Error(`modeNode: no recipe for mode ${mode}`);
+  if (mode === 'vxlan') {
+    // bpffs (mounted if it was not, unmounted again if it then holds nothing), and this
+    // network's pins removed with the node (they outlive its netns)
+    scope.defer(ensureBpffs());
+    const pins = `${BPFFS}/testcni/${String(up.node.config().name)}`;
+    scope.defer(() => removePins(pins));
+  }
   // the wire reaches the node's pods through the node, as another node's route would
   inNetns(up.wire, ['ip', 'route', 'add', '10.244.0.0/16', 'via', WIRE.node]);
   return {
@@ -78,7 +86,7 @@ export function modeNode(scope: Scope, mode: string, tag = ''): ModeNode {
     // ipip's gateway 169.254.1.1 is an address nobody holds (proxy ARP answers for it)
     podReaches: mode === 'ipip' ? WIRE.gateway : '10.244.0.1',
     podAddress: /^10\.244\.0\.\d+$/,
-    config: (extra = {}) => up.node.config(mode === 'ipip' ? { mode, ...extra } : extra),
+    config: (extra = {}) => up.node.config(mode === 'host-gw' ? extra : { mode, ...extra }),
     hostIf: (containerId, ifName = 'eth0') => hostVethName(containerId, ifName),
     podLinkKind: null,
     reservation: (ip) => fileReservation(up.node, ip),
@@ -148,6 +156,7 @@ export function kernelHasLinkType(type: string): boolean {
 
 /** Why a mode's pods cannot run on this kernel, or null when they can. */
 export function modeKernelSkipReason(mode: string): string | null {
+  if (mode === 'vxlan') return bpfSkipReason(['ethtool', 'mv', 'mkdir', 'rm']);
   if (!CHILD_MODES.has(mode) || kernelHasLinkType(mode)) return null;
   return `this kernel has no ${mode} (\`ip link add … type ${mode}\`: Unknown device type); ${mode} pods are proven in the emulated VM instead (test/e2e/vm-datapath.test.ts)`;
 }

@@ -69,7 +69,7 @@ export function vmBoot(jobs: VmJob[]) {
 export function probeScript(steps: Step[], nsenter: string, tag: string): string {
   const lines = steps.filter((s) => s.probe).map((s, i) => {
     const p = s.probe!;
-    assert.ok(p.mech !== 'file', `${s.id}: a file probe cannot run in the VM`);
+    assert.ok(p.mech !== 'file' && p.mech !== 'path', `${s.id}: a ${p.mech} probe cannot run in the VM`);
     const argv = p.ns === HOST ? p.argv : inNetnsArgv(nsenter, p.ns, p.argv);
     return `probe ${tag}.${i} ${argv.map(shellQuote).join(' ')}`;
   });

@@ -2,7 +2,7 @@
 // written only once the agent reports ready, a clear error and no conflist on timeout.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync, readFileSync, statSync, existsSync, readdirSync, openSync, readSync, closeSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, readFileSync, statSync, existsSync, readdirSync, openSync, readSync, closeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -159,4 +159,20 @@ test('testcni install refuses a conflist the plugin would refuse, before install
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /testcni install: .*subnet/);
   assert.equal(existsSync(join(dir, 'bin')), false, 'nothing installed');
+});
+
+test('install copies the compiled BPF objects beside the executable into bpf/ beside the installed one, and records them', async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, 'exe'), 'EXE');
+  mkdirSync(join(dir, 'bpf'));
+  writeFileSync(join(dir, 'bpf', 'vxlan.o'), 'OBJ');
+  writeFileSync(join(dir, 'bpf', 'notes.txt'), 'not an object');
+  const f = fakeDeps([() => status(true)]);
+  const rec = await install({ source: join(dir, 'exe'), binDir: join(dir, 'bin'), binName: 'testcni', agentSocket: null, stateDir: join(dir, 's'), conflist: null, timeoutMs: 1000 }, f.deps);
+  const obj = join(dir, 'bin', 'bpf', 'vxlan.o');
+  assert.equal(readFileSync(obj, 'utf8'), 'OBJ');
+  assert.equal(statSync(obj).mode & 0o777, 0o644);
+  assert.deepEqual(readdirSync(join(dir, 'bin', 'bpf')), ['vxlan.o'], 'objects only, no temp file');
+  assert.deepEqual(rec.objects, [{ path: obj, sha256: createHash('sha256').update('OBJ').digest('hex') }]);
+  assert.deepEqual(readRecord(join(dir, 's'))!.objects, rec.objects);
 });

@@ -205,3 +205,19 @@ test('node teardowns: one per mode, chosen by the network\'s mode', () => {
   assert.deepEqual(teardownsFor('macvlan'), [], 'macvlan leaves nothing on the node');
   assert.deepEqual(teardownsFor('no-such-mode'), []);
 });
+
+test('the BPF objects installed beside the binary go with it, when unchanged; the bpf/ dir once empty', async (t) => {
+  const { f, deps } = fixture(t);
+  mkdirSync(join(f.dir, 'bin', 'bpf'));
+  const obj = (name: string, text: string) => {
+    writeFileSync(join(f.dir, 'bin', 'bpf', name), text);
+    return { path: `/host/opt/cni/bin/bpf/${name}`, sha256: createHash('sha256').update(text).digest('hex') };
+  };
+  const objects = [obj('vxlan.o', 'OBJ'), obj('other.o', 'OTHER')];
+  writeRecord(f.stateDir, { version: 1, binary: null, objects, conflist: null, installedAt: '' });
+  writeFileSync(join(f.dir, 'bin', 'bpf', 'other.o'), 'changed since');
+  const r = await uninstall(f.req, deps);
+  assert.ok(r.removed.includes(`remove ${join(f.dir, 'bin', 'bpf', 'vxlan.o')}`), r.removed.join('\n'));
+  assert.deepEqual(readdirSync(join(f.dir, 'bin', 'bpf')), ['other.o'], 'a changed object is kept');
+  assert.ok(r.kept.some((k) => k.endsWith('other.o: changed since it was installed, left alone')), r.kept.join('\n'));
+});

@@ -1,0 +1,30 @@
+// vxlan (Cilium style): pods with /32 addresses behind tc eBPF programs that deliver between the
+// node's pods with bpf_redirect_peer and to other nodes through an external VXLAN device, the
+// other nodes' blocks in a longest-prefix-match map the agent fills from the registry.
+import type { ModeDefinition } from '../../mode.ts';
+import { schema, parse, type VxlanConfig } from './config.ts';
+import { planAdd, resultOf, podMtu } from './pod.ts';
+import { nodePlanner, sweep } from './node.ts';
+import { inspector } from './inspect.ts';
+import { TOOLS, OBJECT } from './dataplane.ts';
+
+export const vxlan: ModeDefinition<'vxlan', VxlanConfig> = {
+  name: 'vxlan',
+  summary: 'pods behind tc eBPF programs: bpf_redirect_peer on the node, an external VXLAN device between nodes, remote blocks in an LPM map',
+  schema,
+  // The original's `"subnet":"10.244.0.0"` meant a /16.
+  addressing: { pool: 'block', bareSubnetPrefix: 16 },
+  parse,
+  tools: (config) => [...TOOLS, ...(config.ipMasq ? ['iptables'] : [])],
+  objects: () => [OBJECT],
+  planAdd,
+  resultOf,
+  // The device's MTU follows the underlay's: read it on every ADD, a configured pod `mtu` or not.
+  uplinkOf: (config) => config.uplink,
+  // An MTU the underlay cannot carry is refused before anything is leased.
+  preflight: (req) => void podMtu(req.config, req.facts.uplinkMtu),
+  node: nodePlanner,
+  gc: sweep,
+  inspect: inspector,
+  labUnsupported: null,
+};

@@ -155,10 +155,17 @@ function nodeSecretFiles(o: ManifestOptions): Record<string, string> {
   return files;
 }
 
-/** What the agent's container needs for the mode's node state (planner/mode.ts ModeDeploy). */
-export function agentNeeds(modeName: string): Required<NonNullable<ReturnType<typeof MODES.require>['deploy']>> {
-  const d = MODES.require(modeName).deploy;
-  return { capabilities: d?.capabilities ?? [], hostPaths: d?.hostPaths ?? [], programs: d?.programs ?? [], unchainable: d?.unchainable ?? {}, netSysctls: d?.netSysctls ?? '' };
+/** What the agent's container needs for the mode's node state (planner/mode.ts ModeDeploy), for
+ *  the network as configured. */
+export function agentNeeds(o: ManifestOptions) {
+  const d = MODES.require(o.mode).deploy;
+  return {
+    capabilities: d?.capabilities ?? [],
+    hostPaths: d?.hostPaths?.(validatedNetwork(o.network, pluginEntry(o))) ?? [],
+    programs: d?.programs ?? [],
+    unchainable: d?.unchainable ?? {},
+    netSysctls: d?.netSysctls ?? '',
+  };
 }
 
 /** The agent's config file, as the ConfigMap carries it. */
@@ -179,7 +186,7 @@ export function agentConfigFor(o: ManifestOptions): Record<string, unknown> {
     // scrape path of its own (e.g. a node-local proxy) or a wider address here.
     metricsAddress: `127.0.0.1:${o.metricsPort}`,
     logLevel: o.logLevel,
-    ...(agentNeeds(o.mode).netSysctls ? { procSys: PROC_SYS } : {}),
+    ...(agentNeeds(o).netSysctls ? { procSys: PROC_SYS } : {}),
     ...(Object.keys(o.networkConfig).length > 0 ? { networkConfig: o.networkConfig } : {}),
   };
 }
@@ -206,7 +213,7 @@ export function manifestView(o: ManifestOptions) {
   const secretName = `${o.name}-etcd-tls`;
   const heapMb = Math.floor(o.agentMemoryMi * HEAP_SHARE);
 
-  const needs = agentNeeds(o.mode);
+  const needs = agentNeeds(o);
   const nodeSecrets = Object.values(nodeSecretFiles(o)).map((p) => p.slice(NODE_SECRETS_DIR.length + 1)).sort();
   const agentMounts = [
     mount('config', CONFIG_DIR, true),

@@ -107,13 +107,20 @@ export interface NodeTeardownPlanner<S = unknown> {
   plan(ctx: NodeTeardownContext<S>, observed: Record<string, unknown>): { steps: Step[]; kept: string[] };
 }
 
+export interface HostPathNeed {
+  name: string;
+  path: string;
+  propagation?: 'None' | 'HostToContainer';
+  why: string;
+}
+
 /** What the node agent's container needs for a mode's node state, for the DaemonSet that runs it
  *  (`testcni manifests`): each need with the reason an operator reviewing it reads. */
 export interface ModeDeploy {
   /** Linux capabilities (without CAP_) the agent gets beyond none */
   capabilities: { name: string; why: string }[];
-  /** host paths mounted into the agent at the same path */
-  hostPaths?: { name: string; path: string; propagation?: 'None' | 'HostToContainer'; why: string }[];
+  /** host paths mounted into the agent at the same path, for the network as configured */
+  hostPaths?: (config: NetworkConfig) => HostPathNeed[];
   /** programs the image must carry for the agent (beyond testcni and iproute2) */
   programs?: { name: string; package: string; why: string }[];
   /** why the node plan sets the node's net.* sysctls: the agent then reaches them through a

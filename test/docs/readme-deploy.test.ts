@@ -3,14 +3,18 @@
 // shows up here until the table is regenerated (UPDATE_GOLDEN=1).
 import { test } from 'node:test';
 import { MODES } from '../../planner/registry.ts';
+import { loadConfig } from '../../cni/config.ts';
 import { checkGeneratedSection } from '../helpers/readme.ts';
+
+/** A mode's network with every key at its default: what the table describes. */
+const defaults = (mode: string) => loadConfig({ cniVersion: '1.1.0', name: 'testcni', type: 'testcni', subnet: '10.244.0.0/16', mode }).config;
 
 function table(): string {
   const rows = MODES.all().map((m) => {
     const d = m.deploy;
     const caps = (d?.capabilities ?? []).map((c) => `\`${c.name}\` (${c.why})`).join('; ') || 'none';
     const mounts = [
-      ...(d?.hostPaths ?? []).map((p) => `\`${p.path}\`${p.propagation === 'HostToContainer' ? ' (HostToContainer)' : ''}: ${p.why}`),
+      ...(d?.hostPaths?.(defaults(m.name)) ?? []).map((p) => `\`${p.path}\`${p.propagation === 'HostToContainer' ? ' (HostToContainer)' : ''}: ${p.why}`),
       ...(d?.netSysctls ? [`\`/proc/sys/net\` at \`/host/proc/sys/net\` (\`procSys\`): ${d.netSysctls}`] : []),
     ].join('; ') || '—';
     const programs = (d?.programs ?? []).map((p) => `\`${p.name}\` (${p.package}): ${p.why}`).join('; ') || '—';
@@ -18,7 +22,7 @@ function table(): string {
     return `| \`${m.name}\` | ${caps} | ${mounts} | ${programs} | ${chain} |`;
   });
   return [
-    '| mode | agent capabilities (beyond none) | host mounts beyond the common ones | programs in the image | `--chain` |',
+    '| mode | agent capabilities (beyond none) | host mounts beyond the common ones (default config) | programs in the image | `--chain` |',
     '|---|---|---|---|---|',
     ...rows,
   ].join('\n');

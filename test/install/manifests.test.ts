@@ -193,6 +193,7 @@ test('bad options are refused with the reason', () => {
  *  here until it has a row. */
 const MODE_SAMPLES: Record<string, { clusterSubnet: string; networkConfig: Record<string, unknown>; bad: [Record<string, unknown>, RegExp] }> = {
   'host-gw': { clusterSubnet: '10.244.0.0/16', networkConfig: { bridge: 'cni0', mtu: 1450 }, bad: [{ bridge: 'a-name-longer-than-15' }, /bridge/] },
+  vxlan: { clusterSubnet: '10.244.0.0/16', networkConfig: { vxlan: { vni: 4096, port: 4789 }, mtu: 1400 }, bad: [{ vxlan: { port: 70000 } }, /vxlan\.port/] },
   macvlan: {
     clusterSubnet: '192.168.1.0/24',
     networkConfig: { macvlan: { master: 'eth0', mode: 'bridge' }, ipam: { rangeStart: '192.168.1.200', rangeEnd: '192.168.1.250', gateway: '192.168.1.1' } },
@@ -225,12 +226,14 @@ for (const mode of MODES.names()) {
     assert.equal(ds.metadata.annotations['testcni.dev/mode'], mode);
     const cm = byKind(objs, 'ConfigMap');
     const dir = mkdtempSync(join(tmpdir(), 'tcman-'));
+    let network: ReturnType<typeof loadAgentConfig>['networkConfig'] | null = null;
     try {
       writeFileSync(join(dir, 'agent.yaml'), cm.data['agent.yaml']);
       // the agent's own parser, as the DaemonSet runs it: it validates networkConfig like the plugin
       const cfg = loadAgentConfig(['--config', join(dir, 'agent.yaml'), '--node-name', 'n1', '--underlay-ip', '192.168.1.10'], 'host');
       assert.equal(cfg.mode, mode);
       assert.equal(cfg.networkConfig.mode, mode);
+      network = cfg.networkConfig;
       assert.equal(cfg.procSys, MODES.require(mode).deploy?.netSysctls ? '/host/proc/sys' : '/proc/sys', 'the node\'s sysctls through the mount only where the node plan sets them');
       const entry = JSON.parse(cm.data['10-testcni.conflist']).plugins[0];
       assert.deepEqual(entry, cfg.pluginEntry, 'the conflist carries the entry the agent composes');
@@ -248,11 +251,12 @@ for (const mode of MODES.names()) {
     assert.deepEqual(agent.securityContext.capabilities, caps.length ? { drop: ['ALL'], add: caps } : { drop: ['ALL'] }, `${mode}: exactly the capabilities its ModeDeploy asks for`);
     for (const c of deploy?.capabilities ?? []) assert.ok(text.includes(`- ${c.name} # ${c.why}`), `the manifest says why ${c.name}`);
     const hostPaths = pod.volumes.filter((v: Obj) => v.hostPath).map((v: Obj) => v.hostPath.path);
-    for (const p of deploy?.hostPaths ?? []) {
+    const needed = deploy?.hostPaths?.(network!) ?? [];
+    for (const p of needed) {
       assert.ok(hostPaths.includes(p.path), `${p.path} is a host volume`);
       assert.ok(agent.volumeMounts.some((m: Obj) => m.mountPath === p.path && m.mountPropagation === (p.propagation ?? 'None')), `${p.path} is mounted into the agent`);
     }
-    assert.ok(!hostPaths.includes('/sys/fs/bpf') || (deploy?.hostPaths ?? []).some((p) => p.path === '/sys/fs/bpf'), 'bpffs only for a mode that asks for it');
+    assert.ok(!hostPaths.includes('/sys/fs/bpf') || needed.some((p) => p.path === '/sys/fs/bpf'), 'bpffs only for a mode that asks for it');
   });
 
   test(`manifests for ${mode}: a networkConfig the plugin would refuse is refused, naming the field`, () => {
@@ -307,4 +311,11 @@ test('ipip with BGP passwords: the files must be in the node-secrets dir; the op
     .spec.template.spec.volumes.some((v: Obj) => v.name === 'node-secrets'), false, 'no passwords, no Secret');
   assert.throws(() => renderManifests(options({ mode: 'ipip', networkConfig: { bgp: { meshPasswordFile: '/root/mesh' } } })),
     (e: Error) => e instanceof ManifestError && /meshPasswordFile|mesh.*must be a file in \/etc\/testcni\/secrets/.test(e.message));
+});
+
+test('vxlan: the DaemonSet mounts bpffs where the network config says it is', () => {
+  const pod = byKind(parseAndValidate(renderManifests(options({ mode: 'vxlan', networkConfig: { vxlan: { bpffs: '/run/bpffs' } } }))), 'DaemonSet').spec.template.spec;
+  const bpf = pod.volumes.find((v: Obj) => v.name === 'bpf');
+  assert.equal(bpf.hostPath.path, '/run/bpffs');
+  assert.deepEqual(pod.containers[0].volumeMounts.filter((m: Obj) => m.name === 'bpf').map((m: Obj) => [m.mountPath, m.mountPropagation]), [['/run/bpffs', 'HostToContainer']]);
 });

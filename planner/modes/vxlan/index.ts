@@ -26,5 +26,23 @@ export const vxlan: ModeDefinition<'vxlan', VxlanConfig> = {
   node: nodePlanner,
   gc: sweep,
   inspect: inspector,
+  deploy: {
+    capabilities: [
+      { name: 'NET_ADMIN', why: 'the VXLAN device, its route, tc filters, offloads (ethtool) and the forwarding sysctls' },
+      { name: 'BPF', why: 'the maps and programs of the dataplane, and the other nodes\' blocks in its LPM map' },
+    ],
+    hostPaths: (config) => [{
+      name: 'bpf', path: (config.modeConfig as VxlanConfig).bpffs, propagation: 'HostToContainer',
+      why: 'the pinned maps and programs the plugin on the node uses too (the node mounts bpffs there)',
+    }],
+    programs: [
+      { name: 'bpftool', package: 'bpftool', why: 'loads the programs and fills the maps' },
+      { name: 'ethtool', package: 'ethtool', why: 'the VXLAN device\'s checksum offload' },
+    ],
+    netSysctls: 'forwarding on the uplink (node plan)',
+    unchainable: {
+      bandwidth: 'its egress shaping needs the host veth\'s ingress hook, which vxlan\'s tc programs hold (clsact: "create ingress qdisc: file exists"), and its ingress tbf is bypassed by bpf_redirect_peer for traffic from other pods and nodes',
+    },
+  },
   labUnsupported: null,
 };

@@ -1,7 +1,7 @@
 // `testcni install` then `testcni uninstall` on a simulated node of each mode this kernel can
 // carry (file IPAM, no agent: its part is test/e2e/install.test.ts), with pods in between:
 // uninstall removes the mode's node state with the mode's own teardown (host-gw: the bridge;
-// macvlan: nothing was left), keeps what is not testcni's, and the node is as before the install.
+// macvlan: nothing was left; vxlan: its device and its pins in bpffs), keeps what is not testcni's, and the node is as before the install.
 // ipip (never), whose node state the agent and its BIRD make, on the lab. ipvlan's teardown runs
 // on a kernel with ipvlan in test/e2e/vm-teardown.test.ts.
 import { test } from 'node:test';
@@ -14,6 +14,7 @@ import { Scope, cni, show, settledNodeState } from '../helpers/e2e.ts';
 import { toConflist } from '../helpers/conflist.ts';
 import { modeNode, modeKernelSkipReason } from '../helpers/mode-nodes.ts';
 import { labSkipReason, testLab } from '../helpers/lab.ts';
+import { BPFFS } from '../helpers/bpf.ts';
 import { bgpSkipReason, waitFor } from '../helpers/bgp.ts';
 import { stopAgent } from '../../lab/agents.ts';
 import type { LabNode } from '../../lab/state.ts';
@@ -24,9 +25,14 @@ const skip = rootSkipReason() ?? (existsSync(EXECUTABLE) ? undefined : `needs th
 const REMOVED: Record<string, RegExp[]> = {
   'host-gw': [/^removed: delete bridge testcni0 \(gateway 10\.244\.0\.1\/24\)$/],
   macvlan: [],
+  vxlan: [
+    /^removed: delete VXLAN device testcni\.vxlan \(its route and filters go with it\)$/,
+    /^removed: remove this node's BPF maps and programs \(.*\/testcni\/[^/]+\/[^/]+\)$/,
+    /^removed: remove .* and its parent if no other node or network pins there$/,
+  ],
 };
 
-for (const mode of ['host-gw', 'macvlan', 'ipvlan']) {
+for (const mode of ['host-gw', 'macvlan', 'ipvlan', 'vxlan']) {
   test(`install, pods, uninstall on a ${mode} node: the node as before, foreign state kept`, { skip: skip ?? modeKernelSkipReason(mode) ?? undefined, timeout: 60_000 }, (t) => {
     const scope = new Scope(t, uniquePrefix('um'));
     const m = modeNode(scope, mode);
@@ -75,6 +81,7 @@ for (const mode of ['host-gw', 'macvlan', 'ipvlan']) {
     assert.equal(existsSync(node.stateDir), false, 'the state dir held only testcni\'s files');
     inNetns(node.name, ['ip', 'neigh', 'flush', 'dev', 'eth0']);
     assert.deepEqual(settledNodeState(node.name), before, 'links, addresses, routes (the foreign ones kept) as before the install');
+    if (mode === 'vxlan') assert.equal(existsSync(join(BPFFS, 'testcni', String(config.name))), false, 'the network\'s pins (maps, programs) are gone from bpffs');
   });
 }
 

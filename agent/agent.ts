@@ -21,7 +21,7 @@ import type { Logger } from '../lib/log.ts';
 import { ProcessRunner } from '../executor/runner.ts';
 import { JournalStore } from '../executor/journal.ts';
 import { resolveTools, defaultRouteDevice, gatherFacts } from '../executor/facts.ts';
-import { runQueries } from '../executor/probe.ts';
+import { inspectWith } from '../executor/probe.ts';
 import { realSystem } from '../executor/system.ts';
 import type { NodeFacts } from '../model/plan.ts';
 import { MODES } from '../planner/registry.ts';
@@ -113,8 +113,7 @@ export class Agent implements AgentHandlers {
     const inspect = this.mode.inspect!;
     const nc = this.cfg.networkConfig;
     try {
-      const observed = await runQueries(inspect.observe(nc, this.facts), this.facts, this.runner, realSystem);
-      this.metrics.setModeGauges(inspect.report(nc, this.facts, observed).gauges);
+      this.metrics.setModeGauges((await inspectWith(inspect, nc, this.facts, this.runner, realSystem)).gauges);
     } catch (e) {
       this.log.warn('node inspection failed', { error: (e as Error).message });
     }

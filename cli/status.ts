@@ -11,7 +11,7 @@ import { textTable } from '../lib/text-table.ts';
 import type { DaemonStatus } from '../model/daemon.ts';
 import type { ModeReport } from '../planner/mode.ts';
 import { gatherFacts } from '../executor/facts.ts';
-import { runQueries } from '../executor/probe.ts';
+import { inspectWith } from '../executor/probe.ts';
 import { ProcessRunner } from '../executor/runner.ts';
 import { realSystem } from '../executor/system.ts';
 import { factsWanted } from '../cni/verbs/context.ts';
@@ -33,7 +33,7 @@ async function inspectNode(config: NetworkConfig): Promise<ModeReport | null> {
   if (!mode.inspect) return null;
   const runner = new ProcessRunner();
   const facts = await gatherFacts(factsWanted(config, mode, { add: true }), runner);
-  return mode.inspect.report(config, facts, await runQueries(mode.inspect.observe(config, facts), facts, runner, realSystem));
+  return inspectWith(mode.inspect, config, facts, runner, realSystem);
 }
 
 export async function gatherStatus(config: NetworkConfig): Promise<StatusReport> {

@@ -6,6 +6,8 @@ import type { Runner } from './runner.ts';
 import { inNs } from './namespaces.ts';
 import type { NodeSystem } from './system.ts';
 import { readIfindexes, bindArgv, bindText, MissingLink } from './ifindex.ts';
+import type { ModeInspector, ModeReport } from '../planner/mode.ts';
+import type { NetworkConfig } from '../model/config.ts';
 
 /** In-process answer, or null when this probe needs a process. */
 export function fastProbe(probe: Probe, sys: NodeSystem): ProbeOutput | null {
@@ -20,7 +22,7 @@ export function fastProbe(probe: Probe, sys: NodeSystem): ProbeOutput | null {
       return content === null ? { exitCode: 1, stdout: '' } : { exitCode: 0, stdout: content };
     }
     case 'path': {
-      const info = sys.statPath(probe.path);
+      const info = sys.statPath(probe.path, probe.list);
       return info === null ? { exitCode: 1, stdout: '' } : { exitCode: 0, stdout: JSON.stringify([info]), json: [info] };
     }
     case 'exec':
@@ -88,4 +90,12 @@ export async function runQueries(queries: Record<string, Probe>, facts: NodeFact
     observed[name] = out.exitCode === 0 ? (out.json ?? out.stdout) : null;
   }
   return observed;
+}
+
+/** A mode's operator view of the node, read now: its queries (a failed one reads null), then the
+ *  ones that depend on them, then its report. */
+export async function inspectWith<S>(inspect: ModeInspector<S>, config: NetworkConfig<string, S>, facts: NodeFacts, runner: Runner, sys: NodeSystem): Promise<ModeReport> {
+  const observed = await runQueries(inspect.observe(config, facts), facts, runner, sys);
+  if (inspect.observeMore) Object.assign(observed, await runQueries(inspect.observeMore(config, facts, observed), facts, runner, sys));
+  return inspect.report(config, facts, observed);
 }

@@ -1,6 +1,7 @@
 // The executor's in-process view of the node: what it reads and writes without starting a
 // process. One seam, so tests can run the executor without touching the machine.
 import { readFileSync, writeFileSync, existsSync, readdirSync, statSync, statfsSync } from 'node:fs';
+import { join } from 'node:path';
 import { HOST, type Ns } from '../model/plan.ts';
 import { writeFileAtomic } from '../lib/atomic-file.ts';
 
@@ -12,8 +13,8 @@ export interface NodeSystem {
   writeSysctl(key: string, value: string): void;
   /** a file's content, or null when it does not exist */
   readFile(path: string): string | null;
-  /** what is at a path (the `path` query), or null when nothing is */
-  statPath(path: string): PathInfo | null;
+  /** what is at a path (the `path` query), or null when nothing is; with `list`, a directory's files */
+  statPath(path: string, list?: boolean): PathInfo | null;
   /** replaces a file atomically (temp file, fsync, rename) */
   writeFile(path: string, content: string, mode: number): void;
   /** a link's operational state ("up", "down", …) of the calling process's netns, or null when
@@ -30,6 +31,20 @@ export interface PathInfo {
   type: 'file' | 'directory' | 'other';
   /** the statfs magic of the file system holding it, in hex ("cafe4a11": bpffs) */
   fs: string;
+  /** for a directory, when the query asks to `list`: the files below it, two levels deep, as sorted relative paths
+   *  ("maps/testcni_eps"): what a bpffs pin directory holds, read without a process */
+  files?: string[];
+}
+
+/** Files (not directories) below `dir`, `depth` levels deep, relative and sorted. */
+function filesBelow(dir: string, depth: number, prefix = ''): string[] {
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return []; // gone, or not readable: nothing to list
+  }
+  return entries.flatMap((e) => (e.isDirectory() ? (depth > 1 ? filesBelow(join(dir, e.name), depth - 1, `${prefix}${e.name}/`) : []) : [`${prefix}${e.name}`])).sort();
 }
 
 /** The /proc/sys file of a dotted key. As in sysctl(8), a "/" inside a component stands for a
@@ -77,10 +92,12 @@ export const realSystem: NodeSystem = {
     writeFileSync(sysctlPath(key), value);
   },
   readFile: readOrNull,
-  statPath(path) {
+  statPath(path, list = false) {
     try {
       const st = statSync(path);
-      return { type: st.isFile() ? 'file' : st.isDirectory() ? 'directory' : 'other', fs: statfsSync(path).type.toString(16) };
+      const fs = statfsSync(path).type.toString(16);
+      if (st.isDirectory()) return { type: 'directory', fs, ...(list ? { files: filesBelow(path, 2) } : {}) };
+      return { type: st.isFile() ? 'file' : 'other', fs };
     } catch {
       return null;
     }

@@ -87,14 +87,15 @@ export type Predicate =
  * `file` yields the file's content as text (exit 1 when it is missing). `path` yields what is at
  * a path of the node's file system, `[{type: "file"|"directory"|"other", fs}]` (`fs`: the statfs
  * magic of its file system in hex, e.g. "cafe4a11" for bpffs), read in-process (exit 1 when
- * nothing is there).
+ * nothing is there); with `list`, a directory's also carries `files`, the files below it two
+ * levels deep as sorted relative paths.
  */
 export type Query =
   | { mech: 'exec'; argv: string[]; ifindexOf?: string[] }
   | { mech: 'links'; argv: string[] }
   | { mech: 'sysctl'; key: string; argv: string[] }
   | { mech: 'file'; path: string }
-  | { mech: 'path'; path: string };
+  | { mech: 'path'; path: string; list?: boolean };
 
 export type Probe = { ns: Ns; expect: Predicate } & Query;
 

@@ -180,6 +180,8 @@ export interface ModeReport {
 /** A mode's operator view: read-only queries, then a report of what they showed. Pure. */
 export interface ModeInspector<S = unknown> {
   observe(config: NetworkConfig<string, S>, facts: NodeFacts): Record<string, Probe>;
+  /** queries that depend on what `observe` showed (run after it) */
+  observeMore?(config: NetworkConfig<string, S>, facts: NodeFacts, observed: Record<string, unknown>): Record<string, Probe>;
   report(config: NetworkConfig<string, S>, facts: NodeFacts, observed: Record<string, unknown>): ModeReport;
 }
 

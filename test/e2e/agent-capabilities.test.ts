@@ -4,10 +4,10 @@
 // false), a read-only /proc/sys (what an unprivileged container sees) and the host mounts the
 // DaemonSet gives it (host-gw: the node's /proc/sys/net), inside a simulated node with a real
 // etcd. The mode's node state converges with that (host-gw: routes, forwarding, no redirects;
-// macvlan: nothing, IPAM only); without the capability, or without the mount, it does not.
+// macvlan: nothing, IPAM only; ipip: BIRD; vxlan: programs and maps in the bpffs it mounts); without the capability, or without the mount, it does not.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { rootSkipReason, uniquePrefix, inNetns, addNetns, delNetns, NETNS_DIR, PLUGIN, toolPath } from '../helpers/netns.ts';
@@ -21,6 +21,9 @@ import { renderManifests, MANIFEST_DEFAULTS, type ManifestOptions } from '../../
 import type { AgentStatus } from '../../ipam/agent-protocol.ts';
 import { LAB_TIMERS } from '../../planner/modes/ipip/index.ts';
 import { bgpSkipReason } from '../helpers/bgp.ts';
+import { BPFFS, bpfSkipReason } from '../helpers/bpf.ts';
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 
 const skip = rootSkipReason(['setpriv', 'etcdctl', 'ping']) ?? etcdAvailable() ?? undefined;
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -31,6 +34,7 @@ const SAMPLES: Record<string, Pick<ManifestOptions, 'clusterSubnet' | 'networkCo
   macvlan: { clusterSubnet: '198.18.0.0/24', networkConfig: { macvlan: { master: 'eth0' }, ipam: { rangeStart: '198.18.0.100', rangeEnd: '198.18.0.120', gateway: '198.18.0.1' } } },
   // this kernel has no IPIP device: never; the lab's short BGP timers
   ipip: { clusterSubnet: '10.244.0.0/16', networkConfig: { bgp: { ipipMode: 'never', timers: LAB_TIMERS } } },
+  vxlan: { clusterSubnet: '10.244.0.0/16', networkConfig: {} },
 };
 
 function rendered(mode: string): { agentYaml: string; conflist: Obj; caps: string[]; noNewPrivs: boolean; mounts: Record<string, string> } {
@@ -256,4 +260,57 @@ test('ipip (never): BIRD under the agent with the DaemonSet\'s capabilities peer
   assert.equal(inNetns(m.node.name, ['sysctl', '-n', 'net.ipv4.conf.eth0.forwarding']).stdout.trim(), '1', 'forwarding set through the mount');
   await agent.stop();
   await other.stop();
+});
+
+test('vxlan: the agent with NET_ADMIN, BPF and PERFMON and the node\'s bpffs loads the dataplane and fills the remote map; without BPF or PERFMON it cannot', { skip: skip ?? bpfSkipReason(['ethtool']) ?? undefined, timeout: 90_000 }, async (t) => {
+  const scope = new Scope(t, uniquePrefix('ac'));
+  const m = modeNode(scope, 'vxlan');
+  const r = rendered('vxlan');
+  assert.deepEqual(r.caps, ['NET_ADMIN', 'BPF', 'PERFMON'], 'what the DaemonSet grants vxlan\'s agent');
+  assert.equal(r.mounts[BPFFS], BPFFS, 'the node\'s bpffs at the same path');
+  assert.equal(r.mounts['/host/proc/sys/net'], '/proc/sys/net');
+  const procSys = (parseAllDocuments(r.agentYaml) as unknown as { toJS(): Obj }[])[0]!.toJS().procSys as string;
+  const network = String(r.conflist.name);
+  const networkPins = join(BPFFS, 'testcni', network);
+  scope.defer(() => spawnSync('rm', ['-rf', networkPins]));
+  const c = await cluster(scope, m, t);
+  c.etcdPut('nodes/n2', { name: 'n2', underlayIp: '198.18.0.12', block: '10.244.200.0/24' });
+  /** the remote map's entries, in whichever node's pin dir the agent made */
+  const remote = (): number | null => {
+    if (!existsSync(networkPins)) return null;
+    const dirs = readdirSync(networkPins, { withFileTypes: true }).filter((d) => d.isDirectory() && !d.name.includes('tmp'));
+    if (dirs.length !== 1) return null;
+    const dump = spawnSync('bpftool', ['-j', 'map', 'dump', 'pinned', join(networkPins, dirs[0]!.name, 'maps', 'testcni_remote')], { encoding: 'utf8' });
+    return dump.status === 0 ? (JSON.parse(dump.stdout) as unknown[]).length : null;
+  };
+  const device = () => inNetns(m.node.name, ['ip', '-j', '-d', 'link', 'show', 'dev', 'testcni.vxlan'], { allowFail: true }).code === 0;
+
+  // The control: NET_ADMIN without BPF cannot load programs or make maps.
+  const weak = await c.start({ mode: 'vxlan', caps: r.caps.filter((x) => x !== 'BPF'), noNewPrivs: r.noNewPrivs, agentYaml: r.agentYaml, procSys });
+  const denied = await until('a failed reconcile without BPF', 20_000, async () => {
+    const st = await weak.status();
+    return st.lastReconcile && !st.lastReconcile.ok ? st : null;
+  });
+  t.diagnostic(`without BPF: ${denied.lastReconcile?.error?.slice(0, 200)}`);
+  assert.equal(remote(), null, 'no maps without BPF');
+  await weak.stop();
+  const noPerfmon = await c.start({ mode: 'vxlan', caps: r.caps.filter((x) => x !== 'PERFMON'), noNewPrivs: r.noNewPrivs, agentYaml: r.agentYaml, procSys });
+  const refused = await until('a failed reconcile without PERFMON', 20_000, async () => {
+    const st = await noPerfmon.status();
+    return st.lastReconcile && !st.lastReconcile.ok ? st : null;
+  });
+  assert.match(refused.lastReconcile?.error ?? '', /failed to load: -13/, 'the verifier refuses the programs (EACCES)');
+  await noPerfmon.stop();
+
+  // As deployed: converged, the device up, n2's block and address in the remote map.
+  const agent = await c.start({ mode: 'vxlan', caps: r.caps, noNewPrivs: r.noNewPrivs, agentYaml: r.agentYaml, procSys });
+  let last: AgentStatus | null = null;
+  await until('a converged agent', 30_000, async () => {
+    last = await agent.status();
+    return last.converged && last.nodes.some((x) => x.name === 'n2') ? last : null;
+  }).catch((e) => assert.fail(`${(e as Error).message}: ${JSON.stringify((last as AgentStatus | null)?.lastReconcile)}`));
+  assert.ok(device(), 'the VXLAN device');
+  assert.equal(remote(), 2, 'n2\'s block and its underlay address/32');
+  assert.equal(inNetns(m.node.name, ['sysctl', '-n', 'net.ipv4.conf.eth0.forwarding']).stdout.trim(), '1', 'forwarding set through the mount');
+  await agent.stop();
 });

@@ -1,5 +1,5 @@
 // The executor's in-process node view: sysctl paths, and sysctls rerooted at a mount of the
-// node's /proc/sys (the agent in a container, whose own /proc/sys is read-only).
+// node's /proc/sys (the agent in a container, whose own /proc/sys is read-only); path queries.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,4 +24,18 @@ test('systemWithProcSys: sysctls read and written under another root; /proc/sys 
   assert.equal(readFileSync(join(root, 'net', 'ipv4', 'conf', 'eth0.100', 'forwarding'), 'utf8'), '1');
   assert.equal(sys.readSysctl('net.ipv4.no_such_key'), null);
   assert.equal(sys.linkNames, realSystem.linkNames, 'everything else is the real system');
+});
+
+test('statPath: what is at a path; a directory lists its files two levels deep only when asked', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'tcstat-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, 'maps'));
+  mkdirSync(join(root, 'progs-ab', 'deeper'), { recursive: true });
+  for (const f of ['maps/testcni_eps', 'progs-ab/tcni_to_vxlan', 'progs-ab/tcni_from_pod', 'progs-ab/deeper/too-deep', 'top']) writeFileSync(join(root, f), '');
+  assert.deepEqual(Object.keys(realSystem.statPath(root)!).sort(), ['fs', 'type'], 'no listing unless asked');
+  const listed = realSystem.statPath(root, true)!;
+  assert.equal(listed.type, 'directory');
+  assert.deepEqual(listed.files, ['maps/testcni_eps', 'progs-ab/tcni_from_pod', 'progs-ab/tcni_to_vxlan', 'top']);
+  assert.deepEqual(realSystem.statPath(join(root, 'top'), true), { type: 'file', fs: listed.fs });
+  assert.equal(realSystem.statPath(join(root, 'absent'), true), null);
 });

@@ -49,6 +49,44 @@ export interface NodeDataplane {
   hostPid: number;
 }
 
+/** A pinned program or map as `bpftool … show pinned` reports it, with its pin. */
+export interface PinnedObject { path: string; id: number; name: string; max_entries?: number }
+
+/**
+ * A query per pin, `bpftool -j <kind> show pinned <pin>`, named `show.<kind>:<pin>`. Listing every
+ * program or map (`bpftool prog show`) walks ids, which needs CAP_SYS_ADMIN; showing a pinned one
+ * needs CAP_BPF only, which is all the agent's container has. (Not one `bpftool batch` of them:
+ * `prog show` also looks up the program's maps by id, which fails quietly without CAP_SYS_ADMIN,
+ * and batch then fails on the errno left behind.)
+ */
+export function showPinnedQueries(tools: Tools, kind: 'prog' | 'map', paths: string[]): Record<string, Probe> {
+  return Object.fromEntries(paths.map((p) => [`show.${kind}:${p}`, { ns: HOST, mech: 'exec', argv: [tools.bpftool!, '-j', kind, 'show', 'pinned', p], expect: { $exit: 0 } } satisfies Probe]));
+}
+
+/** What showPinnedQueries showed: each object with its pin. */
+export function pinnedObjects(observed: Record<string, unknown>, kind: 'prog' | 'map'): PinnedObject[] {
+  const prefix = `show.${kind}:`;
+  return Object.entries(observed).flatMap(([key, v]) => {
+    const o = v as { id?: unknown; name?: unknown; max_entries?: unknown } | null;
+    if (!key.startsWith(prefix) || typeof o?.id !== 'number') return [];
+    return [{ path: key.slice(prefix.length), id: o.id, name: String(o.name ?? ''), ...(typeof o.max_entries === 'number' ? { max_entries: o.max_entries } : {}) }];
+  }).sort((a, b) => (a.path < b.path ? -1 : 1));
+}
+
+/** The node's pin directory as a `path` query that lists what it holds. */
+export function pinListingQuery(n: Pick<NodeDataplane, 'pinDir'>): Probe {
+  return { ns: HOST, mech: 'path', path: n.pinDir, list: true, expect: { $some: { type: 'directory' } } };
+}
+
+/** The pins below the node's pin directory that `match` a relative path, from pinListingQuery. */
+export function pinsListed(n: Pick<NodeDataplane, 'pinDir'>, listing: unknown, match: RegExp): string[] {
+  const files = Array.isArray(listing) ? (listing[0] as { files?: string[] } | undefined)?.files ?? [] : [];
+  return files.filter((f) => match.test(f)).map((f) => `${n.pinDir}/${f}`);
+}
+
+/** Programs of every build, fully loaded (a load's temporary directory is not one). */
+export const PROGRAM_PINS = /^progs-[0-9a-f]+\/[^/]+$/;
+
 /** The VXLAN device MAC of the node that owns `block`: every node derives the same from the registry. */
 export function vtepMac(block: string): string {
   return derivedMac(`vxlan/${block}`);

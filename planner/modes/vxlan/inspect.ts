@@ -5,11 +5,9 @@ import { HOST, type Probe } from '../../../model/plan.ts';
 import type { ModeInspector, ModeGauge } from '../../mode.ts';
 import { MAPS, PROGRAMS, ENDPOINTS, parseDump, decodeEndpoint } from '../../../bpf/maps.ts';
 import type { VxlanConfig } from './config.ts';
-import { pinDirOf, mapPath, OBJECT, type NodeDataplane } from './dataplane.ts';
+import { pinDirOf, mapPath, OBJECT, showPinnedQueries, pinnedObjects, pinListingQuery, pinsListed, PROGRAM_PINS } from './dataplane.ts';
 
-interface MapInfo { id: number; name: string; max_entries: number; pinned?: string[] }
 interface TcAttachment { devname: string; kind: string; name: string; id: number }
-interface PinnedProg { id: number; pinned?: string[] }
 
 const exec = (argv: string[]): Probe => ({ ns: HOST, mech: 'exec', argv, expect: { $exit: 0 } });
 const OURS = new Set<string>(Object.values(PROGRAMS));
@@ -26,14 +24,21 @@ function count(o: unknown): number | null {
 
 export const inspector: ModeInspector<VxlanConfig> = {
   observe(config, facts) {
-    const n = { pinDir: pinDirOf(config, facts) } as Pick<NodeDataplane, 'pinDir'>;
+    const n = { pinDir: pinDirOf(config, facts) };
     const bpftool = facts.tools.bpftool!;
     return {
-      maps: exec([bpftool, '-j', '-f', 'map', 'show']),
+      pins: pinListingQuery(n),
       ...Object.fromEntries(MAPS.map((m) => [`dump:${m.name}`, exec([bpftool, '-j', 'map', 'dump', 'pinned', mapPath(n, m)])])),
       net: exec([bpftool, '-j', 'net', 'show']),
-      programs: exec([bpftool, '-j', '-f', 'prog', 'show']),
       links: exec([facts.tools.ip, '-j', 'link', 'show']),
+    };
+  },
+  observeMore(config, facts, o) {
+    const n = { pinDir: pinDirOf(config, facts) };
+    const pinned = new Set(pinsListed(n, o.pins, /./));
+    return {
+      ...showPinnedQueries(facts.tools, 'map', MAPS.map((m) => mapPath(n, m)).filter((p) => pinned.has(p))),
+      ...showPinnedQueries(facts.tools, 'prog', pinsListed(n, o.pins, PROGRAM_PINS)),
     };
   },
   report(config, facts, o) {
@@ -43,11 +48,11 @@ export const inspector: ModeInspector<VxlanConfig> = {
     const gauges: ModeGauge[] = [];
     const capacity: Record<string, number> = { testcni_eps: v.maxEndpoints, testcni_remote: 2 * v.maxRemoteBlocks, testcni_cfg: 1 };
 
-    const maps = (Array.isArray(o.maps) ? o.maps : []) as MapInfo[];
+    const maps = pinnedObjects(o, 'map');
     const mapRows: string[][] = [];
     for (const m of MAPS) {
       const pin = mapPath({ pinDir }, m);
-      const info = maps.find((x) => x.pinned?.includes(pin));
+      const info = maps.find((x) => x.path === pin && x.max_entries !== undefined) as { max_entries: number } | undefined;
       const entries = count(o[`dump:${m.name}`]);
       if (!info) {
         problems.push(`map ${m.name} is not pinned at ${pin}`);
@@ -64,9 +69,7 @@ export const inspector: ModeInspector<VxlanConfig> = {
 
     const current = facts.objects?.[OBJECT]?.digest;
     const pinnedIn = new Map<number, string>();
-    for (const p of (Array.isArray(o.programs) ? o.programs : []) as PinnedProg[]) {
-      for (const pin of p.pinned ?? []) if (pin.startsWith(`${pinDir}/`)) pinnedIn.set(p.id, pin.slice(pinDir.length + 1).split('/')[0]!);
-    }
+    for (const p of pinnedObjects(o, 'prog')) pinnedIn.set(p.id, p.path.slice(pinDir.length + 1).split('/')[0]!);
     const net = (Array.isArray(o.net) ? o.net[0] : null) as { tc?: TcAttachment[] } | null;
     const ours = (net?.tc ?? []).map((a) => ({ ...a, prog: a.name.replace(/:.*$/, '') })).filter((a) => OURS.has(a.prog))
       .sort((a, b) => (a.devname === b.devname ? a.kind.localeCompare(b.kind) : a.devname === v.device ? -1 : b.devname === v.device ? 1 : a.devname.localeCompare(b.devname)));

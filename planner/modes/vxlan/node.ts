@@ -16,6 +16,7 @@ import { teardown } from './teardown.ts';
 import {
   nodeDataplane, nodeEnsureSteps, deviceSteps, deviceFilterSteps, configStep, remotePrefixes, remoteStep, remoteDeleteStep,
   endpointDeleteStep, filterStepOn, mapDir, mapPath, progDir, progPath, pinDirOf, blockGateway, BPF_FS_MAGIC, type NodeDataplane,
+  showPinnedQueries, pinnedObjects, pinListingQuery, pinsListed, PROGRAM_PINS,
 } from './dataplane.ts';
 
 type Ctx = NodeContext<VxlanConfig>;
@@ -31,7 +32,6 @@ interface LinkJson {
   addr_info?: { local?: string; prefixlen?: number }[];
 }
 interface TcAttachment { devname: string; ifindex: number; kind: string; name: string; id: number }
-interface PinnedProg { id: number; name: string; pinned?: string[] }
 
 export function dataplaneFor(ctx: Pick<Ctx, 'config' | 'facts' | 'self'>): NodeDataplane {
   return nodeDataplane(ctx.config, ctx.facts, ctx.self.block, blockGateway(ctx.self.block), deviceMtu(ctx.config, ctx.facts.uplinkMtu));
@@ -67,9 +67,7 @@ const progName = (a: TcAttachment) => a.name.replace(/:.*$/, '');
 /** Ids of this build's pinned programs, by name (none when they are not loaded yet). */
 function currentPrograms(n: NodeDataplane, o: Observed): Map<string, number> {
   const out = new Map<string, number>();
-  for (const p of (Array.isArray(o.programs) ? o.programs : []) as PinnedProg[]) {
-    for (const pin of p.pinned ?? []) if (pin === progPath(n, p.name)) out.set(p.name, p.id);
-  }
+  for (const p of pinnedObjects(o, 'prog')) if (p.path === progPath(n, p.name)) out.set(p.name, p.id);
   return out;
 }
 
@@ -172,11 +170,9 @@ function plan(ctx: Ctx, o: Observed): Step[] {
   if (!loading) {
     const inUse = new Set(attached.map((a) => a.id));
     const byDir = new Map<string, number[]>();
-    for (const p of (Array.isArray(o.programs) ? o.programs : []) as PinnedProg[]) {
-      for (const pin of p.pinned ?? []) {
-        const m = pin.startsWith(`${n.pinDir}/progs-`) ? /^(.*\/progs-[0-9a-f]+)\/[^/]+$/.exec(pin) : null;
-        if (m && m[1] !== progDir(n)) byDir.set(m[1]!, [...(byDir.get(m[1]!) ?? []), p.id]);
-      }
+    for (const p of pinnedObjects(o, 'prog')) {
+      const dir = p.path.replace(/\/[^/]+$/, '');
+      if (dir !== progDir(n)) byDir.set(dir, [...(byDir.get(dir) ?? []), p.id]);
     }
     for (const [dir, ids] of [...byDir].sort()) {
       if (ids.some((id) => inUse.has(id))) continue;
@@ -214,6 +210,7 @@ export const nodePlanner: NodePlanner<VxlanConfig> = {
       progs: path(progPath(n, PROGRAMS.toVxlan)),
       route: exec([t.ip, '-j', 'route', 'show', 'exact', ctx.config.subnet]),
       net: exec([t.bpftool!, '-j', 'net', 'show']),
+      pins: pinListingQuery(n),
     };
     for (const s of nodeSysctls(ctx)) if (s.mech === 'sysctl') q[s.key] = { ns: HOST, mech: 'sysctl', key: s.key, argv: [t.sysctl, '-n', '-e', s.key], expect: { $text: s.value } };
     return q;
@@ -231,7 +228,7 @@ export const nodePlanner: NodePlanner<VxlanConfig> = {
     if (isFile(o[`map:${REMOTE.name}`])) q.remote = dumpOf(REMOTE);
     if (isFile(o[`map:${CONFIG.name}`])) q.cfg = dumpOf(CONFIG);
     if (links(o).some((l) => l.ifname === n.device)) q.ethtool = exec([t.ethtool!, '--json', '-k', n.device]);
-    q.programs = exec([t.bpftool!, '-j', '-f', 'prog', 'show']);
+    Object.assign(q, showPinnedQueries(t, 'prog', pinsListed(n, o.pins, PROGRAM_PINS)));
     return q;
   },
   plan,

@@ -170,12 +170,15 @@ function ctx(nodes: NodeRecord[], raw: Record<string, unknown> = BASE) {
 
 const hexStrings = (bytes: number[]) => bytes.map((b) => `0x${b.toString(16).padStart(2, '0')}`);
 
+/** A pinned program as `bpftool prog show pinned` shows it, under its query's name (dataplane.ts showPinnedQueries). */
+const shown = (path: string, id: number, name: string) => ({ [`show.prog:${path}`]: { id, name, type: 'sched_cls' } });
+
 /** What a node that holds everything for `nodes` (and one pod, ifindex 7) answers. */
 function steady(nodes: NodeRecord[], over: Record<string, unknown> = {}): Record<string, unknown> {
   const c = ctx(nodes);
   const n = dataplaneFor(c);
   const file = [{ type: 'file', fs: 'cafe4a11' }];
-  const progs = ['tcni_from_pod', 'tcni_from_vxlan', 'tcni_to_vxlan'].map((name, i) => ({ id: 100 + i, name, pinned: [progPath(n, name)] }));
+  const progs = Object.assign({}, ...['tcni_from_pod', 'tcni_from_vxlan', 'tcni_to_vxlan'].map((name, i) => shown(progPath(n, name), 100 + i, name)));
   const remote = nodes.filter((x) => x.name !== SELF.name).flatMap((x) => [x.block, `${x.underlayIp}/32`].map((cidr) => {
     const e = remoteEntry({ cidr, nodeIp: x.underlayIp, vtepMac: vtepMac(x.block) });
     return { key: hexStrings(e.key), value: hexStrings(e.value as number[]) };
@@ -201,7 +204,7 @@ function steady(nodes: NodeRecord[], over: Record<string, unknown> = {}): Record
     endpoints: [{ key: hexStrings(ep.key), value: hexStrings(ep.value as number[]) }],
     remote, cfg: [{ key: hexStrings(cfg.key), value: hexStrings(cfg.value as number[]) }],
     ethtool: [{ 'tx-checksumming': { active: true } }],
-    programs: progs,
+    ...progs,
     ...over,
   };
 }
@@ -261,10 +264,26 @@ test('node plan: a new build\'s programs are loaded beside the old, every filter
   ]);
   // Loaded and attached: the old build's directory goes.
   const old = progDir(dataplaneFor(ctx([SELF])));
-  const programs = [...(o.programs as { id: number; name: string; pinned: string[] }[]),
-    ...['tcni_from_pod', 'tcni_from_vxlan', 'tcni_to_vxlan'].map((name, i) => ({ id: 200 + i, name, pinned: [progPath(n, name)] }))];
+  const programs = Object.assign({}, ...['tcni_from_pod', 'tcni_from_vxlan', 'tcni_to_vxlan'].map((name, i) => shown(progPath(n, name), 200 + i, name)));
   const net = [{ tc: (o.net as { tc: { id: number }[] }[])[0]!.tc.map((a) => ({ ...a, id: a.id + 100 })) }];
-  assert.deepEqual(vxlan.node!.plan(c, { ...o, programs, net }).map((s) => s.id), [`fs.remove:host:${old}`]);
+  assert.deepEqual(vxlan.node!.plan(c, { ...o, ...programs, net }).map((s) => s.id), [`fs.remove:host:${old}`]);
+});
+
+test('node observation shows each pinned program by its pin (CAP_BPF), never lists every object (CAP_SYS_ADMIN)', () => {
+  const c = ctx([SELF]);
+  const n = dataplaneFor(c);
+  const q = vxlan.node!.observe(c);
+  assert.deepEqual(q.pins, { ns: 'host', mech: 'path', path: n.pinDir, list: true, expect: { $some: { type: 'directory' } } });
+  const dir = progDir(n).slice(n.pinDir.length + 1);
+  const listing = [{ type: 'directory', fs: 'cafe4a11', files: ['maps/testcni_eps', `${dir}/tcni_from_pod`, `${dir}/tcni_to_vxlan`, 'progs-0123456789abcdef-tmp77/tcni_from_pod'] }];
+  const more = vxlan.node!.observeMore!(c, { pins: listing });
+  const shows = Object.entries(more).filter(([k]) => k.startsWith('show.')).map(([k, p]) => [k, p.mech === 'exec' ? p.argv.slice(1) : null]);
+  assert.deepEqual(shows, [`${dir}/tcni_from_pod`, `${dir}/tcni_to_vxlan`].map((f) => [`show.prog:${n.pinDir}/${f}`, ['-j', 'prog', 'show', 'pinned', `${n.pinDir}/${f}`]]), 'loaded programs only, not a load in progress');
+  const listsAll = (text: string) => /\b(prog|map) (show|list)\b(?! pinned)/.test(text);
+  for (const probe of [...Object.values(q), ...Object.values(more)]) {
+    if (probe.mech === 'exec') assert.ok(!listsAll(probe.argv.join(' ')), `no listing of every object: ${probe.argv.join(' ')}`);
+  }
+  assert.ok(!Object.keys(vxlan.node!.observeMore!(c, { pins: null })).some((k) => k.startsWith('show.')), 'nothing pinned: nothing to show');
 });
 
 test('node plan routes: the remote blocks and their nodes, for status', () => {

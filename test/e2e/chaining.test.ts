@@ -240,13 +240,7 @@ test('vxlan: bandwidth refuses egress shaping (clsact holds the hook); ingress s
   await t.test('with an egress rate, bandwidth ADD fails ("create ingress qdisc: file exists"); the runtime\'s DEL leaves nothing', () => {
     const bw = chainOn(scope, m, [BANDWIDTH], 'e');
     const att = bw.attachment('e', scope.pod('e').path);
-    let failed: ChainError | null = null;
-    try {
-      bw.chain.add(att);
-    } catch (e) {
-      if (!(e instanceof ChainError)) throw e;
-      failed = e;
-    }
+    const failed = bw.chain.addFailure(att);
     assert.equal(failed?.run.type, 'bandwidth', 'the chain ADD fails at bandwidth, after testcni\'s ADD');
     assert.match(String(failed!.run.json?.msg), /create ingress qdisc: file exists/);
     must('DEL after the failed ADD', () => bw.chain.del(att));
@@ -332,13 +326,7 @@ for (const mode of ['macvlan', 'ipvlan']) {
       const bw = chainOn(scope, m, [BANDWIDTH], 'bw');
       const bwPod = scope.pod('b');
       const bwAtt = bw.attachment('bw', bwPod.path);
-      let failed: ChainError | null = null;
-      try {
-        bw.chain.add(bwAtt);
-      } catch (e) {
-        if (!(e instanceof ChainError)) throw e;
-        failed = e;
-      }
+      const failed = bw.chain.addFailure(bwAtt);
       assert.ok(failed, 'the chain ADD fails');
       assert.equal(failed.run.type, 'bandwidth', 'at bandwidth, after testcni\'s ADD succeeded');
       assert.match(String(failed.run.json?.msg), /has no veth peer/, `bandwidth names why: ${failed.run.stdout}`);

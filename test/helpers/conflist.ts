@@ -166,6 +166,17 @@ export class ConflistRunner {
   }
 
   /** ADD through the whole list; returns (and caches) the last plugin's result. */
+  /** The error of an ADD expected to fail, or null when it succeeded. */
+  addFailure(a: Attachment): ChainError | null {
+    try {
+      this.add(a);
+      return null;
+    } catch (e) {
+      if (!(e instanceof ChainError)) throw e;
+      return e;
+    }
+  }
+
   add(a: Attachment): Json {
     let prev: Json | null = null;
     for (const plugin of this.plugins) {

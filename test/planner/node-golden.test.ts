@@ -5,7 +5,7 @@
 // Same convention as golden.test.ts: regenerate with UPDATE_GOLDEN=1 and review the diff.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NodeRecord } from '../../model/node.ts';
 import type { NodeFacts } from '../../model/plan.ts';
@@ -17,9 +17,9 @@ import { renderTemplate } from '../../planner/templates.ts';
 import { findTool } from '../../executor/facts.ts';
 import { spawnSync } from 'node:child_process';
 import { ROOT } from '../helpers/netns.ts';
+import { checkGolden } from '../helpers/golden.ts';
 
 const FIXTURES = join(ROOT, 'fixtures');
-const UPDATE = process.env.UPDATE_GOLDEN === '1';
 const OUTPUTS = ['steps.json', 'steps.txt', 'daemons.json', 'bird.conf'];
 const BIRD = findTool('bird');
 
@@ -81,20 +81,7 @@ for (const scenario of scenarios) {
     const got = artifacts(req);
     // Nothing depends on the order etcd or the kernel list things in.
     assert.deepEqual(artifacts(reversed(req)), got);
-    if (UPDATE) {
-      for (const f of OUTPUTS) rmSync(join(dir, f), { force: true });
-      for (const [f, t] of Object.entries(got)) writeFileSync(join(dir, f), t);
-      return;
-    }
-    for (const f of OUTPUTS) {
-      const path = join(dir, f);
-      if (!(f in got)) {
-        assert.ok(!existsSync(path), `${scenario}/${f} exists but the planner no longer produces it (UPDATE_GOLDEN=1 to regenerate)`);
-        continue;
-      }
-      assert.ok(existsSync(path), `${scenario}/${f} is missing (UPDATE_GOLDEN=1 to generate, then review)`);
-      assert.equal(got[f], readFileSync(path, 'utf8'), `${scenario}/${f} differs from the golden file`);
-    }
+    checkGolden(dir, scenario, got, OUTPUTS);
   });
 
   if (existsSync(join(FIXTURES, scenario, 'bird.conf'))) {

@@ -6,7 +6,7 @@
 // leaves no pins.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { PLUGIN, inNetns } from '../helpers/netns.ts';
@@ -98,13 +98,23 @@ describe('multi-node vxlan lab: 3 nodes x 4 pods, eBPF dataplane, VXLAN between 
         assert.equal(r.code, 0, `${from} -> ${to}`);
         replies += Number(r.stdout.match(/(\d+) received/)?.[1] ?? 0);
       }
+    } catch (e) {
+      rmSync(file, { force: true });
+      throw e;
     } finally {
       await capture.stop();
+    }
+    // tcpdump writes as its own user, hence the shared temp dir; the file goes once read
+    let frames: Buffer[];
+    try {
+      frames = readPcap(file);
+    } finally {
+      rmSync(file, { force: true });
     }
     const podIps = new Set(pods.map((p) => p.ip));
     const underlay = new Set([...nodes.map((n) => n.underlayIp), rec.state.underlay.gateway]);
     let echoes = 0;
-    for (const frame of readPcap(file)) {
+    for (const frame of frames) {
       const f = parseFrame(frame);
       if (f.ethertype === 0x0806 || f.ethertype === 0x86dd) continue; // ARP and IPv6 neighbour traffic of the underlay itself
       const vx = vxlanOf(frame, PORT);

@@ -30,7 +30,7 @@ export const vxlan: ModeDefinition<'vxlan', VxlanConfig> = {
     capabilities: [
       { name: 'NET_ADMIN', why: 'the VXLAN device, its route, tc filters, offloads (ethtool) and the forwarding sysctls' },
       { name: 'BPF', why: 'the maps and programs of the dataplane, and the other nodes\' blocks in its LPM map' },
-      { name: 'PERFMON', why: 'without it the verifier refuses the programs: reading ports past IP options moves a packet pointer by a variable offset ("pointer arithmetic with it prohibited for !root")' },
+      { name: 'PERFMON', why: 'without it the verifier refuses the programs: they read the conntrack entry of a flow (struct nf_conn, to leave NATed flows to the stack) and ports past IP options (a variable packet offset)' },
     ],
     hostPaths: (config) => [{
       name: 'bpf', path: (config.modeConfig as VxlanConfig).bpffs, propagation: 'HostToContainer',

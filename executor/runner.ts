@@ -114,6 +114,17 @@ export function tail(text: string, max = 400): string {
   return t.length <= max ? t : '…' + t.slice(t.length - max);
 }
 
+/** A failed tool's stderr as a step reports it: its tail, and first the verifier's verdict when
+ *  libbpf (bpftool) printed a refused program's load log, whose end is statistics after the one
+ *  line saying why. */
+export function failureText(stderr: string): string {
+  const log = /-- BEGIN PROG LOAD LOG --\n([\s\S]*?)-- END PROG LOAD LOG --/.exec(stderr)?.[1];
+  const lines = (log ?? '').split('\n').map((l) => l.trim()).filter(Boolean);
+  const stats = lines.findIndex((l) => /^processed \d+ insns/.test(l));
+  const verdict = stats > 0 ? lines[stats - 1] : lines[lines.length - 1];
+  return verdict ? `verifier: ${verdict}; ${tail(stderr)}` : tail(stderr);
+}
+
 export interface DaemonOptions {
   /** file that receives the daemon's stdout and stderr (appended, 0600) */
   logFile: string;

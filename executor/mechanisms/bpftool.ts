@@ -4,7 +4,7 @@
 // Late-bound ifindexes (model/plan.ts ifindexToken) are read once per unit, right before it runs.
 import type { Ns, Step } from '../../model/plan.ts';
 import { inNs } from '../namespaces.ts';
-import { tail } from '../runner.ts';
+import { failureText } from '../runner.ts';
 import { readIfindexes, bindArgv, MissingLink } from '../ifindex.ts';
 import { argvOf, batchLine } from './lines.ts';
 import type { Mechanism, MechanismContext, RunUnitOptions, StepOutcome } from './types.ts';
@@ -28,7 +28,7 @@ async function runOnce(steps: Step[], ns: Ns, ctx: MechanismContext): Promise<{ 
   } catch { /* no attribution possible */ }
   const last = entries?.[entries.length - 1];
   const failedAt = entries && last?.output?.error !== undefined ? entries.length : null;
-  const base = { exitCode: r.exitCode, stderr: tail(r.stderr || (last?.output?.error ?? '')), ms: r.ms };
+  const base = { exitCode: r.exitCode, stderr: failureText(r.stderr || (last?.output?.error ?? '')), ms: r.ms };
   if (failedAt === null) {
     // No command failed, yet the batch did (bpftool reports an error of its own after some
     // commands, e.g. "reading batch file failed" on a stale errno): what ran is unknown.

@@ -1,6 +1,6 @@
 // Any other program (iptables, …): one process per step.
 import { inNs } from '../namespaces.ts';
-import { tail } from '../runner.ts';
+import { failureText } from '../runner.ts';
 import { argvOf } from './lines.ts';
 import type { Mechanism, StepOutcome } from './types.ts';
 
@@ -14,7 +14,7 @@ export const execMechanism: Mechanism = {
       ctx.log?.debug('unit', { steps: [s.id], exitCode: r.exitCode, ms: r.ms });
       out.set(s.id, r.exitCode === 0
         ? { status: 'applied', ms: r.ms }
-        : { status: 'failed', exitCode: r.exitCode, stderr: tail(r.stderr), ms: r.ms, argv });
+        : { status: 'failed', exitCode: r.exitCode, stderr: failureText(r.stderr), ms: r.ms, argv });
     }
     return out;
   },

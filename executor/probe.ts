@@ -15,6 +15,8 @@ export function fastProbe(probe: Probe, sys: NodeSystem): ProbeOutput | null {
   switch (probe.mech) {
     case 'links':
       return { exitCode: 0, stdout: '', json: sys.linkNames().map((ifname) => ({ ifname })) };
+    case 'neigh':
+      return { exitCode: 0, stdout: '', json: sys.neighbours(probe.dev) };
     case 'sysctl':
       return { exitCode: 0, stdout: sys.readSysctl(probe.key) ?? '' }; // -e: an absent key prints nothing
     case 'file': {

@@ -8,6 +8,8 @@ import { writeFileAtomic } from '../lib/atomic-file.ts';
 export interface NodeSystem {
   /** link names in the calling process's netns */
   linkNames(): string[];
+  /** IPv4 neighbour entries of a device of the calling process's netns (the `neigh` query) */
+  neighbours(dev: string): NeighbourEntry[];
   /** a sysctl of the calling process's netns, or null when the kernel has no such key */
   readSysctl(key: string): string | null;
   writeSysctl(key: string, value: string): void;
@@ -24,6 +26,27 @@ export interface NodeSystem {
    *  cannot be read without a process (as operState) */
   ifindex(link: string): number | null;
   nsExists(ns: Ns): boolean;
+}
+
+/** What the `neigh` query yields (model/plan.ts Query). */
+export interface NeighbourEntry {
+  dst: string;
+  lladdr: string;
+  state: string[];
+}
+
+/** ARP flags of /proc/net/arp: the entry is complete, or permanent (include/uapi/linux/if_arp.h). */
+const ATF_COM = 0x02;
+const ATF_PERM = 0x04;
+
+/** /proc/net/arp's rows for `dev` ("IP address  HW type  Flags  HW address  Mask  Device"). */
+export function parseProcArp(text: string, dev: string): NeighbourEntry[] {
+  return text.split('\n').slice(1).flatMap((line) => {
+    const [ip, , flags, mac, , device] = line.trim().split(/\s+/);
+    const f = Number(flags);
+    if (device !== dev || !ip || !mac || !(f & (ATF_COM | ATF_PERM))) return []; // incomplete: no address yet
+    return [{ dst: ip, lladdr: mac, state: f & ATF_PERM ? ['PERMANENT'] : [] }];
+  });
 }
 
 /** What the `path` query yields (model/plan.ts Query). */
@@ -80,6 +103,7 @@ export function sysfsIsOurs(): boolean {
 // /proc/self/net and /proc/sys/net are per network namespace; /sys/class/net is only where
 // sysfsIsOurs says so (a node, not a simulated one).
 export const realSystem: NodeSystem = {
+  neighbours: (dev) => parseProcArp(readOrNull('/proc/self/net/arp') ?? '', dev),
   linkNames() {
     return readFileSync('/proc/self/net/dev', 'utf8')
       .split('\n')

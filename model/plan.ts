@@ -88,11 +88,15 @@ export type Predicate =
  * a path of the node's file system, `[{type: "file"|"directory"|"other", fs}]` (`fs`: the statfs
  * magic of its file system in hex, e.g. "cafe4a11" for bpffs), read in-process (exit 1 when
  * nothing is there); with `list`, a directory's also carries `files`, the files below it two
- * levels deep as sorted relative paths.
+ * levels deep as sorted relative paths. `neigh` yields the IPv4 neighbour entries of `dev` with
+ * a link-layer address, `[{dst, lladdr, state}]` as `ip -j neigh show dev` prints them, in the
+ * node's own namespace read from /proc/net/arp without a process (`state` then only tells
+ * PERMANENT from the rest).
  */
 export type Query =
   | { mech: 'exec'; argv: string[]; ifindexOf?: string[] }
   | { mech: 'links'; argv: string[] }
+  | { mech: 'neigh'; dev: string; argv: string[] }
   | { mech: 'sysctl'; key: string; argv: string[] }
   | { mech: 'file'; path: string }
   | { mech: 'path'; path: string; list?: boolean };

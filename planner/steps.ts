@@ -178,8 +178,9 @@ export function routeStep(facts: NodeFacts, p: StepPlace, r: RouteSpec, undo = f
   });
 }
 
-/** A permanent neighbour entry: `ip` answered by `lladdr` on `dev`, no ARP needed. */
-export function neighbourStep(facts: NodeFacts, p: StepPlace, ip: string, lladdr: string, dev: string): Step {
+/** A permanent neighbour entry: `ip` answered by `lladdr` on `dev`, no ARP needed. With `undo`,
+ *  DEL removes it (an entry on a device that outlives the pod). */
+export function neighbourStep(facts: NodeFacts, p: StepPlace, ip: string, lladdr: string, dev: string, undo = false): Step {
   return ipStep(facts, {
     id: `neigh:${where(p)}:${dev}:${ip}`,
     kind: 'neigh.add',
@@ -187,9 +188,10 @@ export function neighbourStep(facts: NodeFacts, p: StepPlace, ip: string, lladdr
     ns: p.ns,
     args: ['neigh', 'replace', ip, 'lladdr', lladdr, 'dev', dev, 'nud', 'permanent'],
     idempotent: true,
-    undo: null,
-    undoReason: p.undoReason,
-    probe: { ns: p.ns, mech: 'exec', argv: [facts.tools.ip, '-j', 'neigh', 'show', 'dev', dev], expect: { $some: { dst: ip, lladdr } } },
+    // flush, not del: `ip neigh del` of an absent entry ends a whole -force batch (iproute2 exits)
+    undo: undo ? { ns: p.ns, mech: 'ip', argv: [facts.tools.ip, 'neigh', 'flush', 'to', ip, 'dev', dev, 'nud', 'permanent'] } : null,
+    ...(undo ? {} : { undoReason: p.undoReason }),
+    probe: { ns: p.ns, mech: 'neigh', dev, argv: [facts.tools.ip, '-j', 'neigh', 'show', 'dev', dev], expect: { $some: { dst: ip, lladdr } } },
     describe: `neighbour ${ip} is ${lladdr} on ${dev}`,
   });
 }

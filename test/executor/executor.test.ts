@@ -141,15 +141,15 @@ test('teardown of state that is already gone starts no process (DEL twice)', asy
   const sys = new FakeSystem(['lo', 'testcni0'], new Set());
   const report = await new Executor({ runner, facts: FAKE_FACTS, journals: tempJournals(t), sys }).teardown(teardownSteps(plan.steps));
   assert.deepEqual(report.errors, []);
-  assert.deepEqual(report.undone, ['undo:link.veth:pod:eth0']);
+  assert.deepEqual(report.undone, ['undo:neigh:host:testcni0:10.244.0.5', 'undo:link.veth:pod:eth0'], 'the node\'s entry for the pod, then the veth');
   assert.equal(runner.calls.length, 0);
 });
 
 test('teardown: a failed undo whose effect is gone is done; one whose effect remains is an error', async (t) => {
   const plan = hostGwPlan({ ipMasq: true });
   const steps = teardownSteps(plan.steps);
-  assert.deepEqual(steps.map((s) => s.id), ['undo:masq:host:10.244.0.5', 'undo:link.veth:pod:eth0']);
-  const host = argvOf(steps[1]!)[4]!; // link del dev HOST
+  assert.deepEqual(steps.map((s) => s.id), ['undo:masq:host:10.244.0.5', 'undo:neigh:host:testcni0:10.244.0.5', 'undo:link.veth:pod:eth0']);
+  const host = argvOf(steps[2]!)[4]!; // link del dev HOST
   // iptables -D fails because the rule is gone (-C exits 1); link del fails but the link stays.
   const runner = new FakeRunner()
     .on((c) => (c.argv.includes('-D') ? { exitCode: 1, stderr: 'Bad rule' } : undefined))
@@ -158,7 +158,7 @@ test('teardown: a failed undo whose effect is gone is done; one whose effect rem
     .on((c) => (c.argv.includes('-j') ? { stdout: JSON.stringify([{ ifname: host }]) } : undefined));
   const sys = new FakeSystem(['lo', 'testcni0', host], new Set([POD]));
   const report = await new Executor({ runner, facts: FAKE_FACTS, journals: tempJournals(t), sys }).teardown(steps);
-  assert.deepEqual(report.undone, ['undo:masq:host:10.244.0.5']);
+  assert.deepEqual(report.undone, ['undo:neigh:host:testcni0:10.244.0.5', 'undo:masq:host:10.244.0.5'], 'no entry for the pod: nothing to flush, no process');
   assert.equal(report.errors.length, 1);
   assert.equal(report.errors[0]!.step, 'undo:link.veth:pod:eth0');
   assert.ok(runner.calls.some((c) => c.argv.includes('-force')), 'undo batches keep going past a failed line');
@@ -177,6 +177,8 @@ test('CHECK reports exactly the steps whose probes no longer hold', async (t) =>
   const sys = new FakeSystem(['lo', 'testcni0', host], new Set([POD]));
   for (const key of ['net.ipv4.ip_forward', 'net.ipv4.conf.default.forwarding', 'net.ipv4.conf.eth0.forwarding', 'net.ipv4.conf.testcni0.forwarding']) sys.sysctls.set(key, '1\n');
   for (const key of ['net.ipv4.conf.all.send_redirects', 'net.ipv4.conf.testcni0.send_redirects']) sys.sysctls.set(key, '0\n');
+  const neigh = plan.steps.find((s) => s.kind === 'neigh.add')!.probe!.expect as { $some: { dst: string; lladdr: string } };
+  sys.neigh.set('testcni0', [{ ...neigh.$some, state: ['PERMANENT'] }]);
   const drift = await new Executor({ runner, facts: FAKE_FACTS, journals: tempJournals(t), sys }).check(plan);
   assert.deepEqual(drift.map((d) => d.step), ['route:pod:default']);
 });

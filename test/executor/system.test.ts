@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { realSystem, sysctlPath, systemWithProcSys } from '../../executor/system.ts';
+import { realSystem, sysctlPath, systemWithProcSys, parseProcArp } from '../../executor/system.ts';
 
 test('sysctlPath: dots are directories, a slash in a component stands for a dot in a name', () => {
   assert.equal(sysctlPath('net.ipv4.conf.eth0.forwarding'), '/proc/sys/net/ipv4/conf/eth0/forwarding');
@@ -38,4 +38,20 @@ test('statPath: what is at a path; a directory lists its files two levels deep o
   assert.deepEqual(listed.files, ['maps/testcni_eps', 'progs-ab/tcni_from_pod', 'progs-ab/tcni_to_vxlan', 'top']);
   assert.deepEqual(realSystem.statPath(join(root, 'top'), true), { type: 'file', fs: listed.fs });
   assert.equal(realSystem.statPath(join(root, 'absent'), true), null);
+});
+
+test('parseProcArp: a device\'s complete entries from /proc/net/arp, permanent ones marked; incomplete ones skipped', () => {
+  const text = [
+    'IP address       HW type     Flags       HW address            Mask     Device',
+    '10.244.0.5       0x1         0x6         ae:30:01:22:c7:d5     *        testcni0',
+    '10.244.0.6       0x1         0x2         b2:8d:fd:42:96:ec     *        testcni0',
+    '10.244.0.7       0x1         0x0         00:00:00:00:00:00     *        testcni0',
+    '198.18.0.1       0x1         0x2         56:79:aa:12:03:3a     *        eth0',
+    '',
+  ].join('\n');
+  assert.deepEqual(parseProcArp(text, 'testcni0'), [
+    { dst: '10.244.0.5', lladdr: 'ae:30:01:22:c7:d5', state: ['PERMANENT'] },
+    { dst: '10.244.0.6', lladdr: 'b2:8d:fd:42:96:ec', state: [] },
+  ]);
+  assert.deepEqual(parseProcArp(text, 'nope'), []);
 });

@@ -1,7 +1,7 @@
 // A fake runner and a fake in-process node for executor tests: they record every command and
 // answer from a small model of links, so nothing on the machine is touched.
 import type { Runner, RunResult, RunOptions } from '../../executor/runner.ts';
-import type { NodeSystem, PathInfo } from '../../executor/system.ts';
+import type { NodeSystem, PathInfo, NeighbourEntry } from '../../executor/system.ts';
 import type { NodeFacts } from '../../model/plan.ts';
 
 export const FAKE_FACTS: NodeFacts = {
@@ -66,6 +66,11 @@ export class FakeSystem implements NodeSystem {
 
   linkNames(): string[] {
     return [...this.links];
+  }
+  /** neighbour entries by device */
+  neigh = new Map<string, NeighbourEntry[]>();
+  neighbours(dev: string): NeighbourEntry[] {
+    return this.neigh.get(dev) ?? [];
   }
   readSysctl(key: string): string | null {
     return this.sysctls.get(key) ?? null;

@@ -9,13 +9,18 @@
 // enters and leaves the node through the bridge, so the node would answer it with ICMP redirects
 // towards the peer, which pods accept (shared_media) and which would bring the per-peer entries
 // back: the bridge sends none (noRedirectSteps).
+//
+// The node's entry for the pod on the bridge is written by ADD (permanent, the pod's derived MAC)
+// and removed by DEL: an address is handed out again after its pod is gone, and an entry left on
+// the bridge with the old pod's MAC (still REACHABLE, or refreshed within the kernel's locktime)
+// would send the new pod's traffic nowhere for seconds.
 import { HOST, type Step } from '../../../model/plan.ts';
 import type { Result } from '../../../model/result.ts';
 import type { PlanRequest } from '../../mode.ts';
 import { hostVethName, podMac, hostVethMac, bridgeMac } from '../../names.ts';
 import {
   linkExistsProbe, sysctlStep, vethStep, addressStep, linkUpStep, routeStep, masqueradeStep, waitUpStep, podMtu, GOES_WITH_VETH,
-  forwardingSteps, deviceSysctl, podIpv6Steps, noRedirectSteps,
+  forwardingSteps, deviceSysctl, podIpv6Steps, noRedirectSteps, neighbourStep,
 } from '../../steps.ts';
 import { parseCidr } from '../../../lib/ipv4.ts';
 import type { HostGwConfig } from './config.ts';
@@ -96,6 +101,7 @@ export function planAdd(req: Req): Step[] {
       probe: { ns: HOST, mech: 'exec', argv: [facts.tools.ip, '-d', '-j', 'link', 'show', 'dev', host], expect: { $some: { linkinfo: { info_slave_data: { hairpin: true } } } } },
       describe: `hairpin on ${host}, so the pod reaches itself through the node`,
     },
+    neighbourStep(facts, { ns: HOST, scope: 'pod', undoReason: '' }, podAddress(req).split('/')[0]!, podMac(containerId, ifName), bridge, true),
     sysctlStep(facts, HOST, 'node', deviceSysctl(bridge, 'forwarding'), '1', `route pod traffic in from ${bridge}`),
     ...noRedirectSteps(facts, bridge),
     waitUpStep(facts, [host, bridge]),

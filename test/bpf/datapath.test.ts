@@ -134,11 +134,12 @@ test('vxlan eBPF dataplane: two nodes, pods on both, over an underlay bridge', {
       const server = await startInNetns(to.ns, ['iperf3', '-s', '-1', '-p', '5201', '--forceflush'], /Server listening/);
       try {
         const r = JSON.parse(inNetns(from.ns, ['iperf3', '-c', to.ip, '-p', '5201', '-n', '8M', '-J']).stdout);
-        // The server stops counting when the client ends the test, a little before the last
-        // bytes are read; a path that broke large (GSO) segments would carry next to nothing.
+        // The server stops counting when the client ends the test, before the last bytes are
+        // read (under load 3.7 of 8 MiB were counted); a path that broke large (GSO) segments
+        // would carry next to nothing.
         const bytes = r.end.sum_received.bytes as number;
         assert.equal(r.error, undefined);
-        assert.ok(r.end.sum_sent.bytes >= 8 * 1024 * 1024 && bytes >= 4 * 1024 * 1024, `${from.ip} -> ${to.ip}: ${bytes} bytes received`);
+        assert.ok(r.end.sum_sent.bytes >= 8 * 1024 * 1024 && bytes >= 1024 * 1024, `${from.ip} -> ${to.ip}: ${bytes} bytes received`);
       } finally {
         await server.stop();
       }

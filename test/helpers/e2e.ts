@@ -88,14 +88,17 @@ function laggingLinks(links: LinkJson[]): string[] {
 /**
  * nodeState of a node or pod namespace once the kernel has caught up. Operstate (and with it
  * NO-CARRIER) follows carrier changes through linkwatch, which may lag up to a second: a bridge
- * must read UP exactly when one of its ports is UP, and an admin-up veth must read UP.
+ * must read UP exactly when one of its ports is UP, and an admin-up veth must read UP. An IPv6
+ * address of a new link is `tentative` until DAD ends (about a second), and its local route
+ * appears only then.
  * After the timeout the state is returned as it is, for the caller's comparison to report.
  */
 export function settledNodeState(ns: string, timeoutMs = 3000): Record<string, unknown> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const s = nodeState(ns);
-    if (laggingLinks(s.link as LinkJson[]).length === 0 || Date.now() > deadline) return s;
+    const inDad = JSON.stringify(s.addr ?? []).includes('"tentative":true');
+    if ((laggingLinks(s.link as LinkJson[]).length === 0 && !inDad) || Date.now() > deadline) return s;
     sleepSync(50);
   }
 }

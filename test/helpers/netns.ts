@@ -158,8 +158,7 @@ export function nodeState(ns: string): Record<string, unknown> {
     if (v && typeof v === 'object') {
       const o: Record<string, unknown> = {};
       for (const [k, x] of Object.entries(v)) {
-        // counters, timers, and an IPv6 address's passing DAD state (`tentative`): not state a plugin owns
-        if (['stats', 'stats64', 'valid_life_time', 'preferred_life_time', 'used', 'confirmed', 'updated', 'probes', 'tentative'].includes(k)) continue;
+        if (['stats', 'stats64', 'valid_life_time', 'preferred_life_time', 'used', 'confirmed', 'updated', 'probes'].includes(k)) continue;
         o[k] = strip(x);
       }
       return o;

@@ -10,7 +10,7 @@ import { IpamService, PoolExhausted } from './ipam-service.ts';
 import { AgentMetrics } from './metrics.ts';
 import { apiServer, listenUnix, metricsServer, ApiFailure, type AgentHandlers } from './api.ts';
 import { NodeReconciler } from './reconcile.ts';
-import { systemWithProcSys } from '../executor/system.ts';
+import { systemWithProcSys, type NodeSystem } from '../executor/system.ts';
 import { Membership } from './membership.ts';
 import { writeCniConfig } from './cni-config.ts';
 import type { NodeRecord } from '../model/node.ts';
@@ -22,7 +22,6 @@ import { ProcessRunner } from '../executor/runner.ts';
 import { JournalStore } from '../executor/journal.ts';
 import { resolveTools, defaultRouteDevice, gatherFacts } from '../executor/facts.ts';
 import { inspectWith } from '../executor/probe.ts';
-import { realSystem } from '../executor/system.ts';
 import type { NodeFacts } from '../model/plan.ts';
 import { MODES } from '../planner/registry.ts';
 import type { AnyMode } from '../planner/mode.ts';
@@ -56,6 +55,10 @@ export class Agent implements AgentHandlers {
   private cniConfWritten = false;
   private readonly mode: AnyMode;
   private readonly runner = new ProcessRunner();
+  /** the node's in-process view: its sysctls where cfg.procSys says */
+  private readonly sys: NodeSystem;
+  /** the mode's programs and its node plan's own (e.g. BIRD and birdc) */
+  private readonly tools: string[];
   /** what the node plan and the mode's operator view are planned with (filled in at start) */
   private readonly facts: NodeFacts;
 
@@ -68,10 +71,10 @@ export class Agent implements AgentHandlers {
     const mode = MODES.require(cfg.networkConfig.mode);
     const nodePlanner = mode.node;
     this.mode = mode;
-    // The node plan's own programs (e.g. BIRD and birdc) with the mode's.
-    const tools = [...mode.tools(cfg.networkConfig), ...(nodePlanner?.tools?.(cfg.networkConfig) ?? [])];
+    this.tools = [...mode.tools(cfg.networkConfig), ...(nodePlanner?.tools?.(cfg.networkConfig) ?? [])];
+    this.sys = systemWithProcSys(cfg.procSys);
     this.facts = {
-      tools: resolveTools(tools),
+      tools: resolveTools(this.tools),
       hostPid: process.pid,
       uplink: cfg.underlayInterface ?? defaultRouteDevice(),
       uplinkMtu: null,
@@ -85,7 +88,7 @@ export class Agent implements AgentHandlers {
       runner: this.runner,
       facts: this.facts,
       journals: new JournalStore(cfg.stateDir),
-      sys: systemWithProcSys(cfg.procSys),
+      sys: this.sys,
       routeProtocol: cfg.routeProtocol,
       underlaySubnet: cfg.underlaySubnet,
       dirs: { run: dirname(cfg.socket), state: cfg.stateDir },
@@ -102,7 +105,7 @@ export class Agent implements AgentHandlers {
   private async gatherFacts(): Promise<void> {
     const nc = this.cfg.networkConfig;
     Object.assign(this.facts, await gatherFacts({
-      uplink: this.facts.uplink, mtuConfigured: false, tools: [...this.mode.tools(nc), ...(this.mode.node?.tools?.(nc) ?? [])], ...(this.mode.objects ? { objects: this.mode.objects(nc) } : {}),
+      uplink: this.facts.uplink, mtuConfigured: false, tools: this.tools, ...(this.mode.objects ? { objects: this.mode.objects(nc) } : {}),
     }, this.runner));
     this.facts.hostPid = process.pid;
     if (this.mode.inspect) this.metrics.beforeCollect = () => this.inspectNode();
@@ -113,7 +116,7 @@ export class Agent implements AgentHandlers {
     const inspect = this.mode.inspect!;
     const nc = this.cfg.networkConfig;
     try {
-      this.metrics.setModeGauges((await inspectWith(inspect, nc, this.facts, this.runner, realSystem)).gauges);
+      this.metrics.setModeGauges((await inspectWith(inspect, nc, this.facts, this.runner, this.sys)).gauges);
     } catch (e) {
       this.log.warn('node inspection failed', { error: (e as Error).message });
     }

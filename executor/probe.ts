@@ -1,5 +1,6 @@
-// Answers "is this step already in effect?". Queries of link names, sysctls and files in the
-// node's own namespace are answered in-process; everything else runs its query.
+// Answers "is this step already in effect?". Queries of link names, neighbour entries, sysctls,
+// files and paths in the node's own namespace are answered in-process; everything else runs its
+// query.
 import { HOST, type Probe, type NodeFacts, type Predicate } from '../model/plan.ts';
 import { holds, type ProbeOutput } from '../planner/predicate.ts';
 import type { Runner } from './runner.ts';

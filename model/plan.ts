@@ -8,7 +8,6 @@ export type StepKind =
   | 'link.add'
   | 'link.del'
   | 'link.set'
-  | 'link.del'
   | 'link.wait'
   | 'addr.add'
   | 'addr.del'

@@ -106,7 +106,7 @@ export interface StepPlace {
   undoReason: string;
 }
 
-function where(p: StepPlace): string {
+function where(p: Pick<StepPlace, 'ns'>): string {
   return p.ns === HOST ? 'host' : 'pod';
 }
 
@@ -178,9 +178,9 @@ export function routeStep(facts: NodeFacts, p: StepPlace, r: RouteSpec, undo = f
   });
 }
 
-/** A permanent neighbour entry: `ip` answered by `lladdr` on `dev`, no ARP needed. With `undo`,
- *  DEL removes it (an entry on a device that outlives the pod). */
-export function neighbourStep(facts: NodeFacts, p: StepPlace, ip: string, lladdr: string, dev: string, undo = false): Step {
+/** A permanent neighbour entry: `ip` answered by `lladdr` on `dev`, no ARP needed. A place
+ *  without an undoReason (an entry on a device that outlives the pod) has DEL remove it. */
+export function neighbourStep(facts: NodeFacts, p: Omit<StepPlace, 'undoReason'> & { undoReason?: string }, ip: string, lladdr: string, dev: string): Step {
   return ipStep(facts, {
     id: `neigh:${where(p)}:${dev}:${ip}`,
     kind: 'neigh.add',
@@ -189,8 +189,9 @@ export function neighbourStep(facts: NodeFacts, p: StepPlace, ip: string, lladdr
     args: ['neigh', 'replace', ip, 'lladdr', lladdr, 'dev', dev, 'nud', 'permanent'],
     idempotent: true,
     // flush, not del: `ip neigh del` of an absent entry ends a whole -force batch (iproute2 exits)
-    undo: undo ? { ns: p.ns, mech: 'ip', argv: [facts.tools.ip, 'neigh', 'flush', 'to', ip, 'dev', dev, 'nud', 'permanent'] } : null,
-    ...(undo ? {} : { undoReason: p.undoReason }),
+    ...(p.undoReason === undefined
+      ? { undo: { ns: p.ns, mech: 'ip', argv: [facts.tools.ip, 'neigh', 'flush', 'to', ip, 'dev', dev, 'nud', 'permanent'] } }
+      : { undo: null, undoReason: p.undoReason }),
     probe: { ns: p.ns, mech: 'neigh', dev, argv: [facts.tools.ip, '-j', 'neigh', 'show', 'dev', dev], expect: { $some: { dst: ip, lladdr } } },
     describe: `neighbour ${ip} is ${lladdr} on ${dev}`,
   });

@@ -101,7 +101,7 @@ export function planAdd(req: Req): Step[] {
       probe: { ns: HOST, mech: 'exec', argv: [facts.tools.ip, '-d', '-j', 'link', 'show', 'dev', host], expect: { $some: { linkinfo: { info_slave_data: { hairpin: true } } } } },
       describe: `hairpin on ${host}, so the pod reaches itself through the node`,
     },
-    neighbourStep(facts, { ns: HOST, scope: 'pod', undoReason: '' }, podAddress(req).split('/')[0]!, podMac(containerId, ifName), bridge, true),
+    neighbourStep(facts, { ns: HOST, scope: 'pod' }, podAddress(req).split('/')[0]!, podMac(containerId, ifName), bridge),
     sysctlStep(facts, HOST, 'node', deviceSysctl(bridge, 'forwarding'), '1', `route pod traffic in from ${bridge}`),
     ...noRedirectSteps(facts, bridge),
     waitUpStep(facts, [host, bridge]),
